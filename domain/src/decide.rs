@@ -1,0 +1,452 @@
+//! The pure decision the server makes before appending a client's event: given what it
+//! knows ([`WriteFacts`]), is this signed event allowed on the project's log?
+//!
+//! The API gathers the facts (registered keys, whether a recipient or `reply_to`
+//! exists); this module holds every rule, so the rules are tested without any server.
+
+use crate::crypto::PublicKey;
+use crate::event::{fields, Actor, Envelope, EventBody, EventKind, ENVELOPE_VERSION};
+use crate::ids::{AgentId, AgentName, EventId, ProjectId};
+
+/// Largest total ciphertext of one event's sealed fields (64 KiB of content plus overhead).
+pub const MAX_SEALED_BYTES: usize = 64 * 1024 + 1024;
+/// Longest time-to-live a message may ask for (90 days).
+pub const MAX_TTL_S: u32 = 90 * 24 * 3600;
+
+/// Whether something an event refers to exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lookup {
+    /// The event refers to nothing of this sort.
+    #[default]
+    NotReferenced,
+    Found,
+    Missing,
+    InAnotherProject,
+}
+
+/// What the server knows when it decides.
+#[derive(Debug, Clone)]
+pub struct WriteFacts {
+    /// The project the caller is scoped to (its token's project, or the admin's request).
+    pub project: ProjectId,
+    /// Who is calling: `Owner` through the admin routes, the token's agent otherwise.
+    pub caller: Actor,
+    /// The project's owner key, when the project exists.
+    pub owner_key: Option<PublicKey>,
+    /// The calling agent's registered signing key.
+    pub caller_key: Option<PublicKey>,
+    pub recipient: Lookup,
+    pub reply_to: Lookup,
+    /// An agent of this name already exists in the project.
+    pub agent_name_taken: bool,
+    /// An agent with this id already exists (in any project).
+    pub agent_id_taken: bool,
+}
+
+impl WriteFacts {
+    pub fn new(project: ProjectId, caller: Actor) -> Self {
+        Self {
+            project,
+            caller,
+            owner_key: None,
+            caller_key: None,
+            recipient: Lookup::NotReferenced,
+            reply_to: Lookup::NotReferenced,
+            agent_name_taken: false,
+            agent_id_taken: false,
+        }
+    }
+}
+
+/// Why an event was refused. Each variant names the rule that was broken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("event envelope version {found} is not supported (this server writes version {ENVELOPE_VERSION})")]
+    UnsupportedVersion { found: u16 },
+    #[error("event is for project {found}, but the caller belongs to project {expected}")]
+    WrongProject {
+        expected: ProjectId,
+        found: ProjectId,
+    },
+    #[error("event names {claimed} as its actor, but the caller is {caller}")]
+    ActorIsNotCaller { claimed: Actor, caller: Actor },
+    #[error("{kind} events can only be written by {allowed}")]
+    NotAllowedForActor {
+        kind: &'static str,
+        allowed: &'static str,
+    },
+    #[error("project {0} already exists")]
+    ProjectAlreadyExists(ProjectId),
+    #[error("project {0} does not exist")]
+    UnknownProject(ProjectId),
+    #[error("signature does not verify against the actor's registered public key")]
+    BadSignature,
+    #[error("events must not carry `prev`: the log sets the chain link when it appends")]
+    ChainSetByClient,
+    #[error("sealed field `{0}` is required")]
+    MissingSealedField(&'static str),
+    #[error("sealed field `{0}` is not allowed here")]
+    UnexpectedSealedField(String),
+    #[error("sealed content is {found} bytes; the limit is {limit}")]
+    ContentTooLarge { found: usize, limit: usize },
+    #[error("no agent {0} in this project")]
+    UnknownRecipient(AgentId),
+    #[error("reply_to names message {0}, which does not exist")]
+    ReplyToUnknownMessage(EventId),
+    #[error("reply_to names message {0} of another project")]
+    ReplyAcrossProjects(EventId),
+    #[error("an agent named `{0}` already exists in this project")]
+    AgentNameTaken(AgentName),
+    #[error("agent id {0} is already registered")]
+    AgentIdTaken(AgentId),
+    #[error("ttl_s must be between 1 and {MAX_TTL_S} seconds")]
+    InvalidTtl,
+}
+
+impl Rejection {
+    /// A stable, machine-readable code for the API's error shape.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnsupportedVersion { .. } => "unsupported_version",
+            Self::WrongProject { .. } => "wrong_project",
+            Self::ActorIsNotCaller { .. } => "actor_is_not_caller",
+            Self::NotAllowedForActor { .. } => "not_allowed_for_actor",
+            Self::ProjectAlreadyExists(_) => "project_already_exists",
+            Self::UnknownProject(_) => "unknown_project",
+            Self::BadSignature => "bad_signature",
+            Self::ChainSetByClient => "chain_set_by_client",
+            Self::MissingSealedField(_) => "missing_sealed_field",
+            Self::UnexpectedSealedField(_) => "unexpected_sealed_field",
+            Self::ContentTooLarge { .. } => "content_too_large",
+            Self::UnknownRecipient(_) => "unknown_recipient",
+            Self::ReplyToUnknownMessage(_) => "reply_to_unknown_message",
+            Self::ReplyAcrossProjects(_) => "reply_across_projects",
+            Self::AgentNameTaken(_) => "agent_name_taken",
+            Self::AgentIdTaken(_) => "agent_id_taken",
+            Self::InvalidTtl => "invalid_ttl",
+        }
+    }
+}
+
+/// Decides whether `event` may be appended to its project's log.
+pub fn decide(facts: &WriteFacts, event: &Envelope) -> Result<(), Rejection> {
+    if event.v != ENVELOPE_VERSION {
+        return Err(Rejection::UnsupportedVersion { found: event.v });
+    }
+    if event.project != facts.project {
+        return Err(Rejection::WrongProject {
+            expected: facts.project,
+            found: event.project,
+        });
+    }
+    if event.actor != facts.caller {
+        return Err(Rejection::ActorIsNotCaller {
+            claimed: event.actor,
+            caller: facts.caller,
+        });
+    }
+    if event.prev.is_some() {
+        return Err(Rejection::ChainSetByClient);
+    }
+    let kind = event.body.kind();
+    let owner_only = matches!(kind, EventKind::ProjectCreated | EventKind::AgentRegistered);
+    match (owner_only, event.actor) {
+        (true, Actor::Agent(_)) => {
+            return Err(Rejection::NotAllowedForActor {
+                kind: kind.as_str(),
+                allowed: "the project owner",
+            })
+        }
+        (false, Actor::Owner) => {
+            return Err(Rejection::NotAllowedForActor {
+                kind: kind.as_str(),
+                allowed: "an agent",
+            })
+        }
+        _ => {}
+    }
+    let sealed_len = event.sealed_len();
+    if sealed_len > MAX_SEALED_BYTES {
+        return Err(Rejection::ContentTooLarge {
+            found: sealed_len,
+            limit: MAX_SEALED_BYTES,
+        });
+    }
+
+    match &event.body {
+        EventBody::ProjectCreated(created) => {
+            if facts.owner_key.is_some() {
+                return Err(Rejection::ProjectAlreadyExists(event.project));
+            }
+            // The project's first event is signed by the key it introduces.
+            verify(event, &created.owner_key)?;
+            expect_sealed_fields(event, &[], &[])
+        }
+        EventBody::AgentRegistered(registered) => {
+            let owner_key = facts
+                .owner_key
+                .ok_or(Rejection::UnknownProject(event.project))?;
+            verify(event, &owner_key)?;
+            if facts.agent_id_taken {
+                return Err(Rejection::AgentIdTaken(registered.agent));
+            }
+            if facts.agent_name_taken {
+                return Err(Rejection::AgentNameTaken(registered.name.clone()));
+            }
+            expect_sealed_fields(event, &[], &[])
+        }
+        EventBody::MessageSent(sent) => {
+            let caller_key = facts.caller_key.ok_or(Rejection::BadSignature)?;
+            verify(event, &caller_key)?;
+            expect_sealed_fields(
+                event,
+                &[fields::BODY],
+                if sent.topic_ix.is_some() {
+                    &[fields::TOPIC][..]
+                } else {
+                    &[]
+                },
+            )?;
+            if sent.topic_ix.is_none() && event.sealed.contains_key(fields::TOPIC) {
+                return Err(Rejection::UnexpectedSealedField(fields::TOPIC.into()));
+            }
+            if sent.ttl_s.is_some_and(|ttl| ttl == 0 || ttl > MAX_TTL_S) {
+                return Err(Rejection::InvalidTtl);
+            }
+            if let Some(to) = sent.to {
+                if facts.recipient != Lookup::Found {
+                    return Err(Rejection::UnknownRecipient(to));
+                }
+            }
+            if let Some(parent) = sent.reply_to {
+                match facts.reply_to {
+                    Lookup::Found => {}
+                    Lookup::InAnotherProject => return Err(Rejection::ReplyAcrossProjects(parent)),
+                    _ => return Err(Rejection::ReplyToUnknownMessage(parent)),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn verify(event: &Envelope, key: &PublicKey) -> Result<(), Rejection> {
+    event
+        .verify_signature(key)
+        .map_err(|_| Rejection::BadSignature)
+}
+
+/// Every `required` field present; nothing beyond `required` and `also_required`.
+fn expect_sealed_fields(
+    event: &Envelope,
+    required: &[&'static str],
+    also_required: &[&'static str],
+) -> Result<(), Rejection> {
+    for field in required.iter().chain(also_required) {
+        if !event.sealed.contains_key(*field) {
+            return Err(Rejection::MissingSealedField(field));
+        }
+    }
+    for name in event.sealed.keys() {
+        if !required.contains(&name.as_str()) && !also_required.contains(&name.as_str()) {
+            return Err(Rejection::UnexpectedSealedField(name.clone()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SigningKey;
+    use crate::event::MessageSent;
+    use crate::test_support::{message_from, message_with, Project};
+
+    fn facts_for(project: &Project, sender: &crate::test_support::Agent) -> WriteFacts {
+        WriteFacts {
+            owner_key: Some(project.owner.public_key()),
+            caller_key: Some(sender.key.public_key()),
+            ..WriteFacts::new(project.id, Actor::Agent(sender.id))
+        }
+    }
+
+    #[test]
+    fn a_well_formed_broadcast_is_accepted() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let event = message_from(&project, &alice, "hi all");
+        assert_eq!(decide(&facts_for(&project, &alice), &event), Ok(()));
+    }
+
+    #[test]
+    fn a_bad_signature_is_rejected() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let mut event = message_from(&project, &alice, "hi");
+        event.sig.flip_bit_for_test(9);
+        assert_eq!(
+            decide(&facts_for(&project, &alice), &event),
+            Err(Rejection::BadSignature)
+        );
+    }
+
+    #[test]
+    fn an_event_signed_by_another_key_is_rejected() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let mut facts = facts_for(&project, &alice);
+        facts.caller_key = Some(SigningKey::generate().public_key());
+        let event = message_from(&project, &alice, "hi");
+        assert_eq!(decide(&facts, &event), Err(Rejection::BadSignature));
+    }
+
+    #[test]
+    fn a_changed_recipient_breaks_the_signature() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let mut event = message_from(&project, &alice, "hi");
+        if let EventBody::MessageSent(sent) = &mut event.body {
+            sent.to = Some(crate::ids::AgentId::generate());
+        }
+        let mut facts = facts_for(&project, &alice);
+        facts.recipient = Lookup::Found;
+        assert_eq!(decide(&facts, &event), Err(Rejection::BadSignature));
+    }
+
+    #[test]
+    fn a_message_to_an_unknown_agent_is_rejected() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let bob = crate::ids::AgentId::generate();
+        let event = message_with(
+            &project,
+            &alice,
+            MessageSent {
+                to: Some(bob),
+                reply_to: None,
+                ttl_s: None,
+                topic_ix: None,
+            },
+            "hi",
+        );
+        let mut facts = facts_for(&project, &alice);
+        facts.recipient = Lookup::Missing;
+        assert_eq!(
+            decide(&facts, &event),
+            Err(Rejection::UnknownRecipient(bob))
+        );
+    }
+
+    #[test]
+    fn a_reply_across_projects_is_rejected() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let parent = EventId::generate();
+        let event = message_with(
+            &project,
+            &alice,
+            MessageSent {
+                to: None,
+                reply_to: Some(parent),
+                ttl_s: None,
+                topic_ix: None,
+            },
+            "re",
+        );
+        let mut facts = facts_for(&project, &alice);
+        facts.reply_to = Lookup::InAnotherProject;
+        assert_eq!(
+            decide(&facts, &event),
+            Err(Rejection::ReplyAcrossProjects(parent))
+        );
+        facts.reply_to = Lookup::Missing;
+        assert_eq!(
+            decide(&facts, &event),
+            Err(Rejection::ReplyToUnknownMessage(parent))
+        );
+    }
+
+    #[test]
+    fn an_agent_cannot_write_for_another_project_or_actor() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let event = message_from(&project, &alice, "hi");
+        let mut facts = facts_for(&project, &alice);
+        facts.project = ProjectId::generate();
+        assert!(matches!(
+            decide(&facts, &event),
+            Err(Rejection::WrongProject { .. })
+        ));
+        let mut facts = facts_for(&project, &alice);
+        facts.caller = Actor::Agent(crate::ids::AgentId::generate());
+        assert!(matches!(
+            decide(&facts, &event),
+            Err(Rejection::ActorIsNotCaller { .. })
+        ));
+    }
+
+    #[test]
+    fn a_client_cannot_choose_the_chain_link() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let mut event = message_from(&project, &alice, "hi");
+        event.prev = Some(crate::event::ChainLink {
+            seq: crate::ids::Seq(1),
+            hash: event.hash(),
+        });
+        assert_eq!(
+            decide(&facts_for(&project, &alice), &event),
+            Err(Rejection::ChainSetByClient)
+        );
+    }
+
+    #[test]
+    fn a_message_without_a_sealed_body_is_refused() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let event = crate::event::Draft::new(
+            project.id,
+            Actor::Agent(alice.id),
+            EventBody::MessageSent(MessageSent {
+                to: None,
+                reply_to: None,
+                ttl_s: None,
+                topic_ix: None,
+            }),
+        )
+        .sign(&alice.key);
+        assert_eq!(
+            decide(&facts_for(&project, &alice), &event),
+            Err(Rejection::MissingSealedField(fields::BODY))
+        );
+    }
+
+    #[test]
+    fn oversize_content_is_refused() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let event = message_from(&project, &alice, &"x".repeat(MAX_SEALED_BYTES));
+        assert!(matches!(
+            decide(&facts_for(&project, &alice), &event),
+            Err(Rejection::ContentTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn only_the_owner_registers_agents() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let registration = project.registration_of(&alice);
+        let mut facts = WriteFacts::new(project.id, Actor::Owner);
+        facts.owner_key = Some(project.owner.public_key());
+        assert_eq!(decide(&facts, &registration), Ok(()));
+        facts.agent_name_taken = true;
+        assert!(matches!(
+            decide(&facts, &registration),
+            Err(Rejection::AgentNameTaken(_))
+        ));
+        facts.agent_name_taken = false;
+        facts.owner_key = Some(SigningKey::generate().public_key());
+        assert_eq!(decide(&facts, &registration), Err(Rejection::BadSignature));
+    }
+}

@@ -1,0 +1,89 @@
+//! The event kinds (version 1): past-tense facts with their clear metadata. Content lives
+//! in the envelope's sealed fields, never here.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{BlindIndex, PublicKey, TokenHash};
+use crate::ids::{AgentId, AgentName, EventId, ProjectName};
+
+/// What happened, with the clear metadata the server needs to route it.
+/// Serialised as `"kind": "...", "meta": {...}` inside the envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "meta", rename_all = "snake_case")]
+pub enum EventBody {
+    ProjectCreated(ProjectCreated),
+    AgentRegistered(AgentRegistered),
+    MessageSent(MessageSent),
+}
+
+impl EventBody {
+    /// The wire name of the kind (`"message_sent"`…).
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Self::ProjectCreated(_) => EventKind::ProjectCreated,
+            Self::AgentRegistered(_) => EventKind::AgentRegistered,
+            Self::MessageSent(_) => EventKind::MessageSent,
+        }
+    }
+}
+
+/// The kinds of event, for filters and error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    ProjectCreated,
+    AgentRegistered,
+    MessageSent,
+}
+
+impl EventKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::ProjectCreated => "project_created",
+            Self::AgentRegistered => "agent_registered",
+            Self::MessageSent => "message_sent",
+        }
+    }
+}
+
+/// A project came to be. Signed by the owner key it names: the root of trust for
+/// everything registered after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectCreated {
+    pub name: ProjectName,
+    /// The owner's Ed25519 key; agent registrations must be signed by it.
+    pub owner_key: PublicKey,
+}
+
+/// An agent joined the project, vouched for by the owner's signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRegistered {
+    pub agent: AgentId,
+    pub name: AgentName,
+    /// The agent's Ed25519 key; its events must be signed by it.
+    pub signing_key: PublicKey,
+    /// SHA-256 of the agent's bearer token (the token itself never leaves its key file).
+    pub token_hash: TokenHash,
+}
+
+/// An agent sent a message to one agent (`to`) or to everyone (`to` absent).
+/// Sealed fields: `body` always, `topic` exactly when `topic_ix` is present.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageSent {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<AgentId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<EventId>,
+    /// Seconds the message lives; absent means the project default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_s: Option<u32>,
+    /// Blind index of the topic, so the server can group by topic without reading it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_ix: Option<BlindIndex>,
+}
+
+/// Sealed field names.
+pub mod fields {
+    pub const BODY: &str = "body";
+    pub const TOPIC: &str = "topic";
+}

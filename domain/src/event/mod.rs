@@ -1,0 +1,11 @@
+//! Events: the envelope every event is stored in, the kinds of event, canonical bytes
+//! for signatures, and the project hash chain.
+
+pub mod canonical;
+mod chain;
+mod envelope;
+mod kinds;
+
+pub use chain::{ChainError, ChainVerifier};
+pub use envelope::{Actor, ChainLink, Draft, Envelope, EventHash, ENVELOPE_VERSION};
+pub use kinds::{fields, AgentRegistered, EventBody, EventKind, MessageSent, ProjectCreated};

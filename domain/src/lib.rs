@@ -1,0 +1,72 @@
+//! NexySync's domain: the shapes and rules every other crate agrees on, with no I/O.
+//!
+//! # Layout
+//! - [`ids`]: newtype ids (project, agent, event as UUIDv7, stream sequence) and names.
+//! - [`crypto`]: client-side crypto: project key and HKDF subkeys, AES-256-GCM sealing with
+//!   key commitment and field binding, HMAC blind indexes, Ed25519 signatures, tokens.
+//! - [`event`]: the envelope (version 1), event kinds, canonical signing bytes, the hash
+//!   chain and its verifier.
+//! - [`decide`]: the pure decision whether a signed event may be appended.
+//! - [`wire`]: the HTTP API's JSON shapes, shared by server and client.
+//!
+//! # Invariants
+//! - Content is sealed on the client; nothing here sends or stores plaintext.
+//! - An event's signature covers its clear metadata and the digest of every sealed field;
+//!   its hash also covers the signature and the link to the previous event.
+//! - No tokio, sqlx, axum or async-nats: this crate is pure.
+
+pub mod crypto;
+pub mod decide;
+pub mod event;
+pub mod ids;
+pub mod wire;
+
+#[cfg(test)]
+mod test_support;
+
+#[cfg(test)]
+mod envelope_tests {
+    use crate::event::{fields, Envelope};
+    use crate::test_support::{message_from, Project};
+
+    #[test]
+    fn an_envelope_survives_its_json_form_and_still_verifies() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let event = message_from(&project, &alice, "hello");
+        let json = event.to_json();
+        let back: Envelope = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, event);
+        assert!(back.verify_signature(&alice.key.public_key()).is_ok());
+        assert_eq!(back.hash(), event.hash());
+        assert_eq!(
+            back.open(&project.keys, fields::BODY).unwrap().unwrap(),
+            b"hello"
+        );
+    }
+
+    #[test]
+    fn the_stored_form_holds_no_plaintext() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let event = message_from(&project, &alice, "canary-7f3a9");
+        let json = String::from_utf8(event.to_json()).unwrap();
+        assert!(!json.contains("canary-7f3a9"));
+    }
+
+    #[test]
+    fn a_sealed_field_swapped_between_events_fails_to_open_and_to_verify() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let first = message_from(&project, &alice, "first");
+        let mut second = message_from(&project, &alice, "second");
+        second
+            .sealed
+            .insert(fields::BODY.into(), first.sealed[fields::BODY].clone());
+        assert!(second.verify_signature(&alice.key.public_key()).is_err());
+        assert!(matches!(
+            second.open(&project.keys, fields::BODY),
+            Err(crate::crypto::OpenError::Misplaced { .. })
+        ));
+    }
+}

@@ -1,0 +1,117 @@
+//! The HTTP API's JSON shapes, shared by the server (`api`) and the client (`mcp`) so the
+//! two can never disagree. Events travel as [`Envelope`]s: ciphertext and signatures only.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::PublicKey;
+use crate::event::Envelope;
+use crate::ids::{AgentId, AgentName, EventId, ProjectId, ProjectName, Seq};
+
+/// Default and largest page size of list endpoints.
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 500;
+
+/// Answer to an accepted write: the event's id and its stream sequence, for
+/// read-your-writes (`min_seq`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appended {
+    pub id: EventId,
+    pub seq: Seq,
+    /// True when this event id had already been appended (a retried request).
+    pub duplicate: bool,
+}
+
+/// An event as read back: its position in the log and its envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub seq: Seq,
+    pub event: Envelope,
+}
+
+/// A page of an agent's inbox (direct messages to it and broadcasts), oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessagePage {
+    pub messages: Vec<StoredEvent>,
+    /// Pass as `since_seq` to get the next page.
+    pub next_since_seq: Seq,
+    pub has_more: bool,
+}
+
+/// A thread: every message reachable through `reply_to` from the root that the caller
+/// may read, in log order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thread {
+    pub root: EventId,
+    pub messages: Vec<StoredEvent>,
+}
+
+/// Who the token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoAmI {
+    pub project: ProjectId,
+    pub project_name: ProjectName,
+    pub agent: AgentId,
+    pub agent_name: AgentName,
+}
+
+/// One agent of the project, with the signed registration that vouches for its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub id: AgentId,
+    pub name: AgentName,
+    pub signing_key: PublicKey,
+    pub registration: StoredEvent,
+}
+
+/// The project's agents. Clients verify each registration against the owner key they
+/// hold, so the server cannot slip in a key of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentList {
+    pub agents: Vec<AgentInfo>,
+}
+
+/// The one error shape of the API: `{ "error": { "code", "message" } }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+/// Server-sent events of `GET /v1/stream`. The SSE `id:` is the stream sequence.
+pub mod sse {
+    use serde::{Deserialize, Serialize};
+
+    use crate::ids::Seq;
+
+    /// A message for this agent; `data` is a [`super::StoredEvent`].
+    pub const NEW_MESSAGE: &str = "new_message";
+    /// The stream fell behind and closes; reconnect with `Last-Event-ID` to catch up.
+    /// `data` is a [`CatchUp`].
+    pub const CATCH_UP: &str = "catch_up";
+    /// The resume cursor is older than what the server still holds; `data` is a
+    /// [`CursorTooOld`]. The client should re-read its inbox from `oldest_seq`.
+    pub const CURSOR_TOO_OLD: &str = "cursor_too_old";
+    /// The stream is live: every event up to `seq` has been sent. `data` is a [`Ready`].
+    pub const READY: &str = "ready";
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct CatchUp {
+        pub last_seq: Seq,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct CursorTooOld {
+        pub requested: Seq,
+        pub oldest_seq: Seq,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Ready {
+        pub seq: Seq,
+    }
+}
