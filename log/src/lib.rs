@@ -1,1 +1,130 @@
-//! placeholder
+//! NexySync's log: the JetStream stream that is the source of truth.
+//!
+//! # Layout
+//! - [`EventLog::connect`]: checks the server has JetStream, creates or adopts the stream.
+//! - `names`: stream and subject names under a configurable prefix.
+//! - `append`: conditional, idempotent appends that set each event's chain link.
+//! - `read`: ordered reads of the whole log or of one project, from any sequence.
+//!
+//! # Invariants
+//! - One stream for every project's audited events; one subject per project, so a
+//!   project's history is one ordered subject.
+//! - Every append carries `Nats-Msg-Id` = event id (a retry never makes a second event) and
+//!   `Nats-Expected-Last-Subject-Sequence` (no event is chained onto a stale head).
+//! - Works on nats-server 2.9 (Debian) and current releases.
+
+mod append;
+mod error;
+mod names;
+mod read;
+
+pub use append::{AppendOutcome, HEADER_EVENT_KIND};
+pub use error::LogError;
+pub use names::{Prefix, PrefixError};
+pub use read::{EventStream, RawEvent};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use nexysync_domain::ids::ProjectId;
+use tokio::sync::Mutex;
+
+/// Largest event accepted by the stream (the API limits bodies well below this).
+const MAX_EVENT_BYTES: i32 = 1024 * 1024;
+/// How long JetStream remembers event ids for deduplication.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+/// A handle on the event stream, shared by every task of a process.
+#[derive(Clone, Debug)]
+pub struct EventLog {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    jetstream: jetstream::Context,
+    stream: stream::Stream,
+    prefix: Prefix,
+    /// Per project, the last appended event as this process knows it (seq, hash).
+    heads: Mutex<HashMap<ProjectId, Arc<Mutex<append::Head>>>>,
+}
+
+impl EventLog {
+    /// Adopts (or creates) the stream for `prefix` on the server `client` is connected to.
+    /// Fails with [`LogError::JetStreamUnavailable`] when the server runs without JetStream.
+    pub async fn connect(client: async_nats::Client, prefix: Prefix) -> Result<Self, LogError> {
+        check_jetstream(&client).await?;
+        let jetstream = jetstream::new(client);
+        let stream = jetstream
+            .get_or_create_stream(stream::Config {
+                name: prefix.stream_name(),
+                subjects: vec![prefix.all_events_subject()],
+                description: Some("NexySync: every project's audited events".into()),
+                storage: stream::StorageType::File,
+                retention: stream::RetentionPolicy::Limits,
+                discard: stream::DiscardPolicy::Old,
+                max_message_size: MAX_EVENT_BYTES,
+                duplicate_window: DUPLICATE_WINDOW,
+                allow_direct: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                LogError::Stream(format!("failed to create or open the event stream: {e}"))
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                jetstream,
+                stream,
+                prefix,
+                heads: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The prefix this log lives under.
+    pub fn prefix(&self) -> &Prefix {
+        &self.inner.prefix
+    }
+
+    /// The stream's last sequence (0 when empty).
+    pub async fn last_seq(&self) -> Result<u64, LogError> {
+        let info = self
+            .inner
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| LogError::Stream(format!("failed to read stream info: {e}")))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// The raw JetStream context, for benchmarks that measure the floor beside us.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.inner.jetstream
+    }
+
+    pub(crate) fn stream(&self) -> &stream::Stream {
+        &self.inner.stream
+    }
+}
+
+/// Asks the server for its JetStream account info (`$JS.API.INFO`): no responder, or an
+/// error answer, means JetStream is off for this account.
+async fn check_jetstream(client: &async_nats::Client) -> Result<(), LogError> {
+    let reply = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.request("$JS.API.INFO", bytes::Bytes::new()),
+    )
+    .await
+    .map_err(|_| LogError::JetStreamUnavailable("no answer to $JS.API.INFO within 5 s".into()))?
+    .map_err(|e| LogError::JetStreamUnavailable(e.to_string()))?;
+    let answer: serde_json::Value = serde_json::from_slice(&reply.payload).map_err(|e| {
+        LogError::JetStreamUnavailable(format!("unreadable $JS.API.INFO answer: {e}"))
+    })?;
+    match answer.get("error") {
+        Some(error) => Err(LogError::JetStreamUnavailable(error.to_string())),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,148 @@
+//! Appending events: conditional on the project's last sequence, idempotent by event id,
+//! and chained to the project's previous event.
+
+use std::sync::Arc;
+
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use nexysync_domain::event::{ChainLink, Envelope};
+use nexysync_domain::ids::{ProjectId, Seq};
+use tokio::sync::Mutex;
+use tracing::{debug, instrument};
+
+use crate::{EventLog, LogError};
+
+/// Header naming the event kind, so readers can skip kinds without parsing the body.
+pub const HEADER_EVENT_KIND: &str = "Nexysync-Kind";
+
+/// Conflicts tolerated before an append gives up (another writer keeps winning).
+const MAX_ATTEMPTS: u32 = 16;
+
+/// What this process believes is the last event of a project.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Head {
+    /// Not known yet, or invalidated by a conflict: read it from the stream.
+    Unknown,
+    /// The project has no event yet.
+    Empty,
+    At(ChainLink),
+}
+
+/// The result of an append.
+#[derive(Debug, Clone)]
+pub struct AppendOutcome {
+    pub seq: Seq,
+    /// The event id was already in the log (a retried request); nothing new was written.
+    pub duplicate: bool,
+    /// The event as stored, with its chain link (meaningless when `duplicate`).
+    pub event: Envelope,
+}
+
+impl EventLog {
+    /// Appends `event` to its project's subject. Sets `prev` to the project's last event
+    /// and makes the append conditional on it; on a conflict (another writer appended
+    /// first) re-reads the head and tries again. A retried event id is answered with the
+    /// original sequence and `duplicate: true`.
+    #[instrument(skip_all, fields(project = %event.project, event = %event.id))]
+    pub async fn append(&self, mut event: Envelope) -> Result<AppendOutcome, LogError> {
+        let slot = self.head_slot(event.project).await;
+        // Appends to one project are serialised in this process: each must know the last.
+        let mut head = slot.lock().await;
+        let subject = self.prefix().project_subject(event.project);
+        let kind = event.body.kind().as_str();
+        for attempt in 1..=MAX_ATTEMPTS {
+            if let Head::Unknown = *head {
+                *head = self.read_head(event.project).await?;
+            }
+            let (expected, prev) = match *head {
+                Head::At(link) => (link.seq.0, Some(link)),
+                _ => (0, None),
+            };
+            event.prev = prev;
+            let publish = PublishMessage::build()
+                .payload(event.to_json().into())
+                .message_id(event.id.to_string())
+                .expected_last_subject_sequence(expected)
+                .header(HEADER_EVENT_KIND, kind);
+            let acked = match self
+                .jetstream()
+                .send_publish(subject.clone(), publish)
+                .await
+            {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            match acked {
+                Ok(ack) if ack.duplicate => {
+                    debug!(seq = ack.sequence, "event id already in the log");
+                    return Ok(AppendOutcome {
+                        seq: Seq(ack.sequence),
+                        duplicate: true,
+                        event,
+                    });
+                }
+                Ok(ack) => {
+                    let seq = Seq(ack.sequence);
+                    *head = Head::At(ChainLink {
+                        seq,
+                        hash: event.hash(),
+                    });
+                    return Ok(AppendOutcome {
+                        seq,
+                        duplicate: false,
+                        event,
+                    });
+                }
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    debug!(
+                        attempt,
+                        "another writer appended first; re-reading the head"
+                    );
+                    *head = Head::Unknown;
+                }
+                Err(e) => {
+                    *head = Head::Unknown;
+                    return Err(LogError::Append(e.to_string()));
+                }
+            }
+        }
+        Err(LogError::TooMuchContention {
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    async fn head_slot(&self, project: ProjectId) -> Arc<Mutex<Head>> {
+        let mut heads = self.inner.heads.lock().await;
+        heads
+            .entry(project)
+            .or_insert_with(|| Arc::new(Mutex::new(Head::Unknown)))
+            .clone()
+    }
+
+    /// Reads the project's last event from the stream.
+    async fn read_head(&self, project: ProjectId) -> Result<Head, LogError> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
+        let subject = self.prefix().project_subject(project);
+        match self
+            .stream()
+            .get_last_raw_message_by_subject(&subject)
+            .await
+        {
+            Ok(message) => {
+                let event: Envelope =
+                    serde_json::from_slice(&message.payload).map_err(|e| LogError::Corrupt {
+                        seq: message.sequence,
+                        reason: e.to_string(),
+                    })?;
+                Ok(Head::At(ChainLink {
+                    seq: Seq(message.sequence),
+                    hash: event.hash(),
+                }))
+            }
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(Head::Empty),
+            Err(e) => Err(LogError::Read(format!(
+                "failed to read the last event of project {project}: {e}"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Errors at the log boundary.
+
+/// What went wrong talking to the log.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("the NATS server has no JetStream (start nats-server with -js): {0}")]
+    JetStreamUnavailable(String),
+    #[error("{0}")]
+    Stream(String),
+    #[error("append to the log failed: {0}")]
+    Append(String),
+    #[error("gave up appending after {attempts} conflicting concurrent appends")]
+    TooMuchContention { attempts: u32 },
+    #[error("event at seq {seq} in the log is not a valid event envelope: {reason}")]
+    Corrupt { seq: u64, reason: String },
+    #[error("reading the log failed: {0}")]
+    Read(String),
+}
