@@ -1,0 +1,168 @@
+//! The fan-out hub: each API instance tails the log once and hands every event to the
+//! SSE streams of its project, in memory.
+//!
+//! Ordering contract with subscribers: under one lock the hub records an event's sequence
+//! as its position and sends it; a subscriber, under the same lock, subscribes and reads
+//! the position. So every event after the position a subscriber saw reaches it through
+//! its receiver, and everything up to that position is in the log (and, once projected,
+//! in the read models) for the subscriber's backlog.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use nexysync_domain::event::{Actor, EventBody};
+use nexysync_domain::ids::{AgentId, ProjectId, Seq};
+use nexysync_log::EventLog;
+use tokio::sync::{broadcast, watch};
+use tracing::{info, warn};
+
+/// One event as the hub hands it out.
+#[derive(Debug)]
+pub struct HubEvent {
+    pub seq: Seq,
+    pub actor: Option<AgentId>,
+    /// The recipient, or `None` for everyone in the project.
+    pub to: Option<AgentId>,
+    /// The `StoredEvent` JSON, serialised once for every subscriber.
+    pub data: Arc<str>,
+}
+
+impl HubEvent {
+    /// Whether `agent` may see this event on its stream (its own messages are not echoed).
+    pub fn is_for(&self, agent: AgentId) -> bool {
+        let from_me = self.actor == Some(agent);
+        match self.to {
+            Some(to) => to == agent && !from_me,
+            None => !from_me,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct HubState {
+    position: Seq,
+    projects: HashMap<ProjectId, broadcast::Sender<Arc<HubEvent>>>,
+}
+
+/// Shared handle on the hub.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    state: Arc<Mutex<HubState>>,
+    capacity: usize,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Hub {
+    /// Starts tailing the log from its current end. `capacity` bounds each project's
+    /// buffer: a subscriber that falls further behind is told to catch up.
+    pub async fn start(
+        log: EventLog,
+        capacity: usize,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Self, nexysync_log::LogError> {
+        let position = Seq(log.last_seq().await?);
+        let hub = Self {
+            state: Arc::new(Mutex::new(HubState {
+                position,
+                projects: HashMap::new(),
+            })),
+            capacity,
+            shutdown,
+        };
+        tokio::spawn(hub.clone().tail(log));
+        Ok(hub)
+    }
+
+    /// Subscribes to `project`; returns the receiver and the hub's position at that
+    /// instant (every later event arrives through the receiver).
+    pub fn subscribe(&self, project: ProjectId) -> (broadcast::Receiver<Arc<HubEvent>>, Seq) {
+        let mut state = self.lock();
+        let position = state.position;
+        let capacity = self.capacity;
+        let receiver = state
+            .projects
+            .entry(project)
+            .or_insert_with(|| broadcast::channel(capacity).0)
+            .subscribe();
+        (receiver, position)
+    }
+
+    /// The last sequence the hub has handed out.
+    pub fn position(&self) -> Seq {
+        self.lock().position
+    }
+
+    /// Resolves when the server is shutting down (SSE streams end then).
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn tail(self, log: EventLog) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let from = self.position();
+            match log.read_all(from).await {
+                Ok(mut events) => {
+                    info!(from = from.0, "hub tailing the log");
+                    while let Some(next) = events.next().await {
+                        match next {
+                            Ok(raw) => {
+                                backoff = Duration::from_millis(100);
+                                self.publish(log.prefix(), raw);
+                            }
+                            Err(e) => {
+                                warn!(error = %e, "hub lost the log; resuming");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, "hub cannot read the log; retrying"),
+            }
+            if *self.shutdown.borrow() {
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    fn publish(&self, prefix: &nexysync_log::Prefix, raw: nexysync_log::RawEvent) {
+        let event = raw.envelope().ok().and_then(|envelope| {
+            let EventBody::MessageSent(sent) = &envelope.body else {
+                return None;
+            };
+            let payload = std::str::from_utf8(&raw.payload).ok()?;
+            Some((
+                prefix.project_of(&raw.subject)?,
+                HubEvent {
+                    seq: raw.seq,
+                    actor: match envelope.actor {
+                        Actor::Agent(id) => Some(id),
+                        Actor::Owner => None,
+                    },
+                    to: sent.to,
+                    data: format!(r#"{{"seq":{},"event":{}}}"#, raw.seq.0, payload).into(),
+                },
+            ))
+        });
+        let mut state = self.lock();
+        if raw.seq > state.position {
+            state.position = raw.seq;
+        }
+        if let Some((project, event)) = event {
+            if let Some(sender) = state.projects.get(&project) {
+                if sender.send(Arc::new(event)).is_err() {
+                    // Nobody of this project is listening any more.
+                    state.projects.remove(&project);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Messages: send, inbox, read one, read its thread.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use nexysync_domain::event::{Actor, Envelope};
+use nexysync_domain::ids::{EventId, Seq};
+use nexysync_domain::wire::{Appended, DEFAULT_LIMIT, MAX_LIMIT};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::AgentAuth;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery};
+use crate::raw::{self, RawStoredEvent};
+use crate::state::AppState;
+use crate::write::submit;
+
+/// `POST /v1/messages`: a sealed `MessageSent` signed by the caller.
+pub async fn send(
+    AgentAuth(me): AgentAuth,
+    State(state): State<AppState>,
+    ApiJson(event): ApiJson<Envelope>,
+) -> Result<(StatusCode, Json<Appended>), ApiError> {
+    let appended = submit(
+        &state,
+        me.project,
+        Actor::Agent(me.agent),
+        Some(me.signing_key),
+        event,
+    )
+    .await?;
+    let status = if appended.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(appended)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InboxQuery {
+    since_seq: Option<Seq>,
+    limit: Option<u32>,
+    min_seq: Option<Seq>,
+}
+
+/// `domain::wire::MessagePage` with envelopes as stored.
+#[derive(Debug, Serialize)]
+pub struct RawMessagePage {
+    messages: Vec<RawStoredEvent>,
+    next_since_seq: Seq,
+    has_more: bool,
+}
+
+/// `GET /v1/messages`: direct messages to me and others' broadcasts, oldest first.
+pub async fn inbox(
+    AgentAuth(me): AgentAuth,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<InboxQuery>,
+) -> Result<Json<RawMessagePage>, ApiError> {
+    state.wait_for_projection(query.min_seq).await?;
+    let since = query.since_seq.unwrap_or_default();
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::InvalidRequest(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    // One more than asked tells whether there is a next page.
+    let mut rows = state.reads.inbox(me.agent, since, limit + 1).await?;
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_since_seq = rows.last().map(|r| r.seq).unwrap_or(since);
+    Ok(Json(RawMessagePage {
+        messages: raw::all(rows)?,
+        next_since_seq,
+        has_more,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReadQuery {
+    min_seq: Option<Seq>,
+}
+
+fn message_id(text: &str) -> Result<EventId, ApiError> {
+    EventId::parse(text).map_err(|e| ApiError::InvalidRequest(format!("message id: {e}")))
+}
+
+fn message_not_found(id: EventId) -> ApiError {
+    ApiError::NotFound {
+        code: "message_not_found",
+        message: format!("no message {id} that you may read"),
+    }
+}
+
+/// `GET /v1/messages/{id}`
+pub async fn read(
+    AgentAuth(me): AgentAuth,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<ReadQuery>,
+) -> Result<Json<RawStoredEvent>, ApiError> {
+    let id = message_id(&id)?;
+    state.wait_for_projection(query.min_seq).await?;
+    let stored = state
+        .reads
+        .message_for(me.project, me.agent, id)
+        .await?
+        .ok_or_else(|| message_not_found(id))?;
+    Ok(Json(stored.try_into()?))
+}
+
+/// `domain::wire::Thread` with envelopes as stored.
+#[derive(Debug, Serialize)]
+pub struct RawThread {
+    root: EventId,
+    messages: Vec<RawStoredEvent>,
+}
+
+/// `GET /v1/messages/{id}/thread`
+pub async fn thread(
+    AgentAuth(me): AgentAuth,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<ReadQuery>,
+) -> Result<Json<RawThread>, ApiError> {
+    let id = message_id(&id)?;
+    state.wait_for_projection(query.min_seq).await?;
+    let (root, rows) = state
+        .reads
+        .thread_for(me.project, me.agent, id)
+        .await?
+        .ok_or_else(|| message_not_found(id))?;
+    Ok(Json(RawThread {
+        root,
+        messages: raw::all(rows)?,
+    }))
+}

@@ -1,0 +1,44 @@
+//! Routes, one file per resource.
+
+mod health;
+mod messages;
+mod meta;
+mod projects;
+mod stream;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
+        .route("/v1/projects", post(projects::create))
+        .route(
+            "/v1/projects/{project}/agents",
+            post(projects::register_agent),
+        )
+        .route("/v1/whoami", get(meta::whoami))
+        .route("/v1/agents", get(meta::agents))
+        .route("/v1/messages", post(messages::send).get(messages::inbox))
+        .route("/v1/messages/{id}", get(messages::read))
+        .route("/v1/messages/{id}/thread", get(messages::thread))
+        .route("/v1/stream", get(stream::subscribe))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound {
+        code: "not_found",
+        message: "no such endpoint; see docs/api.md".into(),
+    }
+}

@@ -1,0 +1,37 @@
+//! Provisioning: projects and agents, with the admin token.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use nexysync_domain::event::{Actor, Envelope};
+use nexysync_domain::ids::ProjectId;
+use nexysync_domain::wire::Appended;
+
+use crate::auth::AdminAuth;
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::state::AppState;
+use crate::write::submit;
+
+/// `POST /v1/projects`: a `ProjectCreated` signed by the owner key it introduces.
+pub async fn create(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    ApiJson(event): ApiJson<Envelope>,
+) -> Result<(StatusCode, Json<Appended>), ApiError> {
+    let appended = submit(&state, event.project, Actor::Owner, None, event).await?;
+    Ok((StatusCode::CREATED, Json(appended)))
+}
+
+/// `POST /v1/projects/{project}/agents`: an `AgentRegistered` signed by the owner key.
+pub async fn register_agent(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    ApiJson(event): ApiJson<Envelope>,
+) -> Result<(StatusCode, Json<Appended>), ApiError> {
+    let project = ProjectId::parse(&project)
+        .map_err(|e| ApiError::InvalidRequest(format!("project id in the path: {e}")))?;
+    let appended = submit(&state, project, Actor::Owner, None, event).await?;
+    Ok((StatusCode::CREATED, Json(appended)))
+}

@@ -1,0 +1,55 @@
+//! What every handler shares.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nexysync_domain::ids::Seq;
+use nexysync_log::EventLog;
+use nexysync_projections::{ProjectionWatch, ReadModels};
+
+use crate::auth::TokenCache;
+use crate::hub::Hub;
+use crate::settings::Secret;
+
+/// Shared state of one API instance. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub log: EventLog,
+    pub reads: ReadModels,
+    pub projection: ProjectionWatch,
+    pub hub: Hub,
+    pub tokens: TokenCache,
+    pub admin_token: Arc<Secret>,
+    pub nats: async_nats::Client,
+    pub heartbeat: Duration,
+    pub read_your_writes_timeout: Duration,
+    pub max_body_bytes: usize,
+    /// The highest sequence this instance has appended: a write that finds a reference
+    /// missing waits for the read models to reach it before saying so.
+    pub last_appended: Arc<AtomicU64>,
+}
+
+impl AppState {
+    pub fn note_appended(&self, seq: Seq) {
+        self.last_appended.fetch_max(seq.0, Ordering::Relaxed);
+    }
+
+    pub fn last_appended(&self) -> Seq {
+        Seq(self.last_appended.load(Ordering::Relaxed))
+    }
+
+    /// Waits (bounded) until the read models have applied `min`, for read-your-writes.
+    pub async fn wait_for_projection(
+        &self,
+        min: Option<Seq>,
+    ) -> Result<(), crate::error::ApiError> {
+        match min {
+            Some(min) if min > self.projection.applied() => Ok(self
+                .projection
+                .wait_for(min, self.read_your_writes_timeout)
+                .await?),
+            _ => Ok(()),
+        }
+    }
+}

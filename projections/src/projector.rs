@@ -1,0 +1,139 @@
+//! The projector runtime: JetStream → PostgreSQL, exactly once.
+//!
+//! It reads the log from its checkpoint and applies events in batches, each batch and its
+//! new checkpoint in one transaction: a crash anywhere loses nothing and applies nothing
+//! twice. A batch takes whatever the log has ready (up to [`MAX_BATCH`]), so batches are
+//! large while catching up and a single event when live.
+
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use nexysync_domain::ids::Seq;
+use nexysync_log::{EventLog, RawEvent};
+use sqlx::PgPool;
+use tracing::{info, instrument, warn};
+
+use crate::{apply::apply, ProjectionError};
+
+/// The projector that maintains the read models of this crate.
+pub const READ_MODELS: &str = "read_models";
+/// The channel on which a committed batch announces its checkpoint.
+pub const CHECKPOINT_CHANNEL: &str = "nexysync_projection";
+/// Largest batch applied in one transaction.
+pub const MAX_BATCH: usize = 1000;
+
+/// Projects the log into the read models.
+#[derive(Debug, Clone)]
+pub struct Projector {
+    name: &'static str,
+    pool: PgPool,
+    log: EventLog,
+}
+
+impl Projector {
+    pub fn new(pool: PgPool, log: EventLog) -> Self {
+        Self {
+            name: READ_MODELS,
+            pool,
+            log,
+        }
+    }
+
+    /// Runs for ever, restarting from the checkpoint after any error. Cancel it by
+    /// dropping the future (an interrupted batch rolls back).
+    pub async fn run(self) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.run_from_checkpoint().await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    warn!(error = %e, "projector stopped; restarting from its checkpoint");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// The last sequence applied.
+    pub async fn checkpoint(&self) -> Result<Seq, ProjectionError> {
+        load_checkpoint(&self.pool, self.name).await
+    }
+
+    async fn run_from_checkpoint(&self) -> Result<(), ProjectionError> {
+        let start = self.checkpoint().await?;
+        info!(
+            projector = self.name,
+            from = start.0,
+            "projector reading the log"
+        );
+        let mut events = self.log.read_all(start).await?;
+        while let Some(first) = events.next().await {
+            let mut batch = vec![first?];
+            while batch.len() < MAX_BATCH {
+                match events.next().now_or_never() {
+                    Some(Some(Ok(event))) => batch.push(event),
+                    Some(Some(Err(e))) => {
+                        // Apply what we have; the error surfaces on the next read.
+                        warn!(error = %e, "log read failed mid-batch");
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            self.apply_batch(&batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies `batch` and moves the checkpoint, in one transaction. Events at or below
+    /// the checkpoint (another projector got there first) are skipped.
+    #[instrument(skip_all, fields(projector = self.name, first = batch.first().map(|e| e.seq.0), len = batch.len()))]
+    async fn apply_batch(&self, batch: &[RawEvent]) -> Result<(), ProjectionError> {
+        let Some(last) = batch.last() else {
+            return Ok(());
+        };
+        let mut tx = self.pool.begin().await?;
+        let checkpoint: i64 = sqlx::query_scalar(
+            "SELECT last_seq FROM projector_checkpoints WHERE projector = $1 FOR UPDATE",
+        )
+        .bind(self.name)
+        .fetch_one(&mut *tx)
+        .await?;
+        for raw in batch.iter().filter(|e| e.seq.0 as i64 > checkpoint) {
+            match raw.envelope() {
+                Ok(event) => apply(&mut tx, raw.seq, &event, &raw.payload).await?,
+                Err(e) => warn!(seq = raw.seq.0, error = %e, "undecodable event skipped"),
+            }
+        }
+        sqlx::query(
+            "UPDATE projector_checkpoints SET last_seq = $2, updated_at = now()
+             WHERE projector = $1 AND last_seq < $2",
+        )
+        .bind(self.name)
+        .bind(last.seq.0 as i64)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHECKPOINT_CHANNEL)
+            .bind(last.seq.0.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Reads a projector's checkpoint, creating it at 0 the first time.
+pub(crate) async fn load_checkpoint(pool: &PgPool, name: &str) -> Result<Seq, ProjectionError> {
+    sqlx::query("INSERT INTO projector_checkpoints (projector) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(name)
+        .execute(pool)
+        .await?;
+    let seq: i64 =
+        sqlx::query_scalar("SELECT last_seq FROM projector_checkpoints WHERE projector = $1")
+            .bind(name)
+            .fetch_one(pool)
+            .await?;
+    Ok(Seq(seq as u64))
+}

@@ -1,0 +1,309 @@
+//! Queries the API makes of the read models. Every query that returns content is scoped
+//! to a project and to what the asking agent may read; events come back as the JSON
+//! stored in the log, ready to be sent as they are.
+
+use nexysync_domain::crypto::{PublicKey, TokenHash};
+use nexysync_domain::decide::Lookup;
+use nexysync_domain::ids::{AgentId, AgentName, EventId, ProjectId, ProjectName, Seq};
+use sqlx::{PgPool, Row};
+
+use crate::ProjectionError;
+
+/// An event as stored: its sequence and the envelope's JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredJson {
+    pub seq: Seq,
+    pub envelope: String,
+}
+
+/// The agent a token belongs to.
+#[derive(Debug, Clone)]
+pub struct TokenOwner {
+    pub agent: AgentId,
+    pub agent_name: AgentName,
+    pub project: ProjectId,
+    pub project_name: ProjectName,
+    pub signing_key: PublicKey,
+}
+
+/// An agent with its signed registration.
+#[derive(Debug, Clone)]
+pub struct AgentRecord {
+    pub id: AgentId,
+    pub name: AgentName,
+    pub signing_key: PublicKey,
+    pub registration: StoredJson,
+}
+
+/// Read access to the read models.
+#[derive(Debug, Clone)]
+pub struct ReadModels {
+    pool: PgPool,
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> ProjectionError {
+    ProjectionError::Database(format!("read model holds an invalid {what}: {e}"))
+}
+
+impl ReadModels {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The agent holding the token whose hash is `hash`.
+    pub async fn token_owner(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<TokenOwner>, ProjectionError> {
+        let row = sqlx::query(
+            "SELECT a.id, a.name, a.project_id, p.name AS project_name, a.signing_key
+             FROM agents a JOIN projects p ON p.id = a.project_id
+             WHERE a.token_hash = $1",
+        )
+        .bind(hash.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(TokenOwner {
+                agent: AgentId::from_uuid(row.get("id")),
+                agent_name: AgentName::parse(row.get("name"))
+                    .map_err(|e| corrupt("agent name", e))?,
+                project: ProjectId::from_uuid(row.get("project_id")),
+                project_name: ProjectName::parse(row.get("project_name"))
+                    .map_err(|e| corrupt("project name", e))?,
+                signing_key: PublicKey::from_base64(row.get("signing_key"))
+                    .map_err(|e| corrupt("signing key", e))?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The project's owner key, if the project exists.
+    pub async fn owner_key(
+        &self,
+        project: ProjectId,
+    ) -> Result<Option<PublicKey>, ProjectionError> {
+        let key: Option<String> =
+            sqlx::query_scalar("SELECT owner_key FROM projects WHERE id = $1")
+                .bind(project.as_uuid())
+                .fetch_optional(&self.pool)
+                .await?;
+        key.map(|k| PublicKey::from_base64(&k).map_err(|e| corrupt("owner key", e)))
+            .transpose()
+    }
+
+    /// Whether `agent` is an agent of `project`.
+    pub async fn agent_lookup(
+        &self,
+        project: ProjectId,
+        agent: AgentId,
+    ) -> Result<Lookup, ProjectionError> {
+        let found: Option<uuid::Uuid> =
+            sqlx::query_scalar("SELECT project_id FROM agents WHERE id = $1")
+                .bind(agent.as_uuid())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(lookup(found, project))
+    }
+
+    /// Whether message `id` exists, and in which project.
+    pub async fn message_lookup(
+        &self,
+        project: ProjectId,
+        id: EventId,
+    ) -> Result<Lookup, ProjectionError> {
+        let found: Option<uuid::Uuid> =
+            sqlx::query_scalar("SELECT project_id FROM messages WHERE id = $1")
+                .bind(id.as_uuid())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(lookup(found, project))
+    }
+
+    /// The sequence of a message already applied (to answer a retried write).
+    pub async fn message_seq(
+        &self,
+        id: EventId,
+    ) -> Result<Option<(ProjectId, Seq)>, ProjectionError> {
+        let row = sqlx::query("SELECT project_id, seq FROM messages WHERE id = $1")
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| {
+            (
+                ProjectId::from_uuid(r.get("project_id")),
+                Seq(r.get::<i64, _>("seq") as u64),
+            )
+        }))
+    }
+
+    pub async fn agent_name_taken(
+        &self,
+        project: ProjectId,
+        name: &AgentName,
+    ) -> Result<bool, ProjectionError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM agents WHERE project_id = $1 AND name = $2)",
+        )
+        .bind(project.as_uuid())
+        .bind(name.as_str())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    pub async fn agent_id_taken(&self, agent: AgentId) -> Result<bool, ProjectionError> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM agents WHERE id = $1)")
+                .bind(agent.as_uuid())
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Every agent of the project, in registration order.
+    pub async fn agents(&self, project: ProjectId) -> Result<Vec<AgentRecord>, ProjectionError> {
+        let rows = sqlx::query(
+            "SELECT id, name, signing_key, registered_seq, registration::text AS registration
+             FROM agents WHERE project_id = $1 ORDER BY registered_seq",
+        )
+        .bind(project.as_uuid())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(AgentRecord {
+                    id: AgentId::from_uuid(row.get("id")),
+                    name: AgentName::parse(row.get("name"))
+                        .map_err(|e| corrupt("agent name", e))?,
+                    signing_key: PublicKey::from_base64(row.get("signing_key"))
+                        .map_err(|e| corrupt("signing key", e))?,
+                    registration: StoredJson {
+                        seq: Seq(row.get::<i64, _>("registered_seq") as u64),
+                        envelope: row.get("registration"),
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// The agent's inbox after `since` (exclusive), oldest first, at most `limit`.
+    pub async fn inbox(
+        &self,
+        agent: AgentId,
+        since: Seq,
+        limit: u32,
+    ) -> Result<Vec<StoredJson>, ProjectionError> {
+        self.inbox_between(agent, since, Seq(i64::MAX as u64), limit)
+            .await
+    }
+
+    /// The agent's inbox in `(after, upto]`, oldest first, at most `limit`.
+    pub async fn inbox_between(
+        &self,
+        agent: AgentId,
+        after: Seq,
+        upto: Seq,
+        limit: u32,
+    ) -> Result<Vec<StoredJson>, ProjectionError> {
+        let rows = sqlx::query(
+            "SELECT m.seq, m.envelope::text AS envelope
+             FROM inbox_entries i JOIN messages m ON m.id = i.message_id
+             WHERE i.agent_id = $1 AND i.seq > $2 AND i.seq <= $3
+             ORDER BY i.seq LIMIT $4",
+        )
+        .bind(agent.as_uuid())
+        .bind(after.0 as i64)
+        .bind(upto.0.min(i64::MAX as u64) as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(stored).collect())
+    }
+
+    /// Message `id`, if `agent` of `project` may read it.
+    pub async fn message_for(
+        &self,
+        project: ProjectId,
+        agent: AgentId,
+        id: EventId,
+    ) -> Result<Option<StoredJson>, ProjectionError> {
+        let row = sqlx::query(
+            "SELECT seq, envelope::text AS envelope FROM messages
+             WHERE id = $1 AND project_id = $2
+               AND (sender = $3 OR recipient = $3 OR recipient IS NULL)",
+        )
+        .bind(id.as_uuid())
+        .bind(project.as_uuid())
+        .bind(agent.as_uuid())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(stored))
+    }
+
+    /// The thread `id` belongs to: its root and every message reachable from the root
+    /// through `reply_to` that `agent` may read, in log order. `None` if `agent` may not
+    /// read `id` itself.
+    pub async fn thread_for(
+        &self,
+        project: ProjectId,
+        agent: AgentId,
+        id: EventId,
+    ) -> Result<Option<(EventId, Vec<StoredJson>)>, ProjectionError> {
+        if self.message_for(project, agent, id).await?.is_none() {
+            return Ok(None);
+        }
+        // Walk up to the root (depth-capped: the DAG is acyclic since a reply names an
+        // earlier message, the cap only bounds work), then down to every descendant.
+        let root: uuid::Uuid = sqlx::query_scalar(
+            "WITH RECURSIVE up(id, depth) AS (
+                 SELECT $1::uuid, 0
+                 UNION ALL
+                 SELECT e.parent, up.depth + 1 FROM thread_edges e JOIN up ON e.child = up.id
+                 WHERE up.depth < 10000 AND e.project_id = $2
+             )
+             SELECT id FROM up ORDER BY depth DESC LIMIT 1",
+        )
+        .bind(id.as_uuid())
+        .bind(project.as_uuid())
+        .fetch_one(&self.pool)
+        .await?;
+        let rows = sqlx::query(
+            "WITH RECURSIVE down(id) AS (
+                 SELECT $1::uuid
+                 UNION
+                 SELECT e.child FROM thread_edges e JOIN down ON e.parent = down.id
+                 WHERE e.project_id = $2
+             )
+             SELECT m.seq, m.envelope::text AS envelope
+             FROM messages m JOIN down ON m.id = down.id
+             WHERE m.project_id = $2 AND (m.sender = $3 OR m.recipient = $3 OR m.recipient IS NULL)
+             ORDER BY m.seq LIMIT 1000",
+        )
+        .bind(root)
+        .bind(project.as_uuid())
+        .bind(agent.as_uuid())
+        .fetch_all(&self.pool)
+        .await?;
+        let root = EventId::try_from(root).map_err(|e| corrupt("message id", e))?;
+        Ok(Some((root, rows.into_iter().map(stored).collect())))
+    }
+}
+
+fn stored(row: sqlx::postgres::PgRow) -> StoredJson {
+    StoredJson {
+        seq: Seq(row.get::<i64, _>("seq") as u64),
+        envelope: row.get("envelope"),
+    }
+}
+
+fn lookup(found_in: Option<uuid::Uuid>, project: ProjectId) -> Lookup {
+    match found_in {
+        None => Lookup::Missing,
+        Some(p) if p == *project.as_uuid() => Lookup::Found,
+        Some(_) => Lookup::InAnotherProject,
+    }
+}
