@@ -53,11 +53,13 @@ impl FromRequestParts<AppState> for AgentAuth {
         if let Some(owner) = state.tokens.get(&hash) {
             return Ok(Self(owner));
         }
-        let owner = state
-            .reads
-            .token_owner(&hash)
-            .await?
-            .ok_or(ApiError::Unauthorized("unknown agent token"))?;
+        let mut owner = state.reads.token_owner(&hash).await?;
+        if owner.is_none() {
+            // The agent may have been registered a moment ago.
+            state.settle_projection().await;
+            owner = state.reads.token_owner(&hash).await?;
+        }
+        let owner = owner.ok_or(ApiError::Unauthorized("unknown agent token"))?;
         let owner = Arc::new(owner);
         state.tokens.put(hash, owner.clone());
         Ok(Self(owner))

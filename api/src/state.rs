@@ -35,8 +35,20 @@ impl AppState {
         self.last_appended.fetch_max(seq.0, Ordering::Relaxed);
     }
 
-    pub fn last_appended(&self) -> Seq {
-        Seq(self.last_appended.load(Ordering::Relaxed))
+    /// The furthest point of the log this instance knows of: its own last append, or
+    /// the last event its hub has seen (appended by any instance).
+    pub fn known_log_position(&self) -> Seq {
+        Seq(self.last_appended.load(Ordering::Relaxed)).max(self.hub.position())
+    }
+
+    /// When a lookup finds nothing, it may be something appended a moment ago and not
+    /// projected yet: wait (bounded) for the read models to reach what this instance
+    /// knows of the log, then look again.
+    pub async fn settle_projection(&self) {
+        let known = self.known_log_position();
+        if let Err(e) = self.wait_for_projection(Some(known)).await {
+            tracing::warn!(error = %e, "read models lagging behind the log");
+        }
     }
 
     /// Waits (bounded) until the read models have applied `min`, for read-your-writes.

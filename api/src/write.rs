@@ -24,11 +24,8 @@ pub async fn submit(
     }
     let mut facts = gather(state, project, caller, caller_key, &event).await?;
     if refers_to_something_missing(&facts, &event) {
-        // Perhaps it was appended a moment ago and is not projected yet.
-        state
-            .wait_for_projection(Some(state.last_appended()))
-            .await
-            .ok();
+        // It was perhaps appended a moment ago: look again once the read models caught up.
+        state.settle_projection().await;
         facts = gather(state, project, caller, caller_key, &event).await?;
     }
     decide(&facts, &event)?;
