@@ -10,7 +10,9 @@ fn assert_error(status: u16, body: &serde_json::Value, want_status: u16, want_co
     assert_eq!(status, want_status, "{body}");
     assert_eq!(body["error"]["code"], want_code, "{body}");
     assert!(
-        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
         "a message a person can act on: {body}"
     );
 }

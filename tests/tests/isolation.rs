@@ -32,8 +32,13 @@ async fn an_agent_of_one_project_reads_nothing_of_another() {
     assert_eq!(inbox["messages"].as_array().unwrap().len(), 0);
     for id in [direct.id, broadcast.id] {
         let (status, body) = eve.get(&api, &format!("/v1/messages/{id}?{min}")).await;
-        assert_eq!((status, body["error"]["code"].as_str()), (404, Some("message_not_found")));
-        let (status, _) = eve.get(&api, &format!("/v1/messages/{id}/thread?{min}")).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (404, Some("message_not_found"))
+        );
+        let (status, _) = eve
+            .get(&api, &format!("/v1/messages/{id}/thread?{min}"))
+            .await;
         assert_eq!(status, 404);
     }
     let (_, agents) = eve.get(&api, "/v1/agents").await;
@@ -46,18 +51,31 @@ async fn an_agent_of_one_project_reads_nothing_of_another() {
     assert_eq!(names, ["eve"]);
 
     // She can neither message them nor reply into their threads.
-    let (status, body) = eve.post(&api, &eve.message(&theirs, Some(&bob), None, "hi")).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("unknown_recipient")));
+    let (status, body) = eve
+        .post(&api, &eve.message(&theirs, Some(&bob), None, "hi"))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("unknown_recipient"))
+    );
     let (status, body) = eve
         .post(&api, &eve.message(&theirs, None, Some(broadcast.id), "re"))
         .await;
-    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("reply_across_projects")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("reply_across_projects"))
+    );
     // Nor write an event into their project with her own token.
     let mut into_ours = alice.clone();
     into_ours.id = eve.id;
     into_ours.key = eve.key.clone();
-    let (status, body) = eve.post(&api, &into_ours.message(&ours, None, None, "x")).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("wrong_project")));
+    let (status, body) = eve
+        .post(&api, &into_ours.message(&ours, None, None, "x"))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("wrong_project"))
+    );
 
     // Her stream carried nothing of theirs: the first event is `ready`, and nothing follows.
     let first = eve_events.next().await.unwrap().unwrap();

@@ -17,7 +17,9 @@ const MESSAGES: usize = 3000;
 async fn a_projector_killed_mid_batch_loses_and_duplicates_nothing() {
     let env = TestEnv::new();
     let log = env.log().await;
-    let pool = db::connect_and_migrate(&env.database_url(), 4).await.unwrap();
+    let pool = db::connect_and_migrate(&env.database_url(), 4)
+        .await
+        .unwrap();
 
     let project = ProjectId::generate();
     let owner = SigningKey::generate();
@@ -70,12 +72,10 @@ async fn a_projector_killed_mid_batch_loses_and_duplicates_nothing() {
 
     // Kill the projector at random moments until it has caught up.
     let checkpoint = || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT COALESCE(MAX(last_seq), 0) FROM projector_checkpoints",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap() as u64
+        sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(last_seq), 0) FROM projector_checkpoints")
+            .fetch_one(&pool)
+            .await
+            .unwrap() as u64
     };
     let mut kills_mid_way = 0;
     let mut rounds = 0;
@@ -91,22 +91,36 @@ async fn a_projector_killed_mid_batch_loses_and_duplicates_nothing() {
             kills_mid_way += 1;
         }
     }
-    assert!(kills_mid_way >= 2, "the projector was killed while catching up");
+    assert!(
+        kills_mid_way >= 2,
+        "the projector was killed while catching up"
+    );
 
     // Once more, live, to be sure a restart at the end changes nothing.
     let task = tokio::spawn(Projector::new(pool.clone(), log.clone()).run());
-    eventually("a restarted projector to settle", Duration::from_secs(10), || async {
-        (checkpoint().await == last).then_some(())
-    })
+    eventually(
+        "a restarted projector to settle",
+        Duration::from_secs(10),
+        || async { (checkpoint().await == last).then_some(()) },
+    )
     .await;
     task.abort();
 
     let count = |sql: &'static str| {
         let pool = pool.clone();
-        async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await.unwrap() as usize }
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap() as usize
+        }
     };
     assert_eq!(count("SELECT COUNT(*) FROM messages").await, MESSAGES);
-    assert_eq!(count("SELECT message_count FROM projects").await, MESSAGES, "no message applied twice");
+    assert_eq!(
+        count("SELECT message_count FROM projects").await,
+        MESSAGES,
+        "no message applied twice"
+    );
     assert_eq!(count("SELECT COUNT(*) FROM agents").await, 2);
     // Direct messages reach bob; broadcasts reach bob (alice is the sender).
     assert_eq!(count("SELECT COUNT(*) FROM inbox_entries").await, MESSAGES);
