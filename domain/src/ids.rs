@@ -86,6 +86,11 @@ impl ProjectId {
     pub fn generate() -> Self {
         Self(Uuid::now_v7())
     }
+
+    /// Wraps a UUID read back from storage.
+    pub fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
 }
 
 impl TryFrom<Uuid> for ProjectId {
@@ -99,6 +104,11 @@ impl AgentId {
     /// A fresh, time-ordered id.
     pub fn generate() -> Self {
         Self(Uuid::now_v7())
+    }
+
+    /// Wraps a UUID read back from storage.
+    pub fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid)
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
-use nexysync_domain::event::{ChainLink, Envelope};
+use nexysync_domain::event::{ChainLink, Envelope, EventBody};
 use nexysync_domain::ids::{ProjectId, Seq};
 use tokio::sync::Mutex;
 use tracing::{debug, instrument};
@@ -42,7 +42,8 @@ impl EventLog {
     /// Appends `event` to its project's subject. Sets `prev` to the project's last event
     /// and makes the append conditional on it; on a conflict (another writer appended
     /// first) re-reads the head and tries again. A retried event id is answered with the
-    /// original sequence and `duplicate: true`.
+    /// original sequence and `duplicate: true`. A project's subject starts with its
+    /// `ProjectCreated` and holds only one.
     #[instrument(skip_all, fields(project = %event.project, event = %event.id))]
     pub async fn append(&self, mut event: Envelope) -> Result<AppendOutcome, LogError> {
         let slot = self.head_slot(event.project).await;
@@ -54,8 +55,13 @@ impl EventLog {
             if let Head::Unknown = *head {
                 *head = self.read_head(event.project).await?;
             }
+            let opens_the_project = matches!(event.body, EventBody::ProjectCreated(_));
             let (expected, prev) = match *head {
+                Head::At(_) if opens_the_project => {
+                    return Err(LogError::ProjectAlreadyStarted(event.project))
+                }
                 Head::At(link) => (link.seq.0, Some(link)),
+                _ if !opens_the_project => return Err(LogError::ProjectNotStarted(event.project)),
                 _ => (0, None),
             };
             event.prev = prev;

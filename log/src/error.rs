@@ -13,6 +13,10 @@ pub enum LogError {
     TooMuchContention { attempts: u32 },
     #[error("event at seq {seq} in the log is not a valid event envelope: {reason}")]
     Corrupt { seq: u64, reason: String },
+    #[error("project {0} already has events; only its first event may create it")]
+    ProjectAlreadyStarted(nexysync_domain::ids::ProjectId),
+    #[error("project {0} has no events; its first event must create it")]
+    ProjectNotStarted(nexysync_domain::ids::ProjectId),
     #[error("reading the log failed: {0}")]
     Read(String),
 }

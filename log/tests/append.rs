@@ -4,9 +4,9 @@
 use futures::StreamExt;
 use nexysync_domain::crypto::{ProjectKey, SigningKey};
 use nexysync_domain::event::{
-    fields, Actor, ChainVerifier, Draft, Envelope, EventBody, MessageSent,
+    fields, Actor, ChainVerifier, Draft, Envelope, EventBody, MessageSent, ProjectCreated,
 };
-use nexysync_domain::ids::{AgentId, ProjectId, Seq};
+use nexysync_domain::ids::{AgentId, ProjectId, ProjectName, Seq};
 use nexysync_log::{EventLog, Prefix};
 
 struct TestLog {
@@ -59,6 +59,23 @@ fn message(project: ProjectId, body: &str) -> Envelope {
     .sign(&SigningKey::generate())
 }
 
+/// Opens a project's subject with its `ProjectCreated`, as the API does.
+async fn start_project(log: &EventLog) -> ProjectId {
+    let project = ProjectId::generate();
+    let owner = SigningKey::generate();
+    let created = Draft::new(
+        project,
+        Actor::Owner,
+        EventBody::ProjectCreated(ProjectCreated {
+            name: ProjectName::parse("test").unwrap(),
+            owner_key: owner.public_key(),
+        }),
+    )
+    .sign(&owner);
+    log.append(created).await.unwrap();
+    project
+}
+
 async fn read_project(log: &EventLog, project: ProjectId, count: usize) -> Vec<(Seq, Envelope)> {
     let mut stream = log.read_project(project, Seq(0)).await.unwrap();
     let mut events = Vec::new();
@@ -76,8 +93,8 @@ async fn read_project(log: &EventLog, project: ProjectId, count: usize) -> Vec<(
 #[tokio::test]
 async fn appends_chain_each_event_to_the_projects_previous_one() {
     let test = TestLog::new().await;
-    let project = ProjectId::generate();
-    let other = ProjectId::generate();
+    let project = start_project(&test.log).await;
+    let other = start_project(&test.log).await;
     for i in 0..3 {
         test.log
             .append(message(project, &format!("p{i}")))
@@ -103,7 +120,7 @@ async fn appends_chain_each_event_to_the_projects_previous_one() {
 #[tokio::test]
 async fn a_retried_event_id_is_appended_once() {
     let test = TestLog::new().await;
-    let project = ProjectId::generate();
+    let project = start_project(&test.log).await;
     let event = message(project, "once");
     let first = test.log.append(event.clone()).await.unwrap();
     let again = test.log.append(event).await.unwrap();
@@ -118,7 +135,7 @@ async fn a_retried_event_id_is_appended_once() {
 async fn concurrent_writers_with_stale_heads_still_form_one_chain() {
     let test = TestLog::new().await;
     let second = test.another_writer().await;
-    let project = ProjectId::generate();
+    let project = start_project(&test.log).await;
     // Alternate writers: each one's cached head is stale every other time, so each
     // append after the first two meets a wrong-last-sequence conflict and retries.
     for i in 0..6 {
@@ -142,11 +159,37 @@ async fn concurrent_writers_with_stale_heads_still_form_one_chain() {
     for task in tasks {
         task.await.unwrap().unwrap();
     }
-    let events = read_project(&test.log, project, 16).await;
+    let events = read_project(&test.log, project, 17).await;
     let mut verifier = ChainVerifier::from_genesis();
     for (seq, event) in &events {
         verifier.push(*seq, event).unwrap();
     }
+    test.delete().await;
+}
+
+#[tokio::test]
+async fn a_project_is_created_once_and_first() {
+    let test = TestLog::new().await;
+    let unknown = ProjectId::generate();
+    assert!(matches!(
+        test.log.append(message(unknown, "orphan")).await,
+        Err(nexysync_log::LogError::ProjectNotStarted(_))
+    ));
+    let project = start_project(&test.log).await;
+    let owner = SigningKey::generate();
+    let again = Draft::new(
+        project,
+        Actor::Owner,
+        EventBody::ProjectCreated(ProjectCreated {
+            name: ProjectName::parse("again").unwrap(),
+            owner_key: owner.public_key(),
+        }),
+    )
+    .sign(&owner);
+    assert!(matches!(
+        test.log.append(again).await,
+        Err(nexysync_log::LogError::ProjectAlreadyStarted(_))
+    ));
     test.delete().await;
 }
 
