@@ -45,7 +45,18 @@ impl From<ProjectionError> for ApiError {
 
 impl From<nexysync_log::LogError> for ApiError {
     fn from(e: nexysync_log::LogError) -> Self {
-        ApiError::LogUnavailable(e)
+        use nexysync_log::LogError;
+        match e {
+            // The log enforces these itself, against racing writers the read models
+            // have not seen yet.
+            LogError::ProjectAlreadyStarted(project) => {
+                ApiError::Rejected(Rejection::ProjectAlreadyExists(project))
+            }
+            LogError::ProjectNotStarted(project) => {
+                ApiError::Rejected(Rejection::UnknownProject(project))
+            }
+            other => ApiError::LogUnavailable(other),
+        }
     }
 }
 
