@@ -19,15 +19,20 @@ pub async fn submit(
     caller_key: Option<PublicKey>,
     event: Envelope,
 ) -> Result<Appended, ApiError> {
-    if let Some(appended) = already_appended(state, project, &event).await? {
-        return Ok(appended);
-    }
-    let mut facts = gather(state, project, caller, caller_key, &event).await?;
-    if refers_to_something_missing(&facts, &event) {
+    let mut known = gather(state, project, caller, caller_key, &event).await?;
+    if let Known::Facts {
+        something_missing: true,
+        ..
+    } = known
+    {
         // It was perhaps appended a moment ago: look again once the read models caught up.
         state.settle_projection().await;
-        facts = gather(state, project, caller, caller_key, &event).await?;
+        known = gather(state, project, caller, caller_key, &event).await?;
     }
+    let facts = match known {
+        Known::AlreadyApplied(appended) => return Ok(appended),
+        Known::Facts { facts, .. } => facts,
+    };
     decide(&facts, &event)?;
     let outcome = state.log.append(event).await?;
     state.note_appended(outcome.seq);
@@ -38,24 +43,15 @@ pub async fn submit(
     })
 }
 
-/// A retried message whose first attempt is already projected (beyond JetStream's
-/// deduplication window) is answered with the original sequence.
-async fn already_appended(
-    state: &AppState,
-    project: ProjectId,
-    event: &Envelope,
-) -> Result<Option<Appended>, ApiError> {
-    if !matches!(event.body, EventBody::MessageSent(_)) {
-        return Ok(None);
-    }
-    Ok(match state.reads.message_seq(event.id).await? {
-        Some((owner, seq)) if owner == project => Some(Appended {
-            id: event.id,
-            seq,
-            duplicate: true,
-        }),
-        _ => None,
-    })
+enum Known {
+    /// A retried message whose first attempt is already projected (perhaps beyond
+    /// JetStream's deduplication window): answered with the original sequence.
+    AlreadyApplied(Appended),
+    Facts {
+        facts: WriteFacts,
+        /// Something the event refers to was not found (perhaps not projected yet).
+        something_missing: bool,
+    },
 }
 
 async fn gather(
@@ -64,37 +60,41 @@ async fn gather(
     caller: Actor,
     caller_key: Option<PublicKey>,
     event: &Envelope,
-) -> Result<WriteFacts, ApiError> {
+) -> Result<Known, ApiError> {
     let reads = &state.reads;
     let mut facts = WriteFacts::new(project, caller);
     facts.caller_key = caller_key;
-    match &event.body {
+    let something_missing = match &event.body {
         EventBody::ProjectCreated(_) => {
             facts.owner_key = reads.owner_key(project).await?;
+            false
         }
         EventBody::AgentRegistered(registered) => {
             facts.owner_key = reads.owner_key(project).await?;
             facts.agent_name_taken = reads.agent_name_taken(project, &registered.name).await?;
             facts.agent_id_taken = reads.agent_id_taken(registered.agent).await?;
+            facts.owner_key.is_none()
         }
         EventBody::MessageSent(sent) => {
-            if let Some(to) = sent.to {
-                facts.recipient = reads.agent_lookup(project, to).await?;
+            let found = reads
+                .message_facts(project, event.id, sent.to, sent.reply_to)
+                .await?;
+            if let Some((owner, seq)) = found.already_applied {
+                if owner == project {
+                    return Ok(Known::AlreadyApplied(Appended {
+                        id: event.id,
+                        seq,
+                        duplicate: true,
+                    }));
+                }
             }
-            if let Some(parent) = sent.reply_to {
-                facts.reply_to = reads.message_lookup(project, parent).await?;
-            }
+            facts.recipient = found.recipient;
+            facts.reply_to = found.reply_to;
+            found.recipient == Lookup::Missing || found.reply_to == Lookup::Missing
         }
-    }
-    Ok(facts)
-}
-
-fn refers_to_something_missing(facts: &WriteFacts, event: &Envelope) -> bool {
-    match &event.body {
-        EventBody::ProjectCreated(_) => false,
-        EventBody::AgentRegistered(_) => facts.owner_key.is_none(),
-        EventBody::MessageSent(_) => {
-            facts.recipient == Lookup::Missing || facts.reply_to == Lookup::Missing
-        }
-    }
+    };
+    Ok(Known::Facts {
+        facts,
+        something_missing,
+    })
 }

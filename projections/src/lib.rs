@@ -23,5 +23,5 @@ mod watch;
 
 pub use error::ProjectionError;
 pub use projector::{Projector, CHECKPOINT_CHANNEL, MAX_BATCH, READ_MODELS};
-pub use read::{AgentRecord, ReadModels, StoredJson, TokenOwner};
+pub use read::{AgentRecord, MessageFacts, ReadModels, StoredJson, TokenOwner};
 pub use watch::ProjectionWatch;

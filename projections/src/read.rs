@@ -26,6 +26,15 @@ pub struct TokenOwner {
     pub signing_key: PublicKey,
 }
 
+/// What the write path needs to know about a message, read in one round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageFacts {
+    /// The message's own sequence, when this event id was already applied (a retry).
+    pub already_applied: Option<(ProjectId, Seq)>,
+    pub recipient: Lookup,
+    pub reply_to: Lookup,
+}
+
 /// An agent with its signed registration.
 #[derive(Debug, Clone)]
 pub struct AgentRecord {
@@ -96,49 +105,41 @@ impl ReadModels {
             .transpose()
     }
 
-    /// Whether `agent` is an agent of `project`.
-    pub async fn agent_lookup(
-        &self,
-        project: ProjectId,
-        agent: AgentId,
-    ) -> Result<Lookup, ProjectionError> {
-        let found: Option<uuid::Uuid> =
-            sqlx::query_scalar("SELECT project_id FROM agents WHERE id = $1")
-                .bind(agent.as_uuid())
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(lookup(found, project))
-    }
-
-    /// Whether message `id` exists, and in which project.
-    pub async fn message_lookup(
+    /// Whether message `id` was already applied, whether `to` and `reply_to` exist (and
+    /// where): one query for the whole of a send's checks.
+    pub async fn message_facts(
         &self,
         project: ProjectId,
         id: EventId,
-    ) -> Result<Lookup, ProjectionError> {
-        let found: Option<uuid::Uuid> =
-            sqlx::query_scalar("SELECT project_id FROM messages WHERE id = $1")
-                .bind(id.as_uuid())
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(lookup(found, project))
-    }
-
-    /// The sequence of a message already applied (to answer a retried write).
-    pub async fn message_seq(
-        &self,
-        id: EventId,
-    ) -> Result<Option<(ProjectId, Seq)>, ProjectionError> {
-        let row = sqlx::query("SELECT project_id, seq FROM messages WHERE id = $1")
-            .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| {
-            (
-                ProjectId::from_uuid(r.get("project_id")),
-                Seq(r.get::<i64, _>("seq") as u64),
-            )
-        }))
+        to: Option<AgentId>,
+        reply_to: Option<EventId>,
+    ) -> Result<MessageFacts, ProjectionError> {
+        let row = sqlx::query(
+            "SELECT (SELECT project_id FROM messages WHERE id = $1) AS own_project,
+                    (SELECT seq FROM messages WHERE id = $1) AS own_seq,
+                    (SELECT project_id FROM agents WHERE id = $2) AS recipient_project,
+                    (SELECT project_id FROM messages WHERE id = $3) AS parent_project",
+        )
+        .bind(id.as_uuid())
+        .bind(to.map(|a| *a.as_uuid()))
+        .bind(reply_to.map(|m| *m.as_uuid()))
+        .fetch_one(&self.pool)
+        .await?;
+        let own_project: Option<uuid::Uuid> = row.get("own_project");
+        let own_seq: Option<i64> = row.get("own_seq");
+        Ok(MessageFacts {
+            already_applied: own_project
+                .zip(own_seq)
+                .map(|(p, seq)| (ProjectId::from_uuid(p), Seq(seq as u64))),
+            recipient: match to {
+                Some(_) => lookup(row.get("recipient_project"), project),
+                None => Lookup::NotReferenced,
+            },
+            reply_to: match reply_to {
+                Some(_) => lookup(row.get("parent_project"), project),
+                None => Lookup::NotReferenced,
+            },
+        })
     }
 
     pub async fn agent_name_taken(
