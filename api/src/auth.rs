@@ -80,10 +80,13 @@ impl FromRequestParts<AppState> for AdminAuth {
     }
 }
 
+/// When a token was looked up, and whose it is.
+type CachedOwner = (Instant, Arc<TokenOwner>);
+
 /// Recently seen tokens, so a busy agent costs one query per TTL, not one per request.
 #[derive(Debug, Clone, Default)]
 pub struct TokenCache {
-    entries: Arc<Mutex<HashMap<TokenHash, (Instant, Arc<TokenOwner>)>>>,
+    entries: Arc<Mutex<HashMap<TokenHash, CachedOwner>>>,
 }
 
 impl TokenCache {

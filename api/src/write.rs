@@ -48,7 +48,7 @@ enum Known {
     /// JetStream's deduplication window): answered with the original sequence.
     AlreadyApplied(Appended),
     Facts {
-        facts: WriteFacts,
+        facts: Box<WriteFacts>,
         /// Something the event refers to was not found (perhaps not projected yet).
         something_missing: bool,
     },
@@ -94,7 +94,7 @@ async fn gather(
         }
     };
     Ok(Known::Facts {
-        facts,
+        facts: Box::new(facts),
         something_missing,
     })
 }

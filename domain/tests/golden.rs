@@ -5,6 +5,9 @@
 //! same for as long as they can be in a log. Regenerate (only when adding a kind) with
 //! `NEXYSYNC_BLESS=1 cargo test -p nexysync-domain --test golden`.
 
+// A test: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
 use nexysync_domain::crypto::{AgentToken, ProjectKey, SigningKey};

@@ -1,6 +1,9 @@
 //! The log against a real nats-server: conditional appends, dedupe, ordered reads.
 //! Each test has its own stream prefix and deletes its stream at the end.
 
+// A test: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use futures::StreamExt;
 use nexysync_domain::crypto::{ProjectKey, SigningKey};
 use nexysync_domain::event::{

@@ -6,6 +6,9 @@
 //! `NEXYSYNC_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432`, a server
 //! URL without a database). Set `TEST_LOG=1` to see the servers' logs.
 
+// A test harness: a panic here is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod agents;
 
 use std::net::SocketAddr;

@@ -1,5 +1,8 @@
 //! Every bad input gets a clear 4xx in the one error shape, and nothing is appended.
 
+// A test: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use nexysync_domain::crypto::SigningKey;
 use nexysync_domain::decide::MAX_SEALED_BYTES;
 use nexysync_domain::event::EventBody;

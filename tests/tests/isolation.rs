@@ -1,5 +1,8 @@
 //! An agent of one project can read nothing of another, and cannot write into it.
 
+// A test: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use futures::StreamExt;
 use nexysync_tests::{TestEnv, TestProject};
 

@@ -1,6 +1,9 @@
 //! Messages through the API against real NATS and Postgres: send, inbox, read, thread,
 //! read-your-writes, idempotent retries.
 
+// A test: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use nexysync_domain::event::{fields, Envelope};
 use nexysync_domain::wire::Appended;
 use nexysync_tests::{TestEnv, TestProject};

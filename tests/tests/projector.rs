@@ -1,6 +1,9 @@
 //! The projector against real NATS and Postgres: killed mid-batch again and again, it
 //! still applies every event exactly once.
 
+// A test: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use nexysync_domain::crypto::{AgentToken, ProjectKey, SigningKey};

@@ -1,6 +1,9 @@
 //! SSE over a real socket: live push, resume after a dropped connection with exactly the
 //! missed events, heartbeats.
 
+// A test: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use eventsource_stream::{Event, Eventsource};
