@@ -1,0 +1,97 @@
+//! `nexysync bench`: measures a live system, and beside each figure the raw floor of the
+//! same NATS server measured in the same run.
+//!
+//! - `send`: one agent sends messages one after another (seal, sign, POST, appended);
+//!   floor: a synchronous JetStream publish of the same bytes.
+//! - `throughput`: `concurrency` agents send as fast as they can; floor: as many tasks
+//!   publishing to JetStream and awaiting each ack.
+//! - `delivery`: `subscribers` agents hold an SSE stream each; another broadcasts; the
+//!   time from the start of the send to each subscriber's receipt. Floor: JetStream
+//!   publish to an ordered consumer's receipt.
+//!
+//! The bench provisions its own project and agents (with the admin token) and writes raw
+//! events to a stream of its own, deleted at the end.
+
+mod delivery;
+mod fixture;
+mod raw;
+mod report;
+mod send;
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+pub use report::{BenchReport, Delivery, Latency, Throughput};
+
+/// What to measure and how hard.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub server: String,
+    pub admin_token: nexysync_api::Secret,
+    pub nats_url: String,
+    /// Sequential sends for the latency figure.
+    pub sends: usize,
+    pub concurrency: usize,
+    pub throughput_for: Duration,
+    pub subscribers: usize,
+    pub deliveries: usize,
+}
+
+/// Runs every measurement and returns the report.
+pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
+    let raw = raw::RawFloor::connect(&options.nats_url)
+        .await
+        .context("failed to prepare the raw JetStream floor")?;
+    let result = measure(options, &raw).await;
+    raw.delete().await;
+    result
+}
+
+async fn measure(options: &BenchOptions, raw: &raw::RawFloor) -> anyhow::Result<BenchReport> {
+    let payload_len = fixture::typical_payload_len();
+
+    eprintln!("bench: send latency ({} sequential sends)…", options.sends);
+    let fixture = fixture::Fixture::provision(options, options.concurrency.max(2)).await?;
+    let raw_send = raw.sync_publish_latency(options.sends, payload_len).await?;
+    let send = send::latency(&fixture, options.sends).await?;
+
+    eprintln!(
+        "bench: throughput ({} concurrent senders, {:?} each)…",
+        options.concurrency, options.throughput_for
+    );
+    let raw_per_s = raw
+        .concurrent_publish_rate(options.concurrency, options.throughput_for, payload_len)
+        .await?;
+    let sends_per_s =
+        send::throughput(&fixture, options.concurrency, options.throughput_for).await?;
+
+    eprintln!(
+        "bench: delivery ({} SSE subscribers, {} broadcasts)…",
+        options.subscribers, options.deliveries
+    );
+    let raw_delivery = raw
+        .publish_to_consumer_latency(options.deliveries, payload_len)
+        .await?;
+    let delivered = delivery::measure(options, options.subscribers, options.deliveries).await?;
+
+    Ok(BenchReport {
+        send: Latency {
+            p50_us: send.value_at_quantile(0.5),
+            p99_us: send.value_at_quantile(0.99),
+            raw_p50_us: raw_send.value_at_quantile(0.5),
+            raw_p99_us: raw_send.value_at_quantile(0.99),
+        },
+        throughput: Throughput {
+            concurrency: options.concurrency,
+            sends_per_s,
+            raw_per_s,
+        },
+        delivery: Delivery {
+            subscribers: options.subscribers,
+            p50_us: delivered.value_at_quantile(0.5),
+            p99_us: delivered.value_at_quantile(0.99),
+            raw_p99_us: raw_delivery.value_at_quantile(0.99),
+        },
+    })
+}
