@@ -1,0 +1,277 @@
+//! `ns_message`: send, broadcast, check the inbox, read one message, read a thread, and
+//! wait for the next message.
+
+use std::time::Duration;
+
+use nexysync_domain::ids::{AgentName, EventId, Seq};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::answer::{count_summary, list_views, Answer, MessageView, ToolError};
+use super::session::Session;
+use super::NexySyncMcp;
+use crate::client::NewMessage;
+
+const DEFAULT_LIMIT: u32 = 20;
+const MAX_LIMIT: u32 = 100;
+const DEFAULT_WAIT_S: u32 = 30;
+const MAX_WAIT_S: u32 = 300;
+
+/// Parameters of `ns_message`. Which fields apply depends on `action`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct MessageParams {
+    /// `send`: a direct message to one agent (needs `to`, `body`). `broadcast`: a message to
+    /// every agent of the project (needs `body`). `check`: read the inbox after a cursor.
+    /// `read`: one whole message (needs `id`). `thread`: the whole conversation a message
+    /// belongs to (needs `id`). `wait`: block until a new message arrives or `timeout_s`
+    /// passes.
+    pub action: MessageAction,
+    /// send: the recipient agent's name (e.g. `bob`).
+    #[serde(default)]
+    pub to: Option<String>,
+    /// send, broadcast: the message text (up to 64 KiB). Encrypted before it leaves.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// send, broadcast: an optional short topic label (encrypted too).
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// send, broadcast: the id of the message this one answers, to keep a thread together.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    /// send, broadcast: seconds the message is kept (default: the project's retention).
+    #[serde(default)]
+    pub ttl_s: Option<u32>,
+    /// check: return messages after this sequence number (the `next_since` of a previous
+    /// answer). Default: where the last check or wait stopped (remembered across restarts).
+    #[serde(default)]
+    pub since: Option<u64>,
+    /// check, wait: most messages to return (default 20, max 100).
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// read, thread: a message id, as returned by send, check or wait.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// wait: seconds to wait for a message (default 30, max 300).
+    #[serde(default)]
+    pub timeout_s: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+// Inlined: some MCP clients do not follow `$ref`s in tool schemas.
+#[schemars(inline)]
+pub enum MessageAction {
+    Send,
+    Broadcast,
+    Check,
+    Read,
+    Thread,
+    Wait,
+}
+
+pub(crate) async fn run(server: &NexySyncMcp, params: MessageParams) -> Result<Answer, ToolError> {
+    let session = server.session().await?;
+    match params.action {
+        MessageAction::Send => send(&session, params, false).await,
+        MessageAction::Broadcast => send(&session, params, true).await,
+        MessageAction::Check => check(&session, params).await,
+        MessageAction::Read => read(&session, params).await,
+        MessageAction::Thread => thread(&session, params).await,
+        MessageAction::Wait => wait(&session, params).await,
+    }
+}
+
+async fn send(
+    session: &Session,
+    params: MessageParams,
+    broadcast: bool,
+) -> Result<Answer, ToolError> {
+    let body = params
+        .body
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| ToolError::invalid("`body` is required: the message text to send"))?;
+    let to = match (broadcast, params.to) {
+        (true, Some(to)) => {
+            return Err(ToolError::invalid(format!(
+                "a broadcast goes to every agent; drop `to` ({to}) or use action `send`"
+            )))
+        }
+        (true, None) => None,
+        (false, None) => {
+            return Err(ToolError::invalid(
+                "`to` is required for `send`: the recipient agent's name (use `broadcast` to reach everyone)",
+            ))
+        }
+        (false, Some(to)) => Some(
+            AgentName::parse(to.trim()).map_err(|e| ToolError::invalid(format!("`to`: {e}")))?,
+        ),
+    };
+    let mut message = NewMessage::broadcast(body);
+    message.to = to.clone();
+    message.topic = params.topic.filter(|t| !t.is_empty());
+    message.reply_to = params
+        .reply_to
+        .as_deref()
+        .map(|id| parse_id("reply_to", id))
+        .transpose()?;
+    message.ttl_s = params.ttl_s;
+    let appended = session.client.send(message).await?;
+    let recipient = to
+        .as_ref()
+        .map_or("everyone".to_owned(), AgentName::to_string);
+    Ok(Answer::new(
+        format!(
+            "sent {} to {recipient} (seq {}){}",
+            appended.id,
+            appended.seq,
+            if appended.duplicate {
+                ", already delivered before"
+            } else {
+                ""
+            }
+        ),
+        json!({
+            "id": appended.id,
+            "seq": appended.seq,
+            "to": to,
+            "broadcast": broadcast,
+            "duplicate": appended.duplicate,
+        }),
+    ))
+}
+
+async fn check(session: &Session, params: MessageParams) -> Result<Answer, ToolError> {
+    let since = params
+        .since
+        .map(Seq)
+        .unwrap_or_else(|| session.stream.cursor());
+    let limit = clamp_limit(params.limit)?;
+    let page = session.client.inbox(since, limit).await?;
+    session.stream.mark_delivered(page.next_since);
+    session.save_cursor();
+    let (messages, rejected) = list_views(&page.items);
+    let mut summary = count_summary(&messages, &rejected, "no new messages");
+    summary.push_str(&format!(", next_since={}", page.next_since));
+    if page.has_more {
+        summary.push_str(" (more waiting: check again)");
+    }
+    Ok(Answer::new(
+        summary,
+        list_json(messages, rejected, page.next_since, page.has_more, None),
+    ))
+}
+
+async fn read(session: &Session, params: MessageParams) -> Result<Answer, ToolError> {
+    let id = required_id(params.id.as_deref())?;
+    let message = session.client.message(id).await?;
+    Ok(Answer::new(
+        format!(
+            "message {} from {} (seq {}), {} characters",
+            message.id,
+            message.from,
+            message.seq,
+            message.body.chars().count()
+        ),
+        MessageView::full(&message),
+    ))
+}
+
+async fn thread(session: &Session, params: MessageParams) -> Result<Answer, ToolError> {
+    let id = required_id(params.id.as_deref())?;
+    let thread = session.client.thread(id).await?;
+    let (messages, rejected) = list_views(&thread.items);
+    let summary = format!(
+        "thread {}: {}",
+        thread.root,
+        count_summary(&messages, &rejected, "no messages you may read")
+    );
+    let mut data = json!({ "root": thread.root, "messages": messages });
+    if !rejected.is_empty() {
+        data["rejected"] = json!(rejected);
+    }
+    Ok(Answer::new(summary, data))
+}
+
+async fn wait(session: &Session, params: MessageParams) -> Result<Answer, ToolError> {
+    let timeout_s = params.timeout_s.unwrap_or(DEFAULT_WAIT_S).min(MAX_WAIT_S);
+    let limit = clamp_limit(params.limit)?;
+    let pending = session
+        .stream
+        .next(Duration::from_secs(u64::from(timeout_s)), limit as usize)
+        .await?;
+    session.save_cursor();
+    let timed_out = pending.items.is_empty();
+    let (messages, rejected) = list_views(&pending.items);
+    let summary = if timed_out {
+        format!(
+            "no message within {timeout_s} s (timed_out), next_since={}",
+            pending.cursor
+        )
+    } else {
+        format!(
+            "{}, next_since={}{}",
+            count_summary(&messages, &rejected, "no messages"),
+            pending.cursor,
+            if pending.has_more {
+                " (more waiting: wait or check again)"
+            } else {
+                ""
+            }
+        )
+    };
+    Ok(Answer::new(
+        summary,
+        list_json(
+            messages,
+            rejected,
+            pending.cursor,
+            pending.has_more,
+            Some(timed_out),
+        ),
+    ))
+}
+
+fn list_json(
+    messages: Vec<MessageView<'_>>,
+    rejected: Vec<super::answer::RejectedView>,
+    next_since: Seq,
+    has_more: bool,
+    timed_out: Option<bool>,
+) -> serde_json::Value {
+    let mut data = json!({
+        "messages": messages,
+        "next_since": next_since,
+        "has_more": has_more,
+    });
+    if !rejected.is_empty() {
+        data["rejected"] = json!(rejected);
+    }
+    if let Some(timed_out) = timed_out {
+        data["timed_out"] = json!(timed_out);
+    }
+    data
+}
+
+fn clamp_limit(limit: Option<u32>) -> Result<u32, ToolError> {
+    match limit {
+        Some(0) => Err(ToolError::invalid("`limit` must be at least 1")),
+        Some(n) => Ok(n.min(MAX_LIMIT)),
+        None => Ok(DEFAULT_LIMIT),
+    }
+}
+
+fn required_id(id: Option<&str>) -> Result<EventId, ToolError> {
+    let id = id.ok_or_else(|| {
+        ToolError::invalid("`id` is required: a message id, as returned by send, check or wait")
+    })?;
+    parse_id("id", id)
+}
+
+fn parse_id(field: &str, id: &str) -> Result<EventId, ToolError> {
+    EventId::parse(id.trim()).map_err(|e| {
+        ToolError::invalid(format!(
+            "`{field}` must be a message id as returned by send, check or wait: {e}"
+        ))
+    })
+}

@@ -1,0 +1,189 @@
+//! The MCP server: tools over rmcp, one file per tool.
+//!
+//! - [`NexySyncMcp`]: the rmcp `ServerHandler`; build it with [`NexySyncMcp::new`] or
+//!   [`NexySyncMcp::discover`], then [`NexySyncMcp::serve`] it on any transport (stdio in
+//!   the binary, `tokio::io::duplex` in tests).
+//! - `auth_tool`: `ns_auth`; `message_tool`: `ns_message`.
+//! - `answer`: summaries plus structured JSON; errors as `isError` results.
+//! - `session`: the key in use, its client and its live stream; `cursor_file`: the
+//!   delivery cursor saved beside the key file, so a restart neither repeats nor skips.
+//!
+//! Every failure is an `isError` tool result with a message saying what to do; a tool
+//! never panics and never answers with a protocol error for the caller's mistakes.
+
+mod answer;
+mod auth_tool;
+mod cursor_file;
+mod message_tool;
+mod session;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::CallToolResult;
+use rmcp::service::{RunningService, ServerInitializeError};
+use rmcp::transport::IntoTransport;
+use rmcp::{tool, tool_handler, tool_router, RoleServer, ServerHandler, ServiceExt};
+use tokio::sync::RwLock;
+
+use crate::client::StreamOptions;
+use crate::key_file::KeyFile;
+use answer::{into_result, ToolError};
+use session::{Auth, Session};
+
+pub use auth_tool::{AuthAction, AuthParams};
+pub use message_tool::{MessageAction, MessageParams};
+
+/// The NexySync MCP server for one agent. Cheap to clone; clones share the session.
+#[derive(Clone)]
+pub struct NexySyncMcp {
+    auth: Arc<RwLock<Auth>>,
+    cwd: Arc<PathBuf>,
+    stream_options: StreamOptions,
+    tool_router: ToolRouter<Self>,
+}
+
+impl std::fmt::Debug for NexySyncMcp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NexySyncMcp")
+            .field("cwd", &self.cwd)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NexySyncMcp {
+    /// A server acting as the agent of `key` (read from `key_path`, shown in status), or
+    /// an unauthenticated one when `key` is `None`: it still starts, and its tools explain
+    /// how to provision a key. With a key, the message stream starts connecting in the
+    /// background, so this must run inside a Tokio runtime.
+    pub fn new(key: Option<KeyFile>, key_path: Option<PathBuf>) -> NexySyncMcp {
+        Self::with_options(key, key_path, StreamOptions::default())
+    }
+
+    /// Like [`NexySyncMcp::new`], with tuned stream options (tests shorten the timeouts).
+    pub fn with_options(
+        key: Option<KeyFile>,
+        key_path: Option<PathBuf>,
+        stream_options: StreamOptions,
+    ) -> NexySyncMcp {
+        let auth = match key {
+            Some(key) => Auth::from_key(key, key_path, stream_options.clone()),
+            None => Auth::Missing {
+                problem: match &key_path {
+                    Some(path) => format!("no usable key file at {}", path.display()),
+                    None => "no key file is in use".to_owned(),
+                },
+            },
+        };
+        Self::from_auth(auth, stream_options)
+    }
+
+    /// Finds and loads the key file the way the binary does: `env_override` (the value of
+    /// `NEXYSYNC_KEY_FILE`) or `.nexysync/key` walking up from `cwd`. A missing or broken
+    /// key file is not fatal: the server starts and its tools say what is wrong.
+    pub fn discover(env_override: Option<PathBuf>, cwd: &Path) -> NexySyncMcp {
+        let auth = match KeyFile::discover(env_override, cwd) {
+            None => Auth::Missing {
+                problem: format!(
+                    "no key file found: NEXYSYNC_KEY_FILE is not set and there is no .nexysync/key in {} or above",
+                    cwd.display()
+                ),
+            },
+            Some(path) => match KeyFile::load(&path) {
+                Ok(key) => {
+                    tracing::info!(key_file = %path.display(), agent = %key.agent.name, "using key file");
+                    Auth::from_key(key, Some(path), StreamOptions::default())
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "key file not usable");
+                    Auth::Missing {
+                        problem: error.to_string(),
+                    }
+                }
+            },
+        };
+        let mut server = Self::from_auth(auth, StreamOptions::default());
+        server.cwd = Arc::new(cwd.to_owned());
+        server
+    }
+
+    fn from_auth(auth: Auth, stream_options: StreamOptions) -> NexySyncMcp {
+        NexySyncMcp {
+            auth: Arc::new(RwLock::new(auth)),
+            cwd: Arc::new(std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))),
+            stream_options,
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    /// Sets the directory relative `ns_auth login` paths are resolved against.
+    pub fn with_cwd(mut self, cwd: PathBuf) -> NexySyncMcp {
+        self.cwd = Arc::new(cwd);
+        self
+    }
+
+    /// Serves MCP on `transport` (e.g. `rmcp::transport::stdio()` or one end of a
+    /// `tokio::io::duplex`) once the client has initialised; await
+    /// [`RunningService::waiting`] to run until the client goes away.
+    pub async fn serve<T, E, A>(
+        self,
+        transport: T,
+    ) -> Result<RunningService<RoleServer, NexySyncMcp>, ServerInitializeError>
+    where
+        T: IntoTransport<RoleServer, E, A>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        ServiceExt::serve(self, transport).await
+    }
+
+    /// The current session, or the `isError` answer explaining why there is none.
+    async fn session(&self) -> Result<Arc<Session>, ToolError> {
+        match &*self.auth.read().await {
+            Auth::Ready(session) => Ok(session.clone()),
+            Auth::Missing { problem } => Err(ToolError::not_authenticated(problem)),
+        }
+    }
+
+    /// Switches to `auth`; the previous session's stream stops when its last user is done.
+    async fn replace_auth(&self, auth: Auth) {
+        *self.auth.write().await = auth;
+    }
+
+    fn cwd(&self) -> &Path {
+        &self.cwd
+    }
+
+    fn stream_options(&self) -> &StreamOptions {
+        &self.stream_options
+    }
+}
+
+#[tool_router]
+impl NexySyncMcp {
+    /// Identity and key management.
+    #[tool(
+        name = "ns_auth",
+        description = "NexySync identity. action `status`: which agent and project you are, the server URL, whether the server answers, the key file in use and the live stream's state. action `login` with `path`: switch to another key file (verified with the server first)."
+    )]
+    async fn ns_auth(&self, Parameters(params): Parameters<AuthParams>) -> CallToolResult {
+        into_result(auth_tool::run(self, params).await)
+    }
+
+    /// Messaging between the project's agents.
+    #[tool(
+        name = "ns_message",
+        description = "Talk to the other AI agents of this project; end-to-end encrypted and signature-verified. action `send` (to, body, optional topic, reply_to, ttl_s): message one agent. `broadcast` (body, optional topic): message every agent. `check` (optional since, limit): your inbox after a cursor, oldest first, with next_since. `read` (id): one whole message. `thread` (id): the conversation it belongs to. `wait` (optional timeout_s, default 30): returns as soon as a new message arrives, or timed_out."
+    )]
+    async fn ns_message(&self, Parameters(params): Parameters<MessageParams>) -> CallToolResult {
+        into_result(message_tool::run(self, params).await)
+    }
+}
+
+#[tool_handler(
+    router = self.tool_router,
+    name = "nexysync-mcp",
+    instructions = "NexySync connects the AI agents working on this project. Messages are end-to-end encrypted and every message shown to you was verified (sender signature, project, hash chain). Start with ns_auth {\"action\":\"status\"}. Use ns_message: `send`/`broadcast` to talk, `check` for your inbox, `wait` to block until someone writes, `read`/`thread` for whole messages and conversations."
+)]
+impl ServerHandler for NexySyncMcp {}
