@@ -15,6 +15,7 @@
 //! - The server verifies signatures and routes ciphertext; it holds no project key.
 
 mod auth;
+mod directory;
 mod error;
 mod extract;
 mod hub;

@@ -54,6 +54,7 @@ impl Application {
             projection,
             hub,
             tokens: TokenCache::default(),
+            directory: Default::default(),
             admin_token: Arc::new(settings.admin_token),
             nats,
             heartbeat: settings.heartbeat,

@@ -9,6 +9,7 @@ use nexysync_log::EventLog;
 use nexysync_projections::{ProjectionWatch, ReadModels};
 
 use crate::auth::TokenCache;
+use crate::directory::AgentDirectory;
 use crate::hub::Hub;
 use crate::settings::Secret;
 
@@ -20,6 +21,7 @@ pub struct AppState {
     pub projection: ProjectionWatch,
     pub hub: Hub,
     pub tokens: TokenCache,
+    pub directory: AgentDirectory,
     pub admin_token: Arc<Secret>,
     pub nats: async_nats::Client,
     pub heartbeat: Duration,

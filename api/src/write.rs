@@ -54,6 +54,13 @@ enum Known {
     },
 }
 
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 async fn gather(
     state: &AppState,
     project: ProjectId,
@@ -76,21 +83,33 @@ async fn gather(
             facts.owner_key.is_none()
         }
         EventBody::MessageSent(sent) => {
-            let found = reads
-                .message_facts(project, event.id, sent.to, sent.reply_to)
-                .await?;
-            if let Some((owner, seq)) = found.already_applied {
-                if owner == project {
-                    return Ok(Known::AlreadyApplied(Appended {
-                        id: event.id,
-                        seq,
-                        duplicate: true,
-                    }));
+            let known_recipient = sent.to.and_then(|to| state.directory.lookup(project, to));
+            let log_catches_retries = nexysync_log::deduplicates(event.id, now_millis());
+            let needs_query = !log_catches_retries
+                || (sent.to.is_some() && known_recipient.is_none())
+                || sent.reply_to.is_some();
+            if needs_query {
+                let found = reads
+                    .message_facts(project, event.id, sent.to, sent.reply_to)
+                    .await?;
+                if let Some((owner, seq)) = found.already_applied {
+                    if owner == project {
+                        return Ok(Known::AlreadyApplied(Appended {
+                            id: event.id,
+                            seq,
+                            duplicate: true,
+                        }));
+                    }
                 }
+                if let (Some(to), Lookup::Found) = (sent.to, found.recipient) {
+                    state.directory.remember(to, project);
+                }
+                facts.recipient = found.recipient;
+                facts.reply_to = found.reply_to;
+            } else if let Some(lookup) = known_recipient {
+                facts.recipient = lookup;
             }
-            facts.recipient = found.recipient;
-            facts.reply_to = found.reply_to;
-            found.recipient == Lookup::Missing || found.reply_to == Lookup::Missing
+            facts.recipient == Lookup::Missing || facts.reply_to == Lookup::Missing
         }
     };
     Ok(Known::Facts {

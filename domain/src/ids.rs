@@ -124,6 +124,17 @@ impl EventId {
     pub fn generate() -> Self {
         Self(Uuid::now_v7())
     }
+
+    /// When the client made the event: the UUIDv7's Unix milliseconds.
+    pub fn unix_millis(&self) -> u64 {
+        self.0
+            .get_timestamp()
+            .map(|t| {
+                let (secs, nanos) = t.to_unix();
+                secs * 1000 + u64::from(nanos) / 1_000_000
+            })
+            .unwrap_or(0)
+    }
 }
 
 impl TryFrom<Uuid> for EventId {

@@ -28,15 +28,45 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
-use nexysync_domain::ids::ProjectId;
+use nexysync_domain::ids::{EventId, ProjectId};
 use tokio::sync::Mutex;
 
 /// Largest event accepted by the stream (the API limits bodies well below this).
 const MAX_EVENT_BYTES: i32 = 1024 * 1024;
 /// How long JetStream remembers event ids for deduplication.
-const DUPLICATE_WINDOW: Duration = Duration::from_secs(10 * 60);
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(10 * 60);
+/// Slack for clocks and slow first attempts when relying on that window.
+const DUPLICATE_WINDOW_SLACK: Duration = Duration::from_secs(2 * 60);
+
+/// Whether the log's own deduplication is certain to catch a retry of `event`, received
+/// at `now_ms`: the event was made (its UUIDv7 time) well inside the window, and not in
+/// the future (a client clock ahead of ours could otherwise outlast the window). When
+/// this is false the caller must look for the event id itself before appending.
+pub fn deduplicates(event: EventId, now_ms: u64) -> bool {
+    let made = event.unix_millis();
+    let window = (DUPLICATE_WINDOW - DUPLICATE_WINDOW_SLACK).as_millis() as u64;
+    made <= now_ms + 1_000 && now_ms.saturating_sub(made) < window
+}
 
 /// A handle on the event stream, shared by every task of a process.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_events_are_left_to_the_logs_deduplication_and_others_are_not() {
+        let id = EventId::generate();
+        let made = id.unix_millis();
+        assert!(deduplicates(id, made));
+        assert!(deduplicates(id, made + 60_000));
+        assert!(
+            !deduplicates(id, made + 9 * 60_000),
+            "too close to the window's end"
+        );
+        assert!(!deduplicates(id, made - 60_000), "made in our future");
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct EventLog {
     inner: Arc<Inner>,

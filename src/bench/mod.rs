@@ -33,6 +33,9 @@ pub struct BenchOptions {
     /// Sequential sends for the latency figure.
     pub sends: usize,
     pub concurrency: usize,
+    /// Projects the throughput senders are spread over (appends to one project are
+    /// serialised by its hash chain; projects append in parallel).
+    pub projects: usize,
     pub throughput_for: Duration,
     pub subscribers: usize,
     pub deliveries: usize,
@@ -63,8 +66,13 @@ async fn measure(options: &BenchOptions, raw: &raw::RawFloor) -> anyhow::Result<
     let raw_per_s = raw
         .concurrent_publish_rate(options.concurrency, options.throughput_for, payload_len)
         .await?;
+    let mut fixtures = vec![fixture];
+    let per_project = options.concurrency.div_ceil(options.projects).max(2);
+    for _ in 1..options.projects {
+        fixtures.push(fixture::Fixture::provision(options, per_project).await?);
+    }
     let sends_per_s =
-        send::throughput(&fixture, options.concurrency, options.throughput_for).await?;
+        send::throughput(&fixtures, options.concurrency, options.throughput_for).await?;
 
     eprintln!(
         "bench: delivery ({} SSE subscribers, {} broadcasts)…",
@@ -84,6 +92,7 @@ async fn measure(options: &BenchOptions, raw: &raw::RawFloor) -> anyhow::Result<
         },
         throughput: Throughput {
             concurrency: options.concurrency,
+            projects: options.projects,
             sends_per_s,
             raw_per_s,
         },

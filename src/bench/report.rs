@@ -20,6 +20,7 @@ pub struct Latency {
 #[derive(Debug, Clone, Serialize)]
 pub struct Throughput {
     pub concurrency: usize,
+    pub projects: usize,
     pub sends_per_s: f64,
     pub raw_per_s: f64,
 }

@@ -25,9 +25,10 @@ pub async fn latency(fixture: &Fixture, sends: usize) -> anyhow::Result<Histogra
     Ok(histogram)
 }
 
-/// `concurrency` agents each sending back to back for `duration`: sends per second.
+/// `concurrency` agents, spread over the `fixtures`' projects, each sending back to back
+/// for `duration`: sends per second.
 pub async fn throughput(
-    fixture: &Fixture,
+    fixtures: &[Fixture],
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<f64> {
@@ -36,10 +37,11 @@ pub async fn throughput(
     let deadline = started + duration;
     let tasks: Vec<_> = (0..concurrency)
         .map(|i| {
-            let fixture = fixture.clone();
+            let fixture = fixtures[i % fixtures.len()].clone();
             let done = done.clone();
-            let from = fixture.agents[i % fixture.agents.len()].clone();
-            let to = fixture.agents[(i + 1) % fixture.agents.len()].id;
+            let n = i / fixtures.len();
+            let from = fixture.agents[n % fixture.agents.len()].clone();
+            let to = fixture.agents[(n + 1) % fixture.agents.len()].id;
             tokio::spawn(async move {
                 while Instant::now() < deadline {
                     fixture.send(&from, Some(to)).await?;

@@ -30,6 +30,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
 
+    /// Projects the concurrent senders are spread over.
+    #[arg(long, default_value_t = 1)]
+    pub projects: usize,
+
     /// Seconds the throughput figure runs for.
     #[arg(long, default_value_t = 5)]
     pub seconds: u64,
@@ -63,6 +67,7 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         nats_url: settings.nats_url.clone(),
         sends: args.sends,
         concurrency: args.concurrency,
+        projects: args.projects.clamp(1, args.concurrency),
         throughput_for: Duration::from_secs(args.seconds.max(1)),
         subscribers: args.subscribers,
         deliveries: args.deliveries,

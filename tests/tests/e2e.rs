@@ -1,0 +1,276 @@
+//! End to end through the real binaries, as a new user runs them: `nexysync up`,
+//! `nexysync project create`, `nexysync agent add` three times, and one `nexysync-mcp`
+//! process per agent over stdio. Then the server's storage is searched for the
+//! plaintext and the project key: neither may be anywhere.
+
+// A test: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine;
+use nexysync_tests::processes::{binary, nexysync, RunningServer, ThrowawayNats};
+use nexysync_tests::{postgres_server_url, unique_name};
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::RunningService;
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{json, Value};
+
+/// One agent's `nexysync-mcp`, started in the agent's directory like an AI tool would.
+struct Agent {
+    client: RunningService<RoleClient, ()>,
+}
+
+impl Agent {
+    async fn start(dir: &Path) -> Self {
+        let command = tokio::process::Command::new(binary("nexysync-mcp")).configure(|cmd| {
+            cmd.current_dir(dir).env_remove("NEXYSYNC_KEY_FILE");
+        });
+        let (transport, _) = TokioChildProcess::builder(command)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nexysync-mcp starts");
+        let client = ().serve(transport).await.expect("MCP handshake");
+        Self { client }
+    }
+
+    async fn call(&self, tool: &str, arguments: Value) -> Value {
+        let result = call(&self.client.peer().clone(), tool, arguments).await;
+        assert_ne!(result.is_error, Some(true), "{tool} failed: {result:?}");
+        result.structured_content.expect("structured answer")
+    }
+
+    async fn stop(self) {
+        let _ = self.client.cancel().await;
+    }
+}
+
+async fn call(peer: &rmcp::Peer<RoleClient>, tool: &str, arguments: Value) -> CallToolResult {
+    peer.call_tool(
+        CallToolRequestParams::new(tool.to_owned())
+            .with_arguments(arguments.as_object().cloned().unwrap()),
+    )
+    .await
+    .expect("a tool answers")
+}
+
+fn bodies(answer: &Value) -> Vec<String> {
+    answer["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Every file under `dir`, read whole.
+fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    found
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_talk_through_the_real_binaries_and_the_server_learns_nothing() {
+    nexysync_tests::init_logging();
+    let root = tempfile::tempdir().unwrap();
+    let dir = |name: &str| {
+        let path = root.path().join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        path
+    };
+    let nats = ThrowawayNats::start(&dir("nats")).await;
+    let database = unique_name("e2e");
+    let data_dir = dir("data");
+    let envs = vec![
+        ("NEXYSYNC_NATS_URL", nats.url.clone()),
+        (
+            "DATABASE_URL",
+            format!("{}/{database}", postgres_server_url()),
+        ),
+        ("NEXYSYNC_HOME", dir("home").display().to_string()),
+        ("NEXYSYNC_DATA_DIR", data_dir.display().to_string()),
+        ("NEXYSYNC_ADMIN_TOKEN", String::new()),
+    ];
+    let server = RunningServer::start(&envs, &data_dir).await;
+
+    // Provision as a new user would.
+    nexysync(
+        &["project", "create", "demo", "--server", &server.url],
+        &envs,
+    )
+    .await;
+    for name in ["alice", "bob", "carol"] {
+        let agent_dir = dir(name).display().to_string();
+        nexysync(&["agent", "add", "demo", name, "--dir", &agent_dir], &envs).await;
+    }
+    let alice = Agent::start(&dir("alice")).await;
+    let bob = Agent::start(&dir("bob")).await;
+    let carol = Agent::start(&dir("carol")).await;
+
+    let status = alice.call("ns_auth", json!({"action": "status"})).await;
+    assert!(status.to_string().contains("alice"), "{status}");
+
+    let canary = format!("canary-{}", hex::encode(rand::random::<[u8; 8]>()));
+
+    // Bob waits; Alice sends; Bob's wait returns the plaintext.
+    let bob_peer = bob.client.peer().clone();
+    let waiting = tokio::spawn(async move {
+        call(
+            &bob_peer,
+            "ns_message",
+            json!({"action": "wait", "timeout_s": 60}),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await; // let the wait start; not a sync point
+    let sent = alice
+        .call(
+            "ns_message",
+            json!({"action": "send", "to": "bob", "body": format!("{canary} hello bob"), "topic": format!("{canary}-topic")}),
+        )
+        .await;
+    let first_id = sent["id"].as_str().unwrap().to_owned();
+    let woken = waiting.await.unwrap();
+    assert_ne!(woken.is_error, Some(true), "{woken:?}");
+    let woken = woken.structured_content.unwrap();
+    assert_eq!(bodies(&woken), [format!("{canary} hello bob")]);
+    assert_eq!(woken["messages"][0]["from"], "alice");
+
+    // Bob replies; Alice reads a thread of two.
+    bob.call(
+        "ns_message",
+        json!({"action": "send", "to": "alice", "body": format!("{canary} hi alice"), "reply_to": first_id}),
+    )
+    .await;
+    let mut thread = Value::Null;
+    for _ in 0..100 {
+        thread = alice
+            .call("ns_message", json!({"action": "thread", "id": first_id}))
+            .await;
+        if thread["messages"].as_array().is_some_and(|m| m.len() == 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        bodies(&thread),
+        [format!("{canary} hello bob"), format!("{canary} hi alice")]
+    );
+
+    // A broadcast reaches everyone.
+    alice
+        .call(
+            "ns_message",
+            json!({"action": "broadcast", "body": format!("{canary} to everyone")}),
+        )
+        .await;
+    for agent in [&bob, &carol] {
+        let mut seen = Vec::new();
+        while !seen.contains(&format!("{canary} to everyone")) {
+            let answer = agent
+                .call("ns_message", json!({"action": "wait", "timeout_s": 30}))
+                .await;
+            assert_ne!(answer["timed_out"], true, "the broadcast arrived");
+            seen.extend(bodies(&answer));
+        }
+    }
+
+    // A message sent while Carol is offline is in her inbox when she returns.
+    carol.stop().await;
+    alice
+        .call(
+            "ns_message",
+            json!({"action": "send", "to": "carol", "body": format!("{canary} while you were out")}),
+        )
+        .await;
+    let carol = Agent::start(&dir("carol")).await;
+    let mut inbox = Vec::new();
+    for _ in 0..100 {
+        let answer = carol
+            .call("ns_message", json!({"action": "check", "since": 0}))
+            .await;
+        inbox = bodies(&answer);
+        if inbox.contains(&format!("{canary} while you were out")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        inbox.contains(&format!("{canary} while you were out")),
+        "{inbox:?}"
+    );
+
+    for agent in [alice, bob, carol] {
+        agent.stop().await;
+    }
+    let dump = tokio::process::Command::new("pg_dump")
+        .arg(format!("{}/{database}", postgres_server_url()))
+        .output()
+        .await
+        .expect("pg_dump runs");
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    server.stop().await;
+    nats.stop().await;
+
+    // Nothing the server stores holds the plaintext or the project key.
+    let project_file: Value = serde_json::from_slice(
+        &std::fs::read(root.path().join("home/projects/demo.json")).unwrap(),
+    )
+    .unwrap();
+    let key_text = project_file["project_key"].as_str().unwrap().to_owned();
+    let key_bytes = base64::engine::general_purpose::STANDARD
+        .decode(&key_text)
+        .unwrap();
+    let mut stored = files_under(&root.path().join("nats"));
+    assert!(
+        stored.iter().any(|(_, bytes)| bytes.len() > 1000),
+        "the NATS store holds the events"
+    );
+    stored.extend(files_under(&data_dir));
+    stored.push((PathBuf::from("pg_dump"), dump.stdout));
+    for (path, bytes) in &stored {
+        for (what, needle) in [
+            ("the plaintext", canary.as_bytes()),
+            ("the project key", key_text.as_bytes()),
+            ("the project key's bytes", &key_bytes[..]),
+        ] {
+            assert!(
+                !contains(bytes, needle),
+                "{what} found in {}",
+                path.display()
+            );
+        }
+    }
+
+    let pool = sqlx::PgPool::connect(&format!("{}/postgres", postgres_server_url()))
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+}
