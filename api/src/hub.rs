@@ -14,6 +14,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use nexysync_domain::event::{Actor, EventBody};
 use nexysync_domain::ids::{AgentId, ProjectId, Seq};
+use nexysync_domain::wire::sse;
 use nexysync_log::EventLog;
 use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
@@ -25,8 +26,9 @@ pub struct HubEvent {
     pub actor: Option<AgentId>,
     /// The recipient, or `None` for everyone in the project.
     pub to: Option<AgentId>,
-    /// The `StoredEvent` JSON, serialised once for every subscriber.
-    pub data: Arc<str>,
+    /// The SSE frame (`new_message`, id, `StoredEvent` JSON), encoded once for every
+    /// subscriber.
+    pub frame: bytes::Bytes,
 }
 
 impl HubEvent {
@@ -148,7 +150,7 @@ impl Hub {
                         Actor::Owner => None,
                     },
                     to: sent.to,
-                    data: format!(r#"{{"seq":{},"event":{}}}"#, raw.seq.0, payload).into(),
+                    frame: crate::sse::stored_event_frame(sse::NEW_MESSAGE, raw.seq, payload),
                 },
             ))
         });

@@ -23,6 +23,7 @@ mod raw;
 mod routes;
 pub mod settings;
 mod shutdown;
+mod sse;
 mod startup;
 mod state;
 mod write;

@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use nexysync_log::{EventLog, Prefix};
 use nexysync_projections::{db, ProjectionWatch, Projector, ReadModels};
 use tokio::net::TcpListener;
@@ -92,7 +93,14 @@ impl Application {
         info!(addr = %self.local_addr, "NexySync API listening");
         let stop_background = self.stop_background;
         let app = router(self.state);
-        let result = axum::serve(self.listener, app)
+        // No Nagle: SSE frames and small answers go out at once instead of waiting for
+        // the peer's delayed ACK (up to 40 ms).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
+        let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 // SSE streams end on this, so the graceful shutdown can finish.

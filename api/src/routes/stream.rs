@@ -7,10 +7,11 @@
 
 use std::convert::Infallible;
 
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::Stream;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use nexysync_domain::ids::Seq;
 use nexysync_domain::wire::sse;
 use serde::Deserialize;
@@ -20,6 +21,7 @@ use tracing::{debug, warn};
 use crate::auth::AgentAuth;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
+use crate::sse::{frame, heartbeat, stored_event_frame};
 use crate::state::AppState;
 
 /// Backlog rows read per query.
@@ -35,7 +37,7 @@ pub async fn subscribe(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<StreamQuery>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let cursor = match headers.get("last-event-id") {
         Some(value) => Some(
             value
@@ -51,10 +53,11 @@ pub async fn subscribe(
     };
     let (mut live, position) = state.hub.subscribe(me.project);
     let mut shutdown = state.hub.shutdown_signal();
-    let heartbeat = state.heartbeat;
+    let mut heartbeats = tokio::time::interval(state.heartbeat);
+    heartbeats.reset(); // the first tick is one interval from now
     let agent = me.agent;
 
-    let events = async_stream::stream! {
+    let frames = async_stream::stream! {
         let mut sent = position;
         if let Some(after) = cursor {
             // Everything in (after, position] comes from the read models, once they
@@ -69,8 +72,7 @@ pub async fn subscribe(
                         let full = rows.len() == BACKLOG_PAGE as usize;
                         for row in rows {
                             from = row.seq;
-                            let data = format!(r#"{{"seq":{},"event":{}}}"#, row.seq.0, row.envelope);
-                            yield Ok(Event::default().event(sse::NEW_MESSAGE).id(row.seq.0.to_string()).data(data));
+                            yield Ok::<Bytes, Infallible>(stored_event_frame(sse::NEW_MESSAGE, row.seq, &row.envelope));
                         }
                         if !full {
                             break;
@@ -84,36 +86,41 @@ pub async fn subscribe(
             }
             sent = position.max(after);
         }
-        yield Ok(json_event(sse::READY, &sse::Ready { seq: sent }));
+        yield Ok(json_frame(sse::READY, &sse::Ready { seq: sent }));
         loop {
             tokio::select! {
                 received = live.recv() => match received {
                     Ok(event) if event.seq > sent => {
                         sent = event.seq;
                         if event.is_for(agent) {
-                            yield Ok(Event::default()
-                                .event(sse::NEW_MESSAGE)
-                                .id(event.seq.0.to_string())
-                                .data(event.data.as_ref()));
+                            yield Ok(event.frame.clone());
                         }
                     }
                     Ok(_) => {}
                     Err(RecvError::Lagged(missed)) => {
                         debug!(missed, "SSE reader fell behind; asking it to catch up");
-                        yield Ok(json_event(sse::CATCH_UP, &sse::CatchUp { last_seq: sent }));
+                        yield Ok(json_frame(sse::CATCH_UP, &sse::CatchUp { last_seq: sent }));
                         return;
                     }
                     Err(RecvError::Closed) => return,
                 },
+                _ = heartbeats.tick() => yield Ok(heartbeat()),
                 _ = shutdown.changed() => return,
             }
         }
     };
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")))
+    let mut response = Body::from_stream(frames).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tell buffering proxies (nginx) to pass events through as they come.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
 }
 
-fn json_event(name: &str, data: &impl serde::Serialize) -> Event {
-    Event::default()
-        .event(name)
-        .data(serde_json::to_string(data).unwrap_or_default())
+fn json_frame(name: &str, data: &impl serde::Serialize) -> Bytes {
+    frame(name, None, &serde_json::to_string(data).unwrap_or_default())
 }
