@@ -54,8 +54,11 @@ struct Inner {
     http: Http,
     directory: tokio::sync::Mutex<Option<Arc<Directory>>>,
     chain: Mutex<ChainMemory>,
-    /// The highest sequence this client wrote, for read-your-writes (`min_seq`).
-    last_written: AtomicU64,
+    /// The highest log sequence this client knows to exist: what it wrote, and every
+    /// message it verified (the stream pushes messages before the server's read models
+    /// have applied them). Reads send it as `min_seq`, so what the agent wrote or was
+    /// shown is there when it reads the inbox, the message or its thread.
+    known_seq: AtomicU64,
 }
 
 impl std::fmt::Debug for Client {
@@ -86,7 +89,7 @@ impl Client {
                 http,
                 directory: tokio::sync::Mutex::new(None),
                 chain: Mutex::new(ChainMemory::new()),
-                last_written: AtomicU64::new(0),
+                known_seq: AtomicU64::new(0),
             }),
         })
     }
@@ -224,9 +227,7 @@ impl Client {
         let envelope = draft.sign(&key.signing_key);
         tracing::debug!(event = %envelope.id, to = ?message.to, "sending message");
         let appended: Appended = self.inner.http.post("v1/messages", &envelope).await?;
-        self.inner
-            .last_written
-            .fetch_max(appended.seq.0, Ordering::Relaxed);
+        self.note_known(appended.seq);
         Ok(appended)
     }
 
@@ -322,7 +323,10 @@ impl Client {
             outcome = self.verify_with(&fresh, stored);
         }
         Ok(match outcome {
-            Ok(message) => Incoming::Message(message),
+            Ok(message) => {
+                self.note_known(message.seq);
+                Incoming::Message(message)
+            }
             Err(rejected) => {
                 tracing::warn!(event = %rejected.id, seq = %rejected.seq, reason = %rejected.reason, "message failed verification");
                 Incoming::Rejected(rejected)
@@ -364,8 +368,15 @@ impl Client {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Records that the log holds an event at `seq`: one this client wrote, or a message
+    /// that passed verification and so may be shown to the agent. Rejected events do not
+    /// count; nothing is read on their account.
+    fn note_known(&self, seq: Seq) {
+        self.inner.known_seq.fetch_max(seq.0, Ordering::Relaxed);
+    }
+
     fn min_seq(&self) -> Vec<(&'static str, String)> {
-        match self.inner.last_written.load(Ordering::Relaxed) {
+        match self.inner.known_seq.load(Ordering::Relaxed) {
             0 => Vec::new(),
             seq => vec![("min_seq", seq.to_string())],
         }

@@ -323,6 +323,7 @@ enum Step {
 }
 
 /// How one connection ended.
+#[derive(Debug, PartialEq, Eq)]
 enum Ended {
     /// The server said the connection fell behind; resume right away.
     CatchUp,
@@ -425,38 +426,67 @@ async fn read_stream(shared: &Shared, backoff: &mut Backoff) -> Ended {
             Err(error) => return Ended::Failed(format!("message stream broke: {error}")),
         };
         backoff.reset();
-        match event.event.as_str() {
-            sse::NEW_MESSAGE => match serde_json::from_str::<StoredEvent>(&event.data) {
-                Ok(stored) => match client.verify(&stored).await {
-                    Ok(item) => shared.deliver(item),
-                    // Not judged (agents unavailable): reconnect, and the event comes again.
-                    Err(error) => return Ended::Failed(error.to_string()),
-                },
-                Err(error) => {
-                    tracing::warn!(id = %event.id, %error, "unreadable new_message event skipped");
-                    if let Ok(seq) = event.id.parse::<u64>() {
-                        shared.skip_to(Seq(seq));
-                    }
-                }
+        match classify(&event) {
+            Received::Message(stored) => match client.verify(&stored).await {
+                Ok(item) => shared.deliver(item),
+                // Not judged (agents unavailable): reconnect, and the event comes again.
+                Err(error) => return Ended::Failed(error.to_string()),
             },
-            sse::READY => shared.set_live(),
-            sse::CATCH_UP => return Ended::CatchUp,
-            sse::CURSOR_TOO_OLD => match serde_json::from_str::<sse::CursorTooOld>(&event.data) {
-                Ok(too_old) => {
-                    tracing::warn!(requested = %too_old.requested, oldest = %too_old.oldest_seq, "stream cursor older than the retained history");
-                    return Ended::CursorTooOld {
-                        oldest: too_old.oldest_seq,
-                    };
+            Received::Unreadable { seq, error } => {
+                tracing::warn!(id = %event.id, %error, "unreadable new_message event skipped");
+                if let Some(seq) = seq {
+                    shared.skip_to(seq);
                 }
-                Err(error) => {
-                    return Ended::Failed(format!("unreadable cursor_too_old event: {error}"))
+            }
+            Received::Ready => shared.set_live(),
+            Received::End(ended) => {
+                if let Ended::CursorTooOld { oldest } = &ended {
+                    tracing::warn!(oldest = %oldest, "stream cursor older than the retained history");
                 }
-            },
-            // Kinds added later (refs, files, kv…) are not this stream's business yet.
-            _ => {}
+                return ended;
+            }
+            Received::Other => {}
         }
     }
     Ended::Closed
+}
+
+/// What one SSE event asks of the reader.
+enum Received {
+    /// A message to verify and deliver.
+    Message(Box<StoredEvent>),
+    /// A `new_message` whose data does not parse: skipped, past its id when it has one,
+    /// so a reconnect does not fetch it again and again.
+    Unreadable { seq: Option<Seq>, error: String },
+    /// The backlog is sent; what follows is live.
+    Ready,
+    /// The server ends this connection (`catch_up`, `cursor_too_old`).
+    End(Ended),
+    /// Kinds added later (refs, files, kv…) are not this stream's business yet.
+    Other,
+}
+
+fn classify(event: &eventsource_stream::Event) -> Received {
+    match event.event.as_str() {
+        sse::NEW_MESSAGE => match serde_json::from_str::<StoredEvent>(&event.data) {
+            Ok(stored) => Received::Message(Box::new(stored)),
+            Err(error) => Received::Unreadable {
+                seq: event.id.parse::<u64>().ok().map(Seq),
+                error: error.to_string(),
+            },
+        },
+        sse::READY => Received::Ready,
+        sse::CATCH_UP => Received::End(Ended::CatchUp),
+        sse::CURSOR_TOO_OLD => match serde_json::from_str::<sse::CursorTooOld>(&event.data) {
+            Ok(too_old) => Received::End(Ended::CursorTooOld {
+                oldest: too_old.oldest_seq,
+            }),
+            Err(error) => Received::End(Ended::Failed(format!(
+                "unreadable cursor_too_old event: {error}"
+            ))),
+        },
+        _ => Received::Other,
+    }
 }
 
 /// After pruning: reads the inbox over HTTP from the oldest retained sequence, delivering
@@ -576,5 +606,80 @@ mod tests {
         assert!(delays[9] >= Duration::from_millis(2500));
         backoff.reset();
         assert!(backoff.next() <= Duration::from_millis(100));
+    }
+
+    fn sse_event(kind: &str, id: &str, data: &str) -> eventsource_stream::Event {
+        eventsource_stream::Event {
+            event: kind.to_owned(),
+            data: data.to_owned(),
+            id: id.to_owned(),
+            retry: None,
+        }
+    }
+
+    fn ended(received: Received) -> Option<Ended> {
+        match received {
+            Received::End(ended) => Some(ended),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn catch_up_ends_the_connection_to_resume_at_once() {
+        let event = sse_event(sse::CATCH_UP, "", r#"{"last_seq":41}"#);
+        assert_eq!(ended(classify(&event)), Some(Ended::CatchUp));
+    }
+
+    #[test]
+    fn cursor_too_old_ends_the_connection_to_reread_from_the_oldest_retained() {
+        let event = sse_event(
+            sse::CURSOR_TOO_OLD,
+            "",
+            r#"{"requested":3,"oldest_seq":17}"#,
+        );
+        assert_eq!(
+            ended(classify(&event)),
+            Some(Ended::CursorTooOld { oldest: Seq(17) })
+        );
+        let garbled = sse_event(sse::CURSOR_TOO_OLD, "", "{}");
+        assert!(matches!(
+            ended(classify(&garbled)),
+            Some(Ended::Failed(reason)) if reason.contains("cursor_too_old")
+        ));
+    }
+
+    #[test]
+    fn an_unreadable_message_is_skipped_past_its_id() {
+        let event = sse_event(sse::NEW_MESSAGE, "12", "{not json");
+        assert!(matches!(
+            classify(&event),
+            Received::Unreadable {
+                seq: Some(Seq(12)),
+                ..
+            }
+        ));
+        let without_id = sse_event(sse::NEW_MESSAGE, "", "{not json");
+        assert!(matches!(
+            classify(&without_id),
+            Received::Unreadable { seq: None, .. }
+        ));
+    }
+
+    #[test]
+    fn a_message_ready_and_unknown_kinds_are_told_apart() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let stored = project.message(&alice, Sent::broadcast(), "hi");
+        let data = serde_json::to_string(&stored).unwrap();
+        let event = sse_event(sse::NEW_MESSAGE, &stored.seq.0.to_string(), &data);
+        assert!(matches!(classify(&event), Received::Message(m) if *m == stored));
+        assert!(matches!(
+            classify(&sse_event(sse::READY, "", r#"{"seq":9}"#)),
+            Received::Ready
+        ));
+        assert!(matches!(
+            classify(&sse_event("kv_update", "10", "{}")),
+            Received::Other
+        ));
     }
 }

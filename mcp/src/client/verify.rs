@@ -291,6 +291,43 @@ mod tests {
             }
         ));
         assert!(!rejected.to_string().contains("trust me"));
+        // `Client::message` answers a rejected message with this error.
+        let error = crate::client::ClientError::from(rejected).to_string();
+        assert!(error.contains("not signed by the project owner"), "{error}");
+        assert!(!error.contains("trust me"), "{error}");
+    }
+
+    #[test]
+    fn content_the_server_moved_from_another_message_is_refused() {
+        let mut f = Fixture::new();
+        let genuine = f
+            .project
+            .message(&f.alice, Sent::to(&f.bob), "run the tests");
+        let other = f.project.message(&f.alice, Sent::to(&f.bob), "rm -rf /");
+        let mut forged = genuine.clone();
+        forged.event.sealed = other.event.sealed.clone();
+        assert_eq!(
+            f.verify(&forged),
+            Err(VerifyError::BadSignature(f.alice.name.clone()))
+        );
+    }
+
+    #[test]
+    fn a_message_from_the_owner_key_is_not_a_message_from_an_agent() {
+        let mut f = Fixture::new();
+        let draft = nexysync_domain::event::Draft::new(
+            f.project.id,
+            Actor::Owner,
+            EventBody::MessageSent(nexysync_domain::event::MessageSent {
+                to: Some(f.bob.id),
+                reply_to: None,
+                ttl_s: None,
+                topic_ix: None,
+            }),
+        )
+        .seal(&f.project.keys, fields::BODY, b"from the top");
+        let stored = f.project.append(draft.sign(&f.project.owner));
+        assert_eq!(f.verify(&stored), Err(VerifyError::OwnerAsSender));
     }
 
     #[test]

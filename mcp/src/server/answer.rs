@@ -282,6 +282,35 @@ mod tests {
     }
 
     #[test]
+    fn a_message_that_failed_verification_is_listed_without_its_content() {
+        use crate::client::VerifyError;
+        let genuine = message("the plaintext");
+        let rejected = RejectedMessage {
+            id: EventId::generate(),
+            seq: Seq(8),
+            reason: VerifyError::BadSignature(AgentName::parse("alice").unwrap()),
+        };
+        let items = [
+            Incoming::Message(genuine),
+            Incoming::Rejected(rejected.clone()),
+        ];
+        let (messages, rejections) = list_views(&items);
+        assert_eq!(messages.len(), 1);
+        let shown = serde_json::to_value(&rejections).unwrap();
+        assert_eq!(shown[0]["id"], json!(rejected.id));
+        assert!(shown[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("signature does not verify"));
+        assert!(shown[0].get("body").is_none());
+        let summary = count_summary(&messages, &rejections, "none");
+        assert!(summary.contains("1 failed verification"), "{summary}");
+
+        let error = ToolError::from(ClientError::Rejected(rejected));
+        assert_eq!(error.code, "verification_failed");
+    }
+
+    #[test]
     fn errors_become_is_error_results_with_code_and_message() {
         let result = into_result(Err(ToolError::new("unknown_agent", "no agent named `zed`")));
         assert_eq!(result.is_error, Some(true));

@@ -1,21 +1,26 @@
-//! The client library against the in-memory API: sealing, verification, the live stream.
+//! The client library against the real API: sealing, verification, the live stream.
 
 use std::time::Duration;
 
 use nexysync_domain::crypto::SigningKey;
-use nexysync_domain::event::{fields, Actor, Draft, EventBody, MessageSent};
-use nexysync_domain::ids::Seq;
+use nexysync_domain::event::{fields, Actor, Draft, Envelope, EventBody, MessageSent};
+use nexysync_domain::ids::{EventId, Seq};
 use nexysync_mcp::client::{
-    Client, ClientError, Incoming, MessageStream, NewMessage, RegistrationError, VerifyError,
+    Client, ClientError, InboxPage, Incoming, MessageStream, NewMessage, RegistrationError,
+    StreamOptions, VerifyError,
 };
+use nexysync_mcp::KeyFile;
+use nexysync_tests::{eventually, TestEnv};
 
-use crate::fake_api::FakeApi;
 use crate::mcp_session::test_stream_options;
-
-const DEADLINE: Duration = Duration::from_secs(10);
+use crate::provision::{self, closed_address, everything_stored, restart, DEADLINE};
 
 fn client(key: nexysync_mcp::KeyFile) -> Client {
     Client::new(key).unwrap()
+}
+
+fn to_bob(body: &str) -> NewMessage {
+    NewMessage::to("bob".parse().unwrap(), body)
 }
 
 fn messages(items: &[Incoming]) -> Vec<&nexysync_mcp::Message> {
@@ -28,11 +33,48 @@ fn messages(items: &[Incoming]) -> Vec<&nexysync_mcp::Message> {
         .collect()
 }
 
+fn bodies(items: &[Incoming]) -> Vec<String> {
+    messages(items).iter().map(|m| m.body.clone()).collect()
+}
+
+/// The inbox after `since`, once it holds at least `count` items: what another agent
+/// sent is readable as soon as the server's read models have applied it.
+async fn inbox_holding(client: &Client, since: Seq, count: usize) -> InboxPage {
+    eventually("the inbox to fill", DEADLINE, || async move {
+        let page = client.inbox(since, 100).await.unwrap();
+        (page.items.len() >= count).then_some(page)
+    })
+    .await
+}
+
+/// Everything `stream` delivers until it has `count` messages (fails past the deadline).
+async fn delivered(stream: &MessageStream, count: usize) -> Vec<Incoming> {
+    let mut items = Vec::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while items.len() < count {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let pending = stream.next(left, 100).await.unwrap();
+        assert!(
+            !pending.items.is_empty(),
+            "timed out with {} of {count} messages",
+            items.len()
+        );
+        items.extend(pending.items);
+    }
+    items
+}
+
+/// Asserts that nothing more is waiting on `stream`: a short wait comes back empty.
+async fn assert_nothing_more(stream: &MessageStream) {
+    let rest = stream.next(Duration::from_millis(300), 100).await.unwrap();
+    assert!(rest.items.is_empty(), "{:?}", rest.items);
+}
+
 #[tokio::test]
 async fn a_direct_message_reaches_its_recipient_verified_and_decrypted() {
-    let api = FakeApi::start().await;
-    let alice = client(api.add_agent("alice"));
-    let bob = client(api.add_agent("bob"));
+    let (env, api, project) = provision::start().await;
+    let alice = client(project.agent(&api, "alice").await);
+    let bob = client(project.agent(&api, "bob").await);
     let bob_name = bob.key_file().agent.name.clone();
 
     let sent = alice
@@ -41,10 +83,11 @@ async fn a_direct_message_reaches_its_recipient_verified_and_decrypted() {
         .unwrap();
     assert!(!sent.duplicate);
 
-    let page = bob.inbox(Seq(0), 10).await.unwrap();
+    let page = inbox_holding(&bob, Seq(0), 1).await;
     let got = messages(&page.items);
-    assert_eq!(got.len(), 1);
+    assert_eq!(got.len(), 1, "{:?}", page.items);
     assert_eq!(got[0].id, sent.id);
+    assert_eq!(got[0].seq, sent.seq);
     assert_eq!(got[0].body, "ship it");
     assert_eq!(got[0].topic.as_deref(), Some("deploy"));
     assert_eq!(got[0].from.as_str(), "alice");
@@ -54,53 +97,78 @@ async fn a_direct_message_reaches_its_recipient_verified_and_decrypted() {
     assert_eq!(bob.message(sent.id).await.unwrap().body, "ship it");
     // The sender does not find its own message in its inbox.
     assert!(alice.inbox(Seq(0), 10).await.unwrap().items.is_empty());
+
+    api.stop().await;
+    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn the_server_only_ever_holds_ciphertext() {
-    let api = FakeApi::start().await;
-    let alice = client(api.add_agent("alice"));
-    api.add_agent("bob");
+    let (env, api, project) = provision::start().await;
+    let alice = client(project.agent(&api, "alice").await);
+    let bob = client(project.agent(&api, "bob").await);
+    let carol = client(project.agent(&api, "carol").await);
     let canary = "canary-5d1e9 very secret";
-    alice
-        .send(NewMessage::to("bob".parse().unwrap(), canary).with_topic("topic-canary-77"))
-        .await
-        .unwrap();
-    let carol = client(api.add_agent("carol"));
-    let page = carol.inbox(Seq(0), 10).await.unwrap();
-    assert!(page.items.is_empty(), "carol cannot read a message to bob");
-    let stored = serde_json::to_string(&api.state.dump()).unwrap();
-    assert!(!stored.contains("canary-5d1e9"));
-    assert!(!stored.contains("topic-canary-77"));
+    let topic = "topic-canary-77";
+    let sent = alice.send(to_bob(canary).with_topic(topic)).await.unwrap();
+    // Once bob can read it, the read models hold it too.
+    assert_eq!(
+        bodies(&inbox_holding(&bob, Seq(0), 1).await.items),
+        [canary]
+    );
+    assert!(
+        carol.inbox(Seq(0), 10).await.unwrap().items.is_empty(),
+        "carol cannot read a message to bob"
+    );
+
+    let stored = everything_stored(&env).await;
+    assert!(
+        stored.matches(&sent.id.to_string()).count() >= 2,
+        "the message is in the log and in the read models"
+    );
+    for secret in ["canary-5d1e9", topic] {
+        let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(!stored.contains(secret), "`{secret}` is stored in clear");
+        assert!(
+            !stored.contains(&hex),
+            "`{secret}` is stored in clear bytes"
+        );
+    }
+
+    api.stop().await;
+    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_reply_joins_the_thread_of_the_message_it_answers() {
-    let api = FakeApi::start().await;
-    let alice = client(api.add_agent("alice"));
-    let bob = client(api.add_agent("bob"));
-    let question = alice
-        .send(NewMessage::to("bob".parse().unwrap(), "which port?"))
-        .await
-        .unwrap();
+    let (env, api, project) = provision::start().await;
+    let alice = client(project.agent(&api, "alice").await);
+    let bob = client(project.agent(&api, "bob").await);
+    let question = alice.send(to_bob("which port?")).await.unwrap();
     let answer = bob
         .send(NewMessage::to("alice".parse().unwrap(), "8707").replying_to(question.id))
         .await
         .unwrap();
+    assert_eq!(
+        bodies(&inbox_holding(&alice, Seq(0), 1).await.items),
+        ["8707"]
+    );
+
     let thread = alice.thread(answer.id).await.unwrap();
     assert_eq!(thread.root, question.id);
-    let bodies: Vec<_> = messages(&thread.items)
-        .iter()
-        .map(|m| m.body.clone())
-        .collect();
-    assert_eq!(bodies, ["which port?", "8707"]);
+    assert_eq!(bodies(&thread.items), ["which port?", "8707"]);
+    let reply = bob.message(answer.id).await.unwrap();
+    assert_eq!(reply.reply_to, Some(question.id));
+
+    api.stop().await;
+    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn sending_to_an_unknown_name_lists_the_agents_that_exist() {
-    let api = FakeApi::start().await;
-    let alice = client(api.add_agent("alice"));
-    api.add_agent("bob");
+    let (env, api, project) = provision::start().await;
+    let alice = client(project.agent(&api, "alice").await);
+    project.agent(&api, "bob").await;
     let error = alice
         .send(NewMessage::to("zed".parse().unwrap(), "hi"))
         .await
@@ -111,38 +179,47 @@ async fn sending_to_an_unknown_name_lists_the_agents_that_exist() {
         text.contains("zed") && text.contains("alice") && text.contains("bob"),
         "{text}"
     );
+
+    api.stop().await;
+    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn an_agent_registered_after_the_list_was_fetched_is_still_believed() {
-    let api = FakeApi::start().await;
-    let bob = client(api.add_agent("bob"));
-    bob.agents().await.unwrap();
-    let carol = client(api.add_agent("carol"));
-    carol
-        .send(NewMessage::to(
-            "bob".parse().unwrap(),
-            "hello from the new one",
-        ))
-        .await
-        .unwrap();
-    let page = bob.inbox(Seq(0), 10).await.unwrap();
-    assert_eq!(messages(&page.items)[0].body, "hello from the new one");
+    let (env, api, project) = provision::start().await;
+    let bob = client(project.agent(&api, "bob").await);
+    assert_eq!(bob.agents().await.unwrap().names().len(), 1);
+    let stream = MessageStream::start(bob.clone(), Seq(0), test_stream_options());
+
+    let carol = client(project.agent(&api, "carol").await);
+    carol.send(to_bob("hello from the new one")).await.unwrap();
+
+    // Pushed by the stream, and read from the inbox: both times believed.
+    let pushed = delivered(&stream, 1).await;
+    assert_eq!(bodies(&pushed), ["hello from the new one"], "{pushed:?}");
+    let page = inbox_holding(&bob, Seq(0), 1).await;
+    assert_eq!(bodies(&page.items), ["hello from the new one"]);
+
+    api.stop().await;
+    env.cleanup().await;
 }
 
 #[tokio::test]
-async fn a_message_from_an_agent_the_owner_never_signed_for_is_refused() {
-    let api = FakeApi::start().await;
-    let bob = client(api.add_agent("bob"));
-    let mallory = client(api.add_impostor("mallory"));
-    mallory
-        .send(NewMessage::to("bob".parse().unwrap(), "trust me, run this"))
-        .await
-        .unwrap();
-    let page = bob.inbox(Seq(0), 10).await.unwrap();
+async fn a_client_trusting_another_owner_key_believes_no_agent_the_server_lists() {
+    let (env, api, project) = provision::start().await;
+    let alice = client(project.agent(&api, "alice").await);
+    // The key file's owner key is the root of trust. Here it is not the key that signed
+    // this project's registrations, as when a server hands out a project of its own.
+    let mut bob_key = project.agent(&api, "bob").await;
+    bob_key.project.owner_key = SigningKey::generate().public_key();
+    let bob = client(bob_key);
+
+    let sent = alice.send(to_bob("trust me, run this")).await.unwrap();
+    let page = inbox_holding(&bob, Seq(0), 1).await;
     let [Incoming::Rejected(rejected)] = page.items.as_slice() else {
         panic!("expected one rejection, got {:?}", page.items);
     };
+    assert_eq!(rejected.id, sent.id);
     assert!(matches!(
         rejected.reason,
         VerifyError::UntrustedSender {
@@ -151,56 +228,27 @@ async fn a_message_from_an_agent_the_owner_never_signed_for_is_refused() {
         }
     ));
     assert!(!rejected.to_string().contains("trust me"));
-    let error = bob.message(rejected.id).await.unwrap_err();
+    let error = bob.message(sent.id).await.unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("not signed by the project owner"), "{text}");
+    assert!(!text.contains("trust me"), "{text}");
+
+    // Nor does it believe itself registered.
+    let error = bob.verify_identity().await.unwrap_err();
     assert!(
-        error
-            .to_string()
-            .contains("not signed by the project owner"),
+        matches!(error, ClientError::NotRegistered { .. }),
         "{error}"
     );
-}
 
-#[tokio::test]
-async fn a_message_altered_by_the_server_is_refused() {
-    let api = FakeApi::start().await;
-    let alice_key = api.add_agent("alice");
-    let bob_key = api.add_agent("bob");
-    let bob = client(bob_key.clone());
-    // What a server forging content must do: claim alice as the sender without her key.
-    let forged = Draft::new(
-        alice_key.project.id,
-        Actor::Agent(alice_key.agent.id),
-        EventBody::MessageSent(MessageSent {
-            to: Some(bob_key.agent.id),
-            reply_to: None,
-            ttl_s: None,
-            topic_ix: None,
-        }),
-    )
-    .seal(
-        &alice_key.project_key.content_keys(),
-        fields::BODY,
-        b"pay mallory",
-    )
-    .sign(&SigningKey::generate());
-    api.inject(forged);
-    let page = bob.inbox(Seq(0), 10).await.unwrap();
-    let [Incoming::Rejected(rejected)] = page.items.as_slice() else {
-        panic!("expected one rejection, got {:?}", page.items);
-    };
-    assert_eq!(
-        rejected.reason,
-        VerifyError::BadSignature("alice".parse().unwrap())
-    );
+    api.stop().await;
+    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn an_unreachable_server_is_named_with_how_to_start_it() {
-    let api = FakeApi::start().await;
-    let mut key = api.add_agent("alice");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed = listener.local_addr().unwrap();
-    drop(listener);
+    let (env, api, project) = provision::start().await;
+    let mut key = project.agent(&api, "alice").await;
+    let closed = closed_address();
     key.server = format!("http://{closed}");
     let error = client(key).probe().await.unwrap_err();
     let text = error.to_string();
@@ -209,92 +257,91 @@ async fn an_unreachable_server_is_named_with_how_to_start_it() {
         text.contains(&closed.to_string()) && text.contains("nexysync up"),
         "{text}"
     );
+
+    api.stop().await;
+    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn the_stream_delivers_a_new_message_as_soon_as_it_is_sent() {
-    let api = FakeApi::start().await;
-    let alice = client(api.add_agent("alice"));
-    let bob = client(api.add_agent("bob"));
+    let (env, api, project) = provision::start().await;
+    let alice = client(project.agent(&api, "alice").await);
+    let bob = client(project.agent(&api, "bob").await);
     let stream = MessageStream::start(bob, Seq(0), test_stream_options());
     let waiting = tokio::spawn(async move {
         let pending = stream.next(DEADLINE, 10).await.unwrap();
         (pending, stream)
     });
-    let sent = alice
-        .send(NewMessage::to("bob".parse().unwrap(), "ping"))
-        .await
-        .unwrap();
+    let sent = alice.send(to_bob("ping")).await.unwrap();
     let (pending, stream) = waiting.await.unwrap();
     let got = messages(&pending.items);
-    assert_eq!(got.len(), 1);
+    assert_eq!(got.len(), 1, "{:?}", pending.items);
     assert_eq!(got[0].id, sent.id);
     assert_eq!(pending.cursor, sent.seq);
     assert_eq!(stream.cursor(), sent.seq);
+    assert!(stream.status().connected);
+
+    drop(stream);
+    api.stop().await;
+    env.cleanup().await;
 }
 
 #[tokio::test]
-async fn the_stream_resumes_after_a_dropped_connection_without_gaps_or_repeats() {
-    let api = FakeApi::start().await;
-    let alice = client(api.add_agent("alice"));
-    let bob = client(api.add_agent("bob"));
+async fn the_stream_resumes_after_the_server_restarts_without_gaps_or_repeats() {
+    let (env, api, project) = provision::start().await;
+    let alice = client(project.agent(&api, "alice").await);
+    let bob = client(project.agent(&api, "bob").await);
     let stream = MessageStream::start(bob, Seq(0), test_stream_options());
-    let to_bob = |body: &str| NewMessage::to("bob".parse().unwrap(), body);
 
     alice.send(to_bob("one")).await.unwrap();
-    let first = stream.next(DEADLINE, 10).await.unwrap();
-    assert_eq!(messages(&first.items)[0].body, "one");
+    assert_eq!(bodies(&delivered(&stream, 1).await), ["one"]);
 
-    api.drop_streams();
+    let api = restart(&env, api).await;
     alice.send(to_bob("two")).await.unwrap();
     alice.send(to_bob("three")).await.unwrap();
 
-    let mut bodies = Vec::new();
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while bodies.len() < 2 && tokio::time::Instant::now() < deadline {
-        let pending = stream.next(DEADLINE, 10).await.unwrap();
-        bodies.extend(messages(&pending.items).iter().map(|m| m.body.clone()));
-    }
-    assert_eq!(bodies, ["two", "three"]);
+    assert_eq!(bodies(&delivered(&stream, 2).await), ["two", "three"]);
     assert!(stream.status().reconnects >= 1);
-    // Nothing else is waiting: "one" is not repeated.
-    let rest = stream.next(Duration::from_millis(200), 10).await.unwrap();
-    assert!(rest.items.is_empty(), "{:?}", rest.items);
+    // "one" is not delivered again.
+    assert_nothing_more(&stream).await;
+
+    drop(stream);
+    api.stop().await;
+    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn messages_read_through_the_inbox_are_not_delivered_again_by_the_stream() {
-    let api = FakeApi::start().await;
-    let alice = client(api.add_agent("alice"));
-    let bob = client(api.add_agent("bob"));
+    let (env, api, project) = provision::start().await;
+    let alice = client(project.agent(&api, "alice").await);
+    let bob = client(project.agent(&api, "bob").await);
     let stream = MessageStream::start(bob.clone(), Seq(0), test_stream_options());
     let mut arrivals = stream.subscribe();
-    alice
-        .send(NewMessage::to("bob".parse().unwrap(), "seen by check"))
-        .await
-        .unwrap();
+    alice.send(to_bob("seen by check")).await.unwrap();
     tokio::time::timeout(DEADLINE, arrivals.recv())
         .await
         .unwrap()
         .unwrap();
+    // The stream pushed it; the inbox shows it too, at once.
     let page = bob.inbox(stream.cursor(), 10).await.unwrap();
+    assert_eq!(bodies(&page.items), ["seen by check"]);
     stream.mark_delivered(page.next_since);
-    let pending = stream.next(Duration::from_millis(200), 10).await.unwrap();
-    assert!(pending.items.is_empty());
+    assert_nothing_more(&stream).await;
+
+    drop(stream);
+    api.stop().await;
+    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_small_buffer_that_overflows_falls_back_to_the_inbox() {
-    let api = FakeApi::start().await;
-    let alice = client(api.add_agent("alice"));
-    let bob = client(api.add_agent("bob"));
+    let (env, api, project) = provision::start().await;
+    let alice = client(project.agent(&api, "alice").await);
+    let bob = client(project.agent(&api, "bob").await);
     for i in 0..5 {
-        alice
-            .send(NewMessage::to("bob".parse().unwrap(), format!("m{i}")))
-            .await
-            .unwrap();
+        alice.send(to_bob(&format!("m{i}"))).await.unwrap();
     }
-    let options = nexysync_mcp::client::StreamOptions {
+    let options = StreamOptions {
         buffer: 2,
         ..test_stream_options()
     };
@@ -307,71 +354,96 @@ async fn a_small_buffer_that_overflows_falls_back_to_the_inbox() {
             .unwrap()
             .unwrap();
     }
-    let mut bodies = Vec::new();
+    assert!(stream.status().pending <= 2);
+    let mut got = Vec::new();
     loop {
-        let pending = stream.next(Duration::from_millis(200), 10).await.unwrap();
+        let pending = stream.next(Duration::from_millis(300), 10).await.unwrap();
         if pending.items.is_empty() {
             break;
         }
-        bodies.extend(messages(&pending.items).iter().map(|m| m.body.clone()));
+        got.extend(bodies(&pending.items));
     }
-    assert_eq!(bodies, ["m0", "m1", "m2", "m3", "m4"]);
+    assert_eq!(got, ["m0", "m1", "m2", "m3", "m4"]);
+
+    drop(stream);
+    api.stop().await;
+    env.cleanup().await;
 }
 
 #[tokio::test]
-async fn the_stream_resumes_where_it_was_when_the_server_says_it_fell_behind() {
-    let api = FakeApi::start().await;
-    let alice = client(api.add_agent("alice"));
-    let bob = client(api.add_agent("bob"));
-    let stream = MessageStream::start(bob, Seq(0), test_stream_options());
-    alice
-        .send(NewMessage::to("bob".parse().unwrap(), "before"))
-        .await
-        .unwrap();
-    assert_eq!(
-        messages(&stream.next(DEADLINE, 10).await.unwrap().items)[0].body,
-        "before"
-    );
+async fn a_reader_told_to_catch_up_gets_every_message_in_order_once() {
+    let env = TestEnv::new();
+    // One event of room per connection: a connection that is not written to between
+    // two events of its project falls behind, is told `catch_up` and closed.
+    let mut settings = env.settings();
+    settings.sse_buffer = 1;
+    let api = env.spawn_api_with(settings).await;
+    let project = provision::Project::create(&api, "demo").await;
+    let alice = project.agent(&api, "alice").await;
+    let bob_key = project.agent(&api, "bob").await;
+    let stream = MessageStream::start(client(bob_key.clone()), Seq(0), test_stream_options());
+    let live = &stream;
+    eventually("bob's stream to be live", DEADLINE, || async move {
+        live.status().live.then_some(())
+    })
+    .await;
 
-    api.catch_up_streams();
-    alice
-        .send(NewMessage::to("bob".parse().unwrap(), "after"))
-        .await
-        .unwrap();
-    let pending = stream.next(DEADLINE, 10).await.unwrap();
-    assert_eq!(messages(&pending.items)[0].body, "after");
-    let rest = stream.next(Duration::from_millis(200), 10).await.unwrap();
-    assert!(rest.items.is_empty(), "{:?}", rest.items);
+    // Another writer (another API instance, say) appends a burst while this process is
+    // busy: the test blocks its own single thread, where this API instance runs, until
+    // the burst is in the log. The instance then has the whole burst to push at once.
+    let burst: Vec<Envelope> = (0..20)
+        .map(|i| sealed_message(&alice, &bob_key, &format!("burst {i}")))
+        .collect();
+    let appended: Vec<EventId> = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    let log = env.log().await;
+                    let mut appended = Vec::new();
+                    for event in burst {
+                        let outcome = log.append(event).await.unwrap();
+                        appended.push(outcome.event.id);
+                    }
+                    appended
+                })
+            })
+            .join()
+            .unwrap()
+    });
+
+    // Scheduling decides whether the connection really fell behind (in practice it
+    // does), so the test insists only on what the agent sees: every message, in log
+    // order, once.
+    let got = delivered(&stream, appended.len()).await;
+    let ids: Vec<_> = messages(&got).iter().map(|m| m.id).collect();
+    assert_eq!(ids, appended, "every message, in log order, once");
+    assert_nothing_more(&stream).await;
+
+    drop(stream);
+    api.stop().await;
+    env.cleanup().await;
 }
 
-#[tokio::test]
-async fn a_cursor_older_than_the_retained_history_rereads_from_the_oldest_message() {
-    let api = FakeApi::start().await;
-    let alice = client(api.add_agent("alice"));
-    let bob = client(api.add_agent("bob"));
-    let mut sent = Vec::new();
-    for body in ["pruned", "kept 1", "kept 2"] {
-        sent.push(
-            alice
-                .send(NewMessage::to("bob".parse().unwrap(), body))
-                .await
-                .unwrap(),
-        );
-    }
-    api.prune_before(sent[1].seq);
-    let stream = MessageStream::start(bob, Seq(0), test_stream_options());
-    let mut bodies = Vec::new();
-    while bodies.len() < 2 {
-        let pending = stream.next(DEADLINE, 10).await.unwrap();
-        assert!(!pending.items.is_empty(), "timed out; got {bodies:?}");
-        bodies.extend(messages(&pending.items).iter().map(|m| m.body.clone()));
-    }
-    assert_eq!(bodies, ["kept 1", "kept 2"]);
-    // The stream went on from there: a new message arrives, once.
-    alice
-        .send(NewMessage::to("bob".parse().unwrap(), "live"))
-        .await
-        .unwrap();
-    let pending = stream.next(DEADLINE, 10).await.unwrap();
-    assert_eq!(messages(&pending.items)[0].body, "live");
+/// A message from `from` to `to`, sealed and signed as [`Client::send`] makes it.
+fn sealed_message(from: &KeyFile, to: &KeyFile, body: &str) -> Envelope {
+    Draft::new(
+        from.project.id,
+        Actor::Agent(from.agent.id),
+        EventBody::MessageSent(MessageSent {
+            to: Some(to.agent.id),
+            reply_to: None,
+            ttl_s: None,
+            topic_ix: None,
+        }),
+    )
+    .seal(
+        &from.project_key.content_keys(),
+        fields::BODY,
+        body.as_bytes(),
+    )
+    .sign(&from.signing_key)
 }

@@ -1,12 +1,16 @@
 //! Integration tests of `nexysync-mcp`: the client library and the MCP tools, in process,
-//! against an in-memory stand-in for the API (`fake_api`). The end-to-end tests against
-//! the real server live in the workspace's `tests/` crate.
+//! against the real API (`nexysync-tests` starts it in this process, on this machine's
+//! nats-server and PostgreSQL, with its own stream prefix and database per test).
+//!
+//! What only a misbehaving server could do (registrations the owner did not sign, forged
+//! or altered messages, a broken hash chain) is tested beside the verification code in
+//! `src/client`, with crafted events.
 
-// Tests may unwrap (house style); the fake API's handlers return axum responses as errors.
-#![allow(clippy::unwrap_used, clippy::result_large_err)]
+// Tests may unwrap (house style).
+#![allow(clippy::unwrap_used)]
 
 mod client_flow;
-mod fake_api;
 mod mcp_session;
+mod provision;
 mod tools_with_key;
 mod tools_without_key;
