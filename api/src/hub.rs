@@ -107,12 +107,18 @@ impl Hub {
 
     async fn tail(self, log: EventLog) {
         let mut backoff = Duration::from_millis(100);
+        let mut shutdown = self.shutdown.clone();
         loop {
             let from = self.position();
             match log.read_all(from).await {
                 Ok(mut events) => {
                     info!(from = from.0, "hub tailing the log");
-                    while let Some(next) = events.next().await {
+                    loop {
+                        let next = tokio::select! {
+                            next = events.next() => next,
+                            _ = shutdown.changed() => return,
+                        };
+                        let Some(next) = next else { break };
                         match next {
                             Ok(raw) => {
                                 backoff = Duration::from_millis(100);

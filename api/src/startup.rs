@@ -62,6 +62,7 @@ impl Application {
             read_your_writes_timeout: settings.read_your_writes_timeout,
             max_body_bytes: settings.max_body_bytes,
             last_appended: Arc::new(AtomicU64::new(0)),
+            provisioning: Default::default(),
         };
         Ok(Self {
             listener,

@@ -30,6 +30,8 @@ pub struct AppState {
     /// The highest sequence this instance has appended: a write that finds a reference
     /// missing waits for the read models to reach it before saying so.
     pub last_appended: Arc<AtomicU64>,
+    /// Serialises provisioning (project and agent registrations) in this instance.
+    pub provisioning: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AppState {

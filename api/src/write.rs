@@ -19,6 +19,16 @@ pub async fn submit(
     caller_key: Option<PublicKey>,
     event: Envelope,
 ) -> Result<Appended, ApiError> {
+    // Provisioning is rare and must see every earlier registration (a name is taken once):
+    // one at a time, each after the read models have applied what came before.
+    let _provisioning = match caller {
+        Actor::Owner => {
+            let guard = state.provisioning.lock().await;
+            state.settle_projection().await;
+            Some(guard)
+        }
+        Actor::Agent(_) => None,
+    };
     let mut known = gather(state, project, caller, caller_key, &event).await?;
     if let Known::Facts {
         something_missing: true,

@@ -49,6 +49,9 @@ pub async fn agents(
     ApiQuery(query): ApiQuery<MinSeq>,
 ) -> Result<Json<RawAgentList>, ApiError> {
     state.wait_for_projection(query.min_seq).await?;
+    // A list cannot tell what is missing: include every registration this instance has
+    // seen in the log (an agent added a moment ago).
+    state.settle_projection().await;
     let agents = state
         .reads
         .agents(me.project)

@@ -63,7 +63,9 @@ pub async fn subscribe(
             // Everything in (after, position] comes from the read models, once they
             // have applied it.
             if let Err(e) = state.wait_for_projection(Some(position)).await {
-                warn!(error = %e, "backlog may be incomplete: read models lagging");
+                // Better a closed stream the client resumes than a silent gap.
+                warn!(error = %e, "read models lagging; closing the stream");
+                return;
             }
             let mut from = after;
             loop {
