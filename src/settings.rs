@@ -61,6 +61,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// `NEXYSYNC_DATA_DIR`: the server's local state (the generated admin token).
     pub data_dir: PathBuf,
+    /// `NEXYSYNC_SSE_HEARTBEAT_S`: seconds between SSE heartbeats (default 30).
+    pub sse_heartbeat: std::time::Duration,
 }
 
 /// The optional file layer; every key may be left out.
@@ -75,6 +77,7 @@ struct FileLayer {
     url: Option<String>,
     listen: Option<String>,
     data_dir: Option<String>,
+    sse_heartbeat_s: Option<u64>,
 }
 
 /// The settings as text, before paths are expanded and values validated.
@@ -87,6 +90,7 @@ struct Raw {
     url: String,
     listen: String,
     data_dir: String,
+    sse_heartbeat_s: String,
 }
 
 impl Default for Raw {
@@ -100,6 +104,7 @@ impl Default for Raw {
             url: "http://127.0.0.1:8707".into(),
             listen: "127.0.0.1:8707".into(),
             data_dir: "~/.local/share/nexysync".into(),
+            sse_heartbeat_s: "30".into(),
         }
     }
 }
@@ -115,6 +120,7 @@ impl Raw {
             url,
             listen,
             data_dir,
+            sse_heartbeat_s,
         } = file;
         overwrite(&mut self.nats_url, nats_url);
         overwrite(&mut self.database_url, database_url);
@@ -126,6 +132,10 @@ impl Raw {
         overwrite(&mut self.url, url);
         overwrite(&mut self.listen, listen);
         overwrite(&mut self.data_dir, data_dir);
+        overwrite(
+            &mut self.sse_heartbeat_s,
+            sse_heartbeat_s.map(|s| s.to_string()),
+        );
     }
 
     fn apply_env(&mut self, env: &dyn Environment) {
@@ -139,6 +149,10 @@ impl Raw {
         overwrite(&mut self.url, env.var("NEXYSYNC_URL"));
         overwrite(&mut self.listen, env.var("NEXYSYNC_LISTEN"));
         overwrite(&mut self.data_dir, env.var("NEXYSYNC_DATA_DIR"));
+        overwrite(
+            &mut self.sse_heartbeat_s,
+            env.var("NEXYSYNC_SSE_HEARTBEAT_S"),
+        );
     }
 }
 
@@ -188,6 +202,18 @@ impl Settings {
             )
         })?;
         let url = validate_server_url(&raw.url)?;
+        let sse_heartbeat = raw
+            .sse_heartbeat_s
+            .parse::<u64>()
+            .ok()
+            .filter(|s| (1..=3600).contains(s))
+            .map(std::time::Duration::from_secs)
+            .with_context(|| {
+                format!(
+                    "NEXYSYNC_SSE_HEARTBEAT_S `{}` must be a whole number of seconds from 1 to 3600",
+                    raw.sse_heartbeat_s
+                )
+            })?;
         // The log crate owns the rule (the prefix names a JetStream stream and subjects).
         nexysync_log::Prefix::parse(&raw.stream_prefix)
             .context("invalid NEXYSYNC_STREAM_PREFIX (or stream_prefix in the settings file)")?;
@@ -200,6 +226,7 @@ impl Settings {
             url,
             listen,
             data_dir: expand_home(&raw.data_dir, user_home.as_deref())?,
+            sse_heartbeat,
         })
     }
 
@@ -220,6 +247,7 @@ impl fmt::Debug for Settings {
             .field("url", &self.url)
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
+            .field("sse_heartbeat", &self.sse_heartbeat)
             .finish()
     }
 }

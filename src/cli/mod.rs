@@ -17,7 +17,8 @@ use crate::settings::Settings;
 /// and give each agent its key file with `nexysync agent add NAME AGENT --dir PATH`.
 /// Settings come from defaults, then the settings file, then NEXYSYNC_* environment
 /// variables (NEXYSYNC_NATS_URL, DATABASE_URL, NEXYSYNC_STREAM_PREFIX, NEXYSYNC_ADMIN_TOKEN,
-/// NEXYSYNC_HOME, NEXYSYNC_URL, NEXYSYNC_LISTEN, NEXYSYNC_DATA_DIR), then flags.
+/// NEXYSYNC_HOME, NEXYSYNC_URL, NEXYSYNC_LISTEN, NEXYSYNC_DATA_DIR, NEXYSYNC_SSE_HEARTBEAT_S),
+/// then flags.
 #[derive(Debug, Parser)]
 #[command(name = "nexysync", version, propagate_version = true)]
 pub struct Cli {

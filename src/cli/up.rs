@@ -44,6 +44,7 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
     );
     api.listen = settings.listen;
     api.stream_prefix = settings.stream_prefix.clone();
+    api.heartbeat = settings.sse_heartbeat;
     api.run_projectors = true;
 
     let app = Application::build(api).await.with_context(|| {
