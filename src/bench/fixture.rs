@@ -111,6 +111,33 @@ impl Fixture {
         Ok(fixture)
     }
 
+    /// Waits until the server's read models have applied everything its log tail has
+    /// seen (`/readyz`), so one measurement's backlog does not weigh on the next.
+    pub async fn settle(&self) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        loop {
+            let ready: serde_json::Value = self
+                .http
+                .get(format!("{}/readyz", self.server))
+                .send()
+                .await
+                .context("failed to ask the server whether it is ready")?
+                .json()
+                .await
+                .context("unreadable /readyz answer")?;
+            let applied = ready["applied_seq"].as_u64().unwrap_or(0);
+            let seen = ready["hub_seq"].as_u64().unwrap_or(0);
+            if applied >= seen {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the read models did not catch up within 5 minutes ({applied} of {seen})"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// Registers `count` more agents.
     pub async fn add_agents(&self, count: usize) -> anyhow::Result<Vec<BenchAgent>> {
         let mut added = Vec::with_capacity(count);

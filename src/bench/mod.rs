@@ -58,6 +58,7 @@ async fn measure(options: &BenchOptions, raw: &raw::RawFloor) -> anyhow::Result<
     let fixture = fixture::Fixture::provision(options, options.concurrency.max(2)).await?;
     let raw_send = raw.sync_publish_latency(options.sends, payload_len).await?;
     let send = send::latency(&fixture, options.sends).await?;
+    fixture.settle().await?;
 
     eprintln!(
         "bench: throughput ({} concurrent senders, {:?} each)…",
@@ -73,6 +74,8 @@ async fn measure(options: &BenchOptions, raw: &raw::RawFloor) -> anyhow::Result<
     }
     let sends_per_s =
         send::throughput(&fixtures, options.concurrency, options.throughput_for).await?;
+    eprintln!("bench: waiting for the read models to apply the burst…");
+    fixtures[0].settle().await?;
 
     eprintln!(
         "bench: delivery ({} SSE subscribers, {} broadcasts)…",
