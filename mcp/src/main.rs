@@ -35,15 +35,19 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// stderr only: stdout carries the MCP protocol. `NEXYSYNC_LOG`, else `RUST_LOG`, else warn.
-/// rmcp is held at info whatever the setting: at debug it logs tool arguments and results,
-/// which carry message plaintext.
+/// rmcp is held at info at most whatever the setting: at debug it logs tool arguments and
+/// results, which carry message plaintext.
 fn init_logging() {
-    let filter = std::env::var("NEXYSYNC_LOG")
+    let requested = std::env::var("NEXYSYNC_LOG")
         .ok()
         .and_then(|spec| EnvFilter::try_new(spec).ok())
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("warn"));
-    let filter = ["rmcp=info", "rmcp::service=info", "rmcp::handler=info"]
+        .or_else(|| EnvFilter::try_from_default_env().ok());
+    let (filter, rmcp_level) = match requested {
+        Some(filter) => (filter, "info"),
+        None => (EnvFilter::new("warn"), "warn"),
+    };
+    let filter = ["rmcp", "rmcp::service", "rmcp::handler"]
+        .map(|target| format!("{target}={rmcp_level}"))
         .into_iter()
         .filter_map(|directive| directive.parse().ok())
         .fold(filter, EnvFilter::add_directive);
