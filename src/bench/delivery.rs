@@ -16,7 +16,7 @@ use super::fixture::{message, Fixture};
 use super::BenchOptions;
 
 /// Pause between broadcasts, so each is measured on its own rather than queued.
-const SPACING: Duration = Duration::from_millis(20);
+pub const SPACING: Duration = Duration::from_millis(20);
 
 pub async fn measure(
     options: &BenchOptions,

@@ -7,7 +7,8 @@
 //!   publishing to JetStream and awaiting each ack.
 //! - `delivery`: `subscribers` agents hold an SSE stream each; another broadcasts; the
 //!   time from the start of the send to each subscriber's receipt. Floor: JetStream
-//!   publish to an ordered consumer's receipt.
+//!   publish to an ordered consumer's receipt; and, as the floor of the fan-out itself,
+//!   the same bytes written to as many plain loopback TCP sockets (`raw_fanout_*`).
 //!
 //! The bench provisions its own project and agents (with the admin token) and writes raw
 //! events to a stream of its own, deleted at the end.
@@ -85,6 +86,13 @@ async fn measure(options: &BenchOptions, raw: &raw::RawFloor) -> anyhow::Result<
         .publish_to_consumer_latency(options.deliveries, payload_len)
         .await?;
     let delivered = delivery::measure(options, options.subscribers, options.deliveries).await?;
+    let fanout = raw::tcp_fanout_latency(
+        options.subscribers,
+        options.deliveries,
+        payload_len,
+        delivery::SPACING,
+    )
+    .await?;
 
     Ok(BenchReport {
         send: Latency {
@@ -104,6 +112,8 @@ async fn measure(options: &BenchOptions, raw: &raw::RawFloor) -> anyhow::Result<
             p50_us: delivered.value_at_quantile(0.5),
             p99_us: delivered.value_at_quantile(0.99),
             raw_p99_us: raw_delivery.value_at_quantile(0.99),
+            raw_fanout_p50_us: fanout.value_at_quantile(0.5),
+            raw_fanout_p99_us: fanout.value_at_quantile(0.99),
         },
     })
 }

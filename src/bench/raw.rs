@@ -147,3 +147,56 @@ impl RawFloor {
         Ok(histogram)
     }
 }
+
+/// The floor of a fan-out: one writer sends the same `payload_len` bytes to each of
+/// `subscribers` loopback TCP connections, readers note when all of it arrived. No HTTP,
+/// no SSE, no JSON: what 1,000 sockets cost on this machine.
+pub async fn tcp_fanout_latency(
+    subscribers: usize,
+    deliveries: usize,
+    payload_len: usize,
+    spacing: Duration,
+) -> anyhow::Result<Histogram<u64>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (receipts, mut received) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
+    let mut readers = Vec::with_capacity(subscribers);
+    let mut writers = Vec::with_capacity(subscribers);
+    for _ in 0..subscribers {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (server_side, _) = listener.accept().await?;
+        server_side.set_nodelay(true)?;
+        writers.push(server_side);
+        let receipts = receipts.clone();
+        readers.push(tokio::spawn(async move {
+            let mut buffer = vec![0u8; payload_len];
+            for delivery in 0..deliveries {
+                stream.read_exact(&mut buffer).await?;
+                let _ = receipts.send((delivery, Instant::now()));
+            }
+            anyhow::Ok(())
+        }));
+    }
+    drop(receipts);
+    let payload = vec![b'x'; payload_len];
+    let mut sent_at = Vec::with_capacity(deliveries);
+    for _ in 0..deliveries {
+        sent_at.push(Instant::now());
+        for writer in &mut writers {
+            writer.write_all(&payload).await?;
+        }
+        tokio::time::sleep(spacing).await;
+    }
+    let mut histogram = Histogram::new(3)?;
+    while let Some((delivery, at)) = received.recv().await {
+        histogram.record(at.duration_since(sent_at[delivery]).as_micros() as u64)?;
+    }
+    for reader in readers {
+        reader.await??;
+    }
+    Ok(histogram)
+}
