@@ -197,15 +197,23 @@ impl From<&RejectedMessage> for RejectedView {
     }
 }
 
-/// Messages and rejections of a list, bodies cut to [`BODY_PREVIEW_CHARS`].
+/// Characters of body a whole list answer may carry: long lists get shorter previews, so
+/// one call never floods a model's context (`read` gives any whole body).
+pub(crate) const LIST_BODY_BUDGET_CHARS: usize = 32_000;
+/// The shortest preview a list cuts a body to, however long the list.
+pub(crate) const MIN_BODY_PREVIEW_CHARS: usize = 280;
+
+/// Messages and rejections of a list, bodies cut to [`BODY_PREVIEW_CHARS`], or shorter
+/// when the list is long (an even share of [`LIST_BODY_BUDGET_CHARS`]).
 pub(crate) fn list_views(items: &[Incoming]) -> (Vec<MessageView<'_>>, Vec<RejectedView>) {
+    let count = items.len().max(1);
+    let preview =
+        (LIST_BODY_BUDGET_CHARS / count).clamp(MIN_BODY_PREVIEW_CHARS, BODY_PREVIEW_CHARS);
     let mut messages = Vec::new();
     let mut rejected = Vec::new();
     for item in items {
         match item {
-            Incoming::Message(message) => {
-                messages.push(MessageView::preview(message, BODY_PREVIEW_CHARS))
-            }
+            Incoming::Message(message) => messages.push(MessageView::preview(message, preview)),
             Incoming::Rejected(r) => rejected.push(RejectedView::from(r)),
         }
     }
@@ -308,6 +316,27 @@ mod tests {
 
         let error = ToolError::from(ClientError::Rejected(rejected));
         assert_eq!(error.code, "verification_failed");
+    }
+
+    #[test]
+    fn a_long_list_shares_a_bounded_budget_of_body_characters() {
+        let items: Vec<Incoming> = (0..100)
+            .map(|_| Incoming::Message(message(&"y".repeat(BODY_PREVIEW_CHARS))))
+            .collect();
+        let (messages, _) = list_views(&items);
+        let shown = serde_json::to_value(&messages).unwrap();
+        let total: usize = shown
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["body"].as_str().unwrap().chars().count())
+            .sum();
+        assert!(
+            total <= LIST_BODY_BUDGET_CHARS + 100,
+            "{total} characters of body"
+        );
+        assert_eq!(shown[0]["body_truncated"], true);
+        assert_eq!(shown[0]["body_len"], BODY_PREVIEW_CHARS);
     }
 
     #[test]
