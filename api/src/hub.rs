@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use nexysync_domain::event::{Actor, EventBody};
+use nexysync_domain::event::{Actor, EventKind};
 use nexysync_domain::ids::{AgentId, ProjectId, Seq};
 use nexysync_domain::wire::sse;
 use nexysync_log::EventLog;
@@ -46,6 +46,22 @@ impl HubEvent {
 struct HubState {
     position: Seq,
     projects: HashMap<ProjectId, broadcast::Sender<Arc<HubEvent>>>,
+}
+
+/// The part of a stored event the hub routes by: read without decoding the sealed fields
+/// and signature (clients verify those).
+#[derive(Debug, serde::Deserialize)]
+struct Routing {
+    actor: Actor,
+    kind: EventKind,
+    #[serde(default)]
+    meta: RoutingMeta,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct RoutingMeta {
+    #[serde(default)]
+    to: Option<AgentId>,
 }
 
 /// Shared handle on the hub.
@@ -142,24 +158,26 @@ impl Hub {
     }
 
     fn publish(&self, prefix: &nexysync_log::Prefix, raw: nexysync_log::RawEvent) {
-        let event = raw.envelope().ok().and_then(|envelope| {
-            let EventBody::MessageSent(sent) = &envelope.body else {
-                return None;
-            };
-            let payload = std::str::from_utf8(&raw.payload).ok()?;
-            Some((
-                prefix.project_of(&raw.subject)?,
-                HubEvent {
-                    seq: raw.seq,
-                    actor: match envelope.actor {
-                        Actor::Agent(id) => Some(id),
-                        Actor::Owner => None,
+        let event = serde_json::from_slice::<Routing>(&raw.payload)
+            .ok()
+            .and_then(|routing| {
+                if routing.kind != EventKind::MessageSent {
+                    return None;
+                }
+                let payload = std::str::from_utf8(&raw.payload).ok()?;
+                Some((
+                    prefix.project_of(&raw.subject)?,
+                    HubEvent {
+                        seq: raw.seq,
+                        actor: match routing.actor {
+                            Actor::Agent(id) => Some(id),
+                            Actor::Owner => None,
+                        },
+                        to: routing.meta.to,
+                        frame: crate::sse::stored_event_frame(sse::NEW_MESSAGE, raw.seq, payload),
                     },
-                    to: sent.to,
-                    frame: crate::sse::stored_event_frame(sse::NEW_MESSAGE, raw.seq, payload),
-                },
-            ))
-        });
+                ))
+            });
         let mut state = self.lock();
         if raw.seq > state.position {
             state.position = raw.seq;

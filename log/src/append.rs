@@ -46,6 +46,10 @@ impl EventLog {
     /// `ProjectCreated` and holds only one.
     #[instrument(skip_all, fields(project = %event.project, event = %event.id))]
     pub async fn append(&self, mut event: Envelope) -> Result<AppendOutcome, LogError> {
+        // Canonical signing bytes cost more than the rest of the hash: outside the lock.
+        let signed = event.signing_bytes();
+        event.prev = None;
+        let unchained = event.to_json();
         let slot = self.head_slot(event.project).await;
         // Appends to one project are serialised in this process: each must know the last.
         let mut head = slot.lock().await;
@@ -66,7 +70,7 @@ impl EventLog {
             };
             event.prev = prev;
             let publish = PublishMessage::build()
-                .payload(event.to_json().into())
+                .payload(chained_payload(&unchained, prev).into())
                 .message_id(event.id.to_string())
                 .expected_last_subject_sequence(expected)
                 .header(HEADER_EVENT_KIND, kind);
@@ -91,7 +95,7 @@ impl EventLog {
                     let seq = Seq(ack.sequence);
                     *head = Head::At(ChainLink {
                         seq,
-                        hash: event.hash(),
+                        hash: event.hash_with_signing_bytes(&signed),
                     });
                     return Ok(AppendOutcome {
                         seq,
@@ -150,5 +154,52 @@ impl EventLog {
                 "failed to read the last event of project {project}: {e}"
             ))),
         }
+    }
+}
+
+/// The stored JSON of an event with its chain link, from its JSON without one: `prev` is
+/// the envelope's last field, so it is spliced in rather than serialising the whole event
+/// again while the project's lock is held.
+fn chained_payload(unchained: &[u8], prev: Option<ChainLink>) -> Vec<u8> {
+    let Some(link) = prev else {
+        return unchained.to_vec();
+    };
+    let link = serde_json::to_string(&link).expect("a chain link always serialises");
+    let mut out = Vec::with_capacity(unchained.len() + link.len() + 8);
+    out.extend_from_slice(&unchained[..unchained.len() - 1]);
+    out.extend_from_slice(b",\"prev\":");
+    out.extend_from_slice(link.as_bytes());
+    out.push(b'}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use nexysync_domain::crypto::SigningKey;
+    use nexysync_domain::event::{Actor, Draft, EventBody, ProjectCreated};
+    use nexysync_domain::ids::{ProjectId, ProjectName};
+
+    use super::*;
+
+    #[test]
+    fn a_spliced_chain_link_serialises_exactly_as_the_envelope_would() {
+        let owner = SigningKey::generate();
+        let mut event = Draft::new(
+            ProjectId::generate(),
+            Actor::Owner,
+            EventBody::ProjectCreated(ProjectCreated {
+                name: ProjectName::parse("p").expect("valid"),
+                owner_key: owner.public_key(),
+            }),
+        )
+        .sign(&owner);
+        let unchained = event.to_json();
+        assert_eq!(chained_payload(&unchained, None), unchained);
+        let link = ChainLink {
+            seq: Seq(41),
+            hash: event.hash(),
+        };
+        event.prev = Some(link);
+        assert_eq!(chained_payload(&unchained, Some(link)), event.to_json());
     }
 }

@@ -218,11 +218,17 @@ impl Envelope {
 
     /// The event's hash, covering the signed bytes, the signature and the chain link.
     pub fn hash(&self) -> EventHash {
+        self.hash_with_signing_bytes(&self.signing_bytes())
+    }
+
+    /// [`Envelope::hash`], given this event's [`Envelope::signing_bytes`] computed
+    /// earlier: the log hashes each append under a lock and keeps the costly
+    /// canonicalisation out of it.
+    pub fn hash_with_signing_bytes(&self, signed: &[u8]) -> EventHash {
         let mut hasher = Sha256::new();
         hasher.update(b"nexysync/chain/v1\n");
-        let signed = self.signing_bytes();
         hasher.update((signed.len() as u64).to_be_bytes());
-        hasher.update(&signed);
+        hasher.update(signed);
         hasher.update(self.sig.to_bytes());
         match &self.prev {
             Some(link) => {
