@@ -28,6 +28,8 @@ pub enum ApiError {
         "the read models have not caught up to seq {wanted} yet (at {reached}); retry shortly"
     )]
     Lagging { wanted: u64, reached: u64 },
+    #[error("not ready: {0}")]
+    NotReady(&'static str),
     #[error("the event log is unavailable; retry shortly")]
     LogUnavailable(#[source] nexysync_log::LogError),
     #[error("internal error")]
@@ -70,6 +72,7 @@ impl ApiError {
             Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             Self::Rejected(rejection) => (rejection_status(rejection), rejection.code()),
             Self::Lagging { .. } => (StatusCode::SERVICE_UNAVAILABLE, "projection_lagging"),
+            Self::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             Self::LogUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "log_unavailable"),
             Self::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -32,12 +32,12 @@ pub struct HubEvent {
 }
 
 impl HubEvent {
-    /// Whether `agent` may see this event on its stream (its own messages are not echoed).
+    /// Whether this event belongs on `agent`'s stream: the same rule as its inbox (a
+    /// direct message to it, even from itself; a broadcast by another agent).
     pub fn is_for(&self, agent: AgentId) -> bool {
-        let from_me = self.actor == Some(agent);
         match self.to {
-            Some(to) => to == agent && !from_me,
-            None => !from_me,
+            Some(to) => to == agent,
+            None => self.actor != Some(agent),
         }
     }
 }

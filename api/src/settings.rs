@@ -25,8 +25,8 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Everything the API needs to run.
-#[derive(Debug, Clone)]
+/// Everything the API needs to run. Its `Debug` hides credentials in the URLs.
+#[derive(Clone)]
 pub struct Settings {
     /// Address to listen on; port 0 picks a free port (see [`crate::Application::port`]).
     pub listen: SocketAddr,
@@ -62,6 +62,56 @@ impl Settings {
             sse_buffer: 1024,
             max_body_bytes: 256 * 1024,
             run_projectors: true,
+        }
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("nats_url", &redact_credentials(&self.nats_url))
+            .field("database_url", &redact_credentials(&self.database_url))
+            .field("stream_prefix", &self.stream_prefix)
+            .field("admin_token", &self.admin_token)
+            .field("heartbeat", &self.heartbeat)
+            .field("read_your_writes_timeout", &self.read_your_writes_timeout)
+            .field("sse_buffer", &self.sse_buffer)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("run_projectors", &self.run_projectors)
+            .finish()
+    }
+}
+
+/// `scheme://user:secret@host/…` without the user and secret, for logs and errors.
+pub fn redact_credentials(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://<credentials>@{}", &url[..scheme_end], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_print() {
+        assert_eq!(
+            redact_credentials("nats://user:pw@host:4222"),
+            "nats://<credentials>@host:4222"
+        );
+        assert_eq!(redact_credentials("nats://host:4222"), "nats://host:4222");
+        let settings = Settings::new(
+            "nats://u:natspw@h".into(),
+            "postgres://u:pgpw@h/db".into(),
+            Secret::new("admin-secret"),
+        );
+        let shown = format!("{settings:?}");
+        for secret in ["natspw", "pgpw", "admin-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
         }
     }
 }

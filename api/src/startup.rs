@@ -36,7 +36,12 @@ impl Application {
         let prefix = Prefix::parse(&settings.stream_prefix)?;
         let nats = async_nats::connect(&settings.nats_url)
             .await
-            .with_context(|| format!("failed to connect to NATS at {}", settings.nats_url))?;
+            .with_context(|| {
+                format!(
+                    "failed to connect to NATS at {}",
+                    crate::settings::redact_credentials(&settings.nats_url)
+                )
+            })?;
         let log = EventLog::connect(nats.clone(), prefix).await?;
         let pool = db::connect_and_migrate(&settings.database_url, 32).await?;
         let projection = ProjectionWatch::start(pool.clone()).await?;

@@ -30,20 +30,21 @@ pub async fn submit(
         Actor::Agent(_) => None,
     };
     let mut known = gather(state, project, caller, caller_key, &event).await?;
-    if let Known::Facts {
-        something_missing: true,
-        ..
-    } = known
-    {
+    if known.something_missing {
         // It was perhaps appended a moment ago: look again once the read models caught up.
         state.settle_projection().await;
         known = gather(state, project, caller, caller_key, &event).await?;
     }
-    let facts = match known {
-        Known::AlreadyApplied(appended) => return Ok(appended),
-        Known::Facts { facts, .. } => facts,
-    };
+    let Known {
+        facts,
+        already_applied,
+        ..
+    } = known;
+    // Decided first, so only a genuine retry (same signed event) learns its sequence.
     decide(&facts, &event)?;
+    if let Some(appended) = already_applied {
+        return Ok(appended);
+    }
     let outcome = state.log.append(event).await?;
     state.note_appended(outcome.seq);
     Ok(Appended {
@@ -53,15 +54,13 @@ pub async fn submit(
     })
 }
 
-enum Known {
+struct Known {
+    facts: WriteFacts,
     /// A retried message whose first attempt is already projected (perhaps beyond
     /// JetStream's deduplication window): answered with the original sequence.
-    AlreadyApplied(Appended),
-    Facts {
-        facts: Box<WriteFacts>,
-        /// Something the event refers to was not found (perhaps not projected yet).
-        something_missing: bool,
-    },
+    already_applied: Option<Appended>,
+    /// Something the event refers to was not found (perhaps not projected yet).
+    something_missing: bool,
 }
 
 fn now_millis() -> u64 {
@@ -79,7 +78,8 @@ async fn gather(
     event: &Envelope,
 ) -> Result<Known, ApiError> {
     let reads = &state.reads;
-    let mut facts = WriteFacts::new(project, caller);
+    let mut facts = WriteFacts::new(project, caller, now_millis());
+    let mut already_applied = None;
     facts.caller_key = caller_key;
     let something_missing = match &event.body {
         EventBody::ProjectCreated(_) => {
@@ -90,6 +90,7 @@ async fn gather(
             facts.owner_key = reads.owner_key(project).await?;
             facts.agent_name_taken = reads.agent_name_taken(project, &registered.name).await?;
             facts.agent_id_taken = reads.agent_id_taken(registered.agent).await?;
+            facts.token_hash_taken = reads.token_hash_taken(&registered.token_hash).await?;
             facts.owner_key.is_none()
         }
         EventBody::MessageSent(sent) => {
@@ -102,15 +103,14 @@ async fn gather(
                 let found = reads
                     .message_facts(project, event.id, sent.to, sent.reply_to)
                     .await?;
-                if let Some((owner, seq)) = found.already_applied {
-                    if owner == project {
-                        return Ok(Known::AlreadyApplied(Appended {
-                            id: event.id,
-                            seq,
-                            duplicate: true,
-                        }));
-                    }
-                }
+                already_applied = found
+                    .already_applied
+                    .filter(|(owner, _)| *owner == project)
+                    .map(|(_, seq)| Appended {
+                        id: event.id,
+                        seq,
+                        duplicate: true,
+                    });
                 if let (Some(to), Lookup::Found) = (sent.to, found.recipient) {
                     state.directory.remember(to, project);
                 }
@@ -122,8 +122,9 @@ async fn gather(
             facts.recipient == Lookup::Missing || facts.reply_to == Lookup::Missing
         }
     };
-    Ok(Known::Facts {
-        facts: Box::new(facts),
+    Ok(Known {
+        facts,
+        already_applied,
         something_missing,
     })
 }

@@ -12,6 +12,11 @@ use crate::ids::{AgentId, AgentName, EventId, ProjectId};
 pub const MAX_SEALED_BYTES: usize = 64 * 1024 + 1024;
 /// Longest time-to-live a message may ask for (90 days).
 pub const MAX_TTL_S: u32 = 90 * 24 * 3600;
+/// How far ahead of the server's clock an event's id may be dated. It must stay below the
+/// slack the log keeps on its deduplication window, or a retry could outlive both.
+pub const MAX_CLOCK_AHEAD_MS: u64 = 60_000;
+/// How far an event's `at` may be from the time in its UUIDv7 id (both are the client's).
+pub const MAX_AT_SKEW_MS: u64 = 60_000;
 
 /// Whether something an event refers to exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,10 +46,15 @@ pub struct WriteFacts {
     pub agent_name_taken: bool,
     /// An agent with this id already exists (in any project).
     pub agent_id_taken: bool,
+    /// An agent already holds a token with this hash.
+    pub token_hash_taken: bool,
+    /// The server's clock, Unix milliseconds.
+    pub now_ms: u64,
 }
 
 impl WriteFacts {
-    pub fn new(project: ProjectId, caller: Actor) -> Self {
+    /// Facts with nothing known yet, at server time `now_ms`.
+    pub fn new(project: ProjectId, caller: Actor, now_ms: u64) -> Self {
         Self {
             project,
             caller,
@@ -54,6 +64,8 @@ impl WriteFacts {
             reply_to: Lookup::NotReferenced,
             agent_name_taken: false,
             agent_id_taken: false,
+            token_hash_taken: false,
+            now_ms,
         }
     }
 }
@@ -91,10 +103,16 @@ pub enum Rejection {
     ContentTooLarge { found: usize, limit: usize },
     #[error("no agent {0} in this project")]
     UnknownRecipient(AgentId),
-    #[error("reply_to names message {0}, which does not exist")]
+    #[error("reply_to names message {0}, which is not a message of this project")]
     ReplyToUnknownMessage(EventId),
-    #[error("reply_to names message {0} of another project")]
-    ReplyAcrossProjects(EventId),
+    #[error("event id {id} is dated {ahead_ms} ms ahead of the server's clock (at most {MAX_CLOCK_AHEAD_MS} ms): check this machine's clock")]
+    EventFromTheFuture { id: EventId, ahead_ms: u64 },
+    #[error(
+        "the event's `at` is {skew_ms} ms from the time in its id (at most {MAX_AT_SKEW_MS} ms)"
+    )]
+    TimestampMismatch { skew_ms: u64 },
+    #[error("another agent already holds this token; generate a new one")]
+    TokenTaken,
     #[error("an agent named `{0}` already exists in this project")]
     AgentNameTaken(AgentName),
     #[error("agent id {0} is already registered")]
@@ -120,7 +138,9 @@ impl Rejection {
             Self::ContentTooLarge { .. } => "content_too_large",
             Self::UnknownRecipient(_) => "unknown_recipient",
             Self::ReplyToUnknownMessage(_) => "reply_to_unknown_message",
-            Self::ReplyAcrossProjects(_) => "reply_across_projects",
+            Self::EventFromTheFuture { .. } => "event_from_the_future",
+            Self::TimestampMismatch { .. } => "timestamp_mismatch",
+            Self::TokenTaken => "token_taken",
             Self::AgentNameTaken(_) => "agent_name_taken",
             Self::AgentIdTaken(_) => "agent_id_taken",
             Self::InvalidTtl => "invalid_ttl",
@@ -147,6 +167,17 @@ pub fn decide(facts: &WriteFacts, event: &Envelope) -> Result<(), Rejection> {
     }
     if event.prev.is_some() {
         return Err(Rejection::ChainSetByClient);
+    }
+    let made = event.id.unix_millis();
+    if made > facts.now_ms + MAX_CLOCK_AHEAD_MS {
+        return Err(Rejection::EventFromTheFuture {
+            id: event.id,
+            ahead_ms: made - facts.now_ms,
+        });
+    }
+    let skew_ms = (event.at.max(0) as u64).abs_diff(made);
+    if skew_ms > MAX_AT_SKEW_MS {
+        return Err(Rejection::TimestampMismatch { skew_ms });
     }
     let kind = event.body.kind();
     let owner_only = matches!(kind, EventKind::ProjectCreated | EventKind::AgentRegistered);
@@ -193,6 +224,9 @@ pub fn decide(facts: &WriteFacts, event: &Envelope) -> Result<(), Rejection> {
             if facts.agent_name_taken {
                 return Err(Rejection::AgentNameTaken(registered.name.clone()));
             }
+            if facts.token_hash_taken {
+                return Err(Rejection::TokenTaken);
+            }
             expect_sealed_fields(event, &[], &[])
         }
         EventBody::MessageSent(sent) => {
@@ -219,10 +253,10 @@ pub fn decide(facts: &WriteFacts, event: &Envelope) -> Result<(), Rejection> {
                 }
             }
             if let Some(parent) = sent.reply_to {
-                match facts.reply_to {
-                    Lookup::Found => {}
-                    Lookup::InAnotherProject => return Err(Rejection::ReplyAcrossProjects(parent)),
-                    _ => return Err(Rejection::ReplyToUnknownMessage(parent)),
+                // A message of another project is "unknown" too: saying more would tell an
+                // agent which ids exist elsewhere.
+                if facts.reply_to != Lookup::Found {
+                    return Err(Rejection::ReplyToUnknownMessage(parent));
                 }
             }
             Ok(())
@@ -262,11 +296,55 @@ mod tests {
     use crate::event::MessageSent;
     use crate::test_support::{message_from, message_with, Project};
 
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    }
+
+    #[test]
+    fn an_event_dated_in_the_future_is_refused() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let event = message_from(&project, &alice, "hi");
+        let mut facts = facts_for(&project, &alice);
+        facts.now_ms = event.id.unix_millis() - 5 * 60_000;
+        assert!(matches!(
+            decide(&facts, &event),
+            Err(Rejection::EventFromTheFuture { .. })
+        ));
+    }
+
+    #[test]
+    fn an_at_far_from_the_ids_time_is_refused() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let mut draft = crate::event::Draft::new(
+            project.id,
+            Actor::Agent(alice.id),
+            EventBody::MessageSent(MessageSent {
+                to: None,
+                reply_to: None,
+                ttl_s: None,
+                topic_ix: None,
+            }),
+        );
+        draft.at += 24 * 3600 * 1000;
+        let event = draft
+            .seal(&project.keys, fields::BODY, b"later")
+            .sign(&alice.key);
+        assert!(matches!(
+            decide(&facts_for(&project, &alice), &event),
+            Err(Rejection::TimestampMismatch { .. })
+        ));
+    }
+
     fn facts_for(project: &Project, sender: &crate::test_support::Agent) -> WriteFacts {
         WriteFacts {
             owner_key: Some(project.owner.public_key()),
             caller_key: Some(sender.key.public_key()),
-            ..WriteFacts::new(project.id, Actor::Agent(sender.id))
+            ..WriteFacts::new(project.id, Actor::Agent(sender.id), now())
         }
     }
 
@@ -338,7 +416,7 @@ mod tests {
     }
 
     #[test]
-    fn a_reply_across_projects_is_rejected() {
+    fn a_reply_to_another_projects_message_is_as_unknown_as_a_missing_one() {
         let project = Project::new();
         let alice = project.agent("alice");
         let parent = EventId::generate();
@@ -357,7 +435,7 @@ mod tests {
         facts.reply_to = Lookup::InAnotherProject;
         assert_eq!(
             decide(&facts, &event),
-            Err(Rejection::ReplyAcrossProjects(parent))
+            Err(Rejection::ReplyToUnknownMessage(parent))
         );
         facts.reply_to = Lookup::Missing;
         assert_eq!(
@@ -437,7 +515,7 @@ mod tests {
         let project = Project::new();
         let alice = project.agent("alice");
         let registration = project.registration_of(&alice);
-        let mut facts = WriteFacts::new(project.id, Actor::Owner);
+        let mut facts = WriteFacts::new(project.id, Actor::Owner, now());
         facts.owner_key = Some(project.owner.public_key());
         assert_eq!(decide(&facts, &registration), Ok(()));
         facts.agent_name_taken = true;
@@ -446,6 +524,9 @@ mod tests {
             Err(Rejection::AgentNameTaken(_))
         ));
         facts.agent_name_taken = false;
+        facts.token_hash_taken = true;
+        assert_eq!(decide(&facts, &registration), Err(Rejection::TokenTaken));
+        facts.token_hash_taken = false;
         facts.owner_key = Some(SigningKey::generate().public_key());
         assert_eq!(decide(&facts, &registration), Err(Rejection::BadSignature));
     }

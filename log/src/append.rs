@@ -71,7 +71,8 @@ impl EventLog {
             event.prev = prev;
             let publish = PublishMessage::build()
                 .payload(chained_payload(&unchained, prev).into())
-                .message_id(event.id.to_string())
+                // Scoped by project: an id reused in another project is not its duplicate.
+                .message_id(format!("{}.{}", event.project, event.id))
                 .expected_last_subject_sequence(expected)
                 .header(HEADER_EVENT_KIND, kind);
             let acked = match self
@@ -109,6 +110,10 @@ impl EventLog {
                         "another writer appended first; re-reading the head"
                     );
                     *head = Head::Unknown;
+                    // Writers racing on one project back off a little, at random, so
+                    // one of them wins the next round.
+                    let jitter = rand_jitter_ms(attempt);
+                    tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
                 }
                 Err(e) => {
                     *head = Head::Unknown;
@@ -155,6 +160,17 @@ impl EventLog {
             ))),
         }
     }
+}
+
+/// Up to `2^attempt` ms (capped at 64), from the clock's nanoseconds: spread enough for
+/// racing writers without a random number generator.
+fn rand_jitter_ms(attempt: u32) -> u64 {
+    let cap = 1u64 << attempt.min(6);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()))
+        .unwrap_or(0);
+    nanos % cap
 }
 
 /// The stored JSON of an event with its chain link, from its JSON without one: `prev` is

@@ -213,12 +213,27 @@ impl KeyFile {
         }
     }
 
-    /// The server's base URL, checked to be http(s).
+    /// The server's base URL: https, or plain http only to this machine (the bearer token
+    /// travels with every request and must not cross a network in the clear).
     pub fn server_url(&self) -> Result<reqwest::Url, String> {
         let url = reqwest::Url::parse(&self.server)
             .map_err(|e| format!("server `{}` is not a URL: {e}", self.server))?;
+        let loopback = url.host_str().is_some_and(|host| {
+            host == "localhost"
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
         match url.scheme() {
-            "http" | "https" => Ok(url),
+            "https" => Ok(url),
+            "http" if loopback => Ok(url),
+            "http" => Err(format!(
+                "server `{}` uses plain http to another machine; the agent's token would \
+                 travel in the clear: use https",
+                self.server
+            )),
             other => Err(format!(
                 "server `{}` must be an http or https URL, not {other}",
                 self.server
@@ -332,6 +347,22 @@ pub(crate) mod tests {
             project_key: ProjectKey::generate(),
             signing_key: SigningKey::generate(),
         }
+    }
+
+    #[test]
+    fn plain_http_is_only_for_this_machine() {
+        let mut key = sample();
+        for ok in [
+            "http://127.0.0.1:8707",
+            "http://localhost:8707",
+            "http://[::1]:8707",
+            "https://sync.example.com",
+        ] {
+            key.server = ok.into();
+            assert!(key.server_url().is_ok(), "{ok}");
+        }
+        key.server = "http://sync.example.com".into();
+        assert!(key.server_url().unwrap_err().contains("https"));
     }
 
     #[test]

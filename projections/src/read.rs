@@ -156,6 +156,15 @@ impl ReadModels {
         .await?)
     }
 
+    pub async fn token_hash_taken(&self, hash: &TokenHash) -> Result<bool, ProjectionError> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM agents WHERE token_hash = $1)")
+                .bind(hash.as_str())
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     pub async fn agent_id_taken(&self, agent: AgentId) -> Result<bool, ProjectionError> {
         Ok(
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM agents WHERE id = $1)")

@@ -66,7 +66,7 @@ async fn an_agent_of_one_project_reads_nothing_of_another() {
         .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
-        (422, Some("reply_across_projects"))
+        (422, Some("reply_to_unknown_message"))
     );
     // Nor write an event into their project with her own token.
     let mut into_ours = alice.clone();

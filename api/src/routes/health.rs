@@ -14,9 +14,7 @@ pub async fn live() -> Json<Value> {
 /// Ready when NATS is connected and Postgres answers.
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     if state.nats.connection_state() != async_nats::connection::State::Connected {
-        return Err(ApiError::LogUnavailable(nexysync_log::LogError::Stream(
-            "not connected to NATS".into(),
-        )));
+        return Err(ApiError::NotReady("not connected to NATS"));
     }
     sqlx::query("SELECT 1")
         .execute(state.reads.pool())

@@ -60,6 +60,11 @@ pub async fn inbox(
 ) -> Result<Json<RawMessagePage>, ApiError> {
     state.wait_for_projection(query.min_seq).await?;
     let since = query.since_seq.unwrap_or_default();
+    if since.0 > i64::MAX as u64 {
+        return Err(ApiError::InvalidRequest(
+            "since_seq is beyond any sequence".into(),
+        ));
+    }
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::InvalidRequest(format!(

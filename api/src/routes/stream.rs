@@ -63,8 +63,9 @@ pub async fn subscribe(
             // Everything in (after, position] comes from the read models, once they
             // have applied it.
             if let Err(e) = state.wait_for_projection(Some(position)).await {
-                // Better a closed stream the client resumes than a silent gap.
-                warn!(error = %e, "read models lagging; closing the stream");
+                // Better a stream the client resumes than a silent gap: say so and close.
+                warn!(error = %e, "read models lagging; asking the client to catch up later");
+                yield Ok(json_frame(sse::CATCH_UP, &sse::CatchUp { last_seq: after }));
                 return;
             }
             let mut from = after;
