@@ -1,4 +1,5 @@
-//! Applying one event to the read models, inside the batch's transaction.
+//! Applying events to the read models, inside the batch's transaction: provisioning
+//! events one by one, runs of consecutive messages in one statement each.
 //!
 //! Every statement is guarded so that an event the log holds but the read models cannot
 //! place (an agent of an unknown project, a message from an unknown agent) is skipped
@@ -11,6 +12,7 @@ use nexysync_domain::ids::Seq;
 use sqlx::PgConnection;
 use tracing::warn;
 
+/// Applies a provisioning event (or, one at a time, a message).
 pub(crate) async fn apply(
     conn: &mut PgConnection,
     seq: Seq,
@@ -126,4 +128,116 @@ pub(crate) async fn apply(
         }
     }
     Ok(())
+}
+
+/// Consecutive `MessageSent` events of a batch, as columns, applied in one statement.
+#[derive(Debug, Default)]
+pub(crate) struct MessageRun {
+    ids: Vec<uuid::Uuid>,
+    projects: Vec<uuid::Uuid>,
+    seqs: Vec<i64>,
+    senders: Vec<uuid::Uuid>,
+    recipients: Vec<Option<uuid::Uuid>>,
+    reply_tos: Vec<Option<uuid::Uuid>>,
+    topic_ixs: Vec<Option<String>>,
+    ttls: Vec<Option<i32>>,
+    sent_ats: Vec<DateTime<Utc>>,
+    envelopes: Vec<String>,
+}
+
+/// Messages of a run, their inbox entries (the recipient, or every other agent of the
+/// project for a broadcast), thread edges and the projects' message counts, in one
+/// statement. Messages from unknown senders, or already applied, are skipped.
+const APPLY_MESSAGES: &str = "
+WITH batch AS (
+    SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::uuid[],
+                         $6::uuid[], $7::text[], $8::int4[], $9::timestamptz[], $10::text[])
+        AS b(id, project_id, seq, sender, recipient, reply_to, topic_ix, ttl_s, sent_at, envelope)
+),
+inserted AS (
+    INSERT INTO messages (id, project_id, seq, sender, recipient, reply_to, topic_ix, ttl_s, sent_at, envelope)
+    SELECT b.id, b.project_id, b.seq, b.sender, b.recipient, b.reply_to, b.topic_ix, b.ttl_s,
+           b.sent_at, b.envelope::json
+    FROM batch b JOIN agents a ON a.id = b.sender AND a.project_id = b.project_id
+    ON CONFLICT DO NOTHING
+    RETURNING id, project_id, seq, sender, recipient, reply_to
+),
+direct AS (
+    INSERT INTO inbox_entries (agent_id, seq, message_id)
+    SELECT r.id, i.seq, i.id
+    FROM inserted i JOIN agents r ON r.id = i.recipient AND r.project_id = i.project_id
+),
+broadcast AS (
+    INSERT INTO inbox_entries (agent_id, seq, message_id)
+    SELECT a.id, i.seq, i.id
+    FROM inserted i JOIN agents a ON a.project_id = i.project_id AND a.id <> i.sender
+    WHERE i.recipient IS NULL
+),
+edges AS (
+    INSERT INTO thread_edges (child, parent, project_id)
+    SELECT id, reply_to, project_id FROM inserted WHERE reply_to IS NOT NULL
+),
+counts AS (
+    UPDATE projects p SET message_count = p.message_count + c.n
+    FROM (SELECT project_id, COUNT(*) AS n FROM inserted GROUP BY project_id) c
+    WHERE p.id = c.project_id
+)
+SELECT COUNT(*) FROM inserted";
+
+impl MessageRun {
+    /// Adds `event` if it is a message from an agent; otherwise hands it back.
+    pub(crate) fn push<'a>(
+        &mut self,
+        seq: Seq,
+        event: &'a Envelope,
+        raw: &[u8],
+    ) -> Option<&'a Envelope> {
+        let (EventBody::MessageSent(sent), Actor::Agent(sender)) = (&event.body, event.actor)
+        else {
+            return Some(event);
+        };
+        self.ids.push(*event.id.as_uuid());
+        self.projects.push(*event.project.as_uuid());
+        self.seqs.push(seq.0 as i64);
+        self.senders.push(*sender.as_uuid());
+        self.recipients.push(sent.to.map(|a| *a.as_uuid()));
+        self.reply_tos.push(sent.reply_to.map(|m| *m.as_uuid()));
+        self.topic_ixs
+            .push(sent.topic_ix.as_ref().map(|ix| ix.as_str().to_owned()));
+        self.ttls.push(sent.ttl_s.map(|t| t as i32));
+        self.sent_ats
+            .push(DateTime::<Utc>::from_timestamp_millis(event.at).unwrap_or_default());
+        self.envelopes
+            .push(String::from_utf8_lossy(raw).into_owned());
+        None
+    }
+
+    /// Applies the run and empties it.
+    pub(crate) async fn flush(&mut self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        let run = std::mem::take(self);
+        let applied: i64 = sqlx::query_scalar(APPLY_MESSAGES)
+            .bind(&run.ids)
+            .bind(&run.projects)
+            .bind(&run.seqs)
+            .bind(&run.senders)
+            .bind(&run.recipients)
+            .bind(&run.reply_tos)
+            .bind(&run.topic_ixs)
+            .bind(&run.ttls)
+            .bind(&run.sent_ats)
+            .bind(&run.envelopes)
+            .fetch_one(&mut *conn)
+            .await?;
+        let skipped = run.ids.len() as i64 - applied;
+        if skipped > 0 {
+            warn!(
+                skipped,
+                "messages skipped: unknown sender or already applied"
+            );
+        }
+        Ok(())
+    }
 }

@@ -13,7 +13,8 @@ use nexysync_log::{EventLog, RawEvent};
 use sqlx::PgPool;
 use tracing::{info, instrument, warn};
 
-use crate::{apply::apply, ProjectionError};
+use crate::apply::{apply, MessageRun};
+use crate::ProjectionError;
 
 /// The projector that maintains the read models of this crate.
 pub const READ_MODELS: &str = "read_models";
@@ -100,12 +101,22 @@ impl Projector {
         .bind(self.name)
         .fetch_one(&mut *tx)
         .await?;
+        // Messages are applied in runs; anything else first flushes the run before it,
+        // so every event still sees the read models as the log had them (a broadcast
+        // reaches the agents registered before it).
+        let mut run = MessageRun::default();
         for raw in batch.iter().filter(|e| e.seq.0 as i64 > checkpoint) {
             match raw.envelope() {
-                Ok(event) => apply(&mut tx, raw.seq, &event, &raw.payload).await?,
+                Ok(event) => {
+                    if let Some(other) = run.push(raw.seq, &event, &raw.payload) {
+                        run.flush(&mut tx).await?;
+                        apply(&mut tx, raw.seq, other, &raw.payload).await?;
+                    }
+                }
                 Err(e) => warn!(seq = raw.seq.0, error = %e, "undecodable event skipped"),
             }
         }
+        run.flush(&mut tx).await?;
         sqlx::query(
             "UPDATE projector_checkpoints SET last_seq = $2, updated_at = now()
              WHERE projector = $1 AND last_seq < $2",
