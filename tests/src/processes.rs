@@ -157,3 +157,27 @@ pub async fn nexysync(args: &[&str], envs: &[(&str, String)]) -> String {
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// How a `nexysync` run ended: its exit code and what it printed.
+#[derive(Debug)]
+pub struct CliOutput {
+    /// `None` when killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the `nexysync` CLI to completion, whatever its outcome.
+pub async fn nexysync_output(args: &[&str], envs: &[(&str, String)]) -> CliOutput {
+    let output = Command::new(binary("nexysync"))
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .await
+        .expect("nexysync runs");
+    CliOutput {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
