@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`cli`]: the clap command tree and one file per command (`up`, `project`, `agent`,
-//!   `bench`).
+//!   `audit`, `bench`).
+//! - [`audit`]: verify, replay and export a project's history, over the domain's auditor.
 //! - [`bench`]: the measurements of `nexysync bench`, each beside its raw NATS floor.
 //! - [`settings`]: the one typed settings struct (defaults, then a TOML file, then
 //!   `NEXYSYNC_*` environment variables).
@@ -20,6 +21,7 @@
 //! - A file holding a secret is never silently overwritten.
 
 pub mod admin_token;
+pub mod audit;
 pub mod bench;
 pub mod cli;
 mod private_file;
@@ -42,6 +44,15 @@ pub fn init_tracing(default_filter: &str) {
         // Colours for people, plain text for log files and test harnesses.
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+/// The process exit status for `err`: 2 when an audit found a broken rule, else 1.
+pub fn exit_status(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<audit::AuditFailure>().is_some() {
+        2
+    } else {
+        1
+    }
 }
 
 /// An error and its causes, one per line, for the terminal.

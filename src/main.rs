@@ -13,7 +13,7 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("{}", nexysync::error_report(&err));
-            ExitCode::FAILURE
+            ExitCode::from(nexysync::exit_status(&err))
         }
     }
 }

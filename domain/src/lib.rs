@@ -7,6 +7,7 @@
 //! - [`event`]: the envelope (version 1), event kinds, canonical signing bytes, the hash
 //!   chain and its verifier.
 //! - [`decide`]: the pure decision whether a signed event may be appended.
+//! - [`audit`]: the pure auditor of a project's log (authorship, chain, root of trust).
 //! - [`wire`]: the HTTP API's JSON shapes, shared by server and client.
 //!
 //! # Invariants
@@ -15,6 +16,7 @@
 //!   its hash also covers the signature and the link to the previous event.
 //! - No tokio, sqlx, axum or async-nats: this crate is pure.
 
+pub mod audit;
 pub mod crypto;
 pub mod decide;
 pub mod event;

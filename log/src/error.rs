@@ -17,6 +17,8 @@ pub enum LogError {
     ProjectAlreadyStarted(nexysync_domain::ids::ProjectId),
     #[error("project {0} has no events; its first event must create it")]
     ProjectNotStarted(nexysync_domain::ids::ProjectId),
+    #[error("the NATS server has no event stream `{0}` (is NEXYSYNC_STREAM_PREFIX right?)")]
+    NoStream(String),
     #[error("reading the log failed: {0}")]
     Read(String),
 }

@@ -1,7 +1,8 @@
 //! NexySync's log: the JetStream stream that is the source of truth.
 //!
 //! # Layout
-//! - [`EventLog::connect`]: checks the server has JetStream, creates or adopts the stream.
+//! - [`EventLog::connect`]: checks the server has JetStream, creates or adopts the stream;
+//!   [`EventLog::open`] only adopts one (readers that must change nothing).
 //! - `names`: stream and subject names under a configurable prefix.
 //! - `append`: conditional, idempotent appends that set each event's chain link.
 //! - `read`: ordered reads of the whole log or of one project, from any sequence.
@@ -103,6 +104,34 @@ impl EventLog {
             .await
             .map_err(|e| {
                 LogError::Stream(format!("failed to create or open the event stream: {e}"))
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                jetstream,
+                stream,
+                prefix,
+                heads: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Opens the existing stream for `prefix`, changing nothing on the server (for
+    /// readers such as auditors): fails with [`LogError::NoStream`] when there is none.
+    pub async fn open(client: async_nats::Client, prefix: Prefix) -> Result<Self, LogError> {
+        use async_nats::jetstream::context::GetStreamErrorKind;
+        check_jetstream(&client).await?;
+        let jetstream = jetstream::new(client);
+        let name = prefix.stream_name();
+        let stream = jetstream
+            .get_stream(&name)
+            .await
+            .map_err(|e| match e.kind() {
+                GetStreamErrorKind::JetStream(js)
+                    if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    LogError::NoStream(name)
+                }
+                _ => LogError::Stream(format!("failed to open the event stream: {e}")),
             })?;
         Ok(Self {
             inner: Arc::new(Inner {

@@ -47,6 +47,24 @@ impl EventLog {
             .await
     }
 
+    /// The sequence of `project`'s last event, or `None` when it has none: where a
+    /// reader of the project's history as it stands now stops.
+    pub async fn last_seq_of(&self, project: ProjectId) -> Result<Option<Seq>, LogError> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
+        let subject = self.prefix().project_subject(project);
+        match self
+            .stream()
+            .get_last_raw_message_by_subject(&subject)
+            .await
+        {
+            Ok(message) => Ok(Some(Seq(message.sequence))),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(LogError::Read(format!(
+                "failed to read the last event of project {project}: {e}"
+            ))),
+        }
+    }
+
     async fn read(&self, filter_subject: String, after: Seq) -> Result<EventStream, LogError> {
         let deliver_policy = DeliverPolicy::ByStartSequence {
             start_sequence: after.0 + 1,

@@ -1,6 +1,7 @@
 //! The command line: one clap-derived tree, one file per command.
 
 pub mod agent;
+pub mod audit;
 pub mod bench;
 pub mod project;
 pub mod up;
@@ -54,6 +55,13 @@ pub enum Command {
     #[command(subcommand)]
     Agent(AgentCommand),
 
+    /// Audit a project's history from the log itself: verify, replay, export.
+    ///
+    /// Verify it (no key needed), replay it decrypted, or export it as a bundle that
+    /// verifies with no server.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+
     /// Measure a running server: send latency, throughput and SSE delivery, each beside
     /// the raw NATS JetStream floor measured in the same run.
     ///
@@ -73,6 +81,30 @@ pub enum ProjectCommand {
     /// NEXYSYNC_HOME/projects/NAME.json (mode 0600). Keep that file: it is needed to add
     /// agents.
     Create(project::CreateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check that a project's history is authentic and complete; needs no key.
+    ///
+    /// The first event must be the owner's project_created, every registration signed by
+    /// the owner key, every agent event by the key registered for its actor, and the hash
+    /// chain unbroken (nothing dropped, changed or reordered). On the first event that breaks a rule, names its sequence and the rule and exits
+    /// with status 2 (status 1 is any other error).
+    Verify(audit::VerifyArgs),
+
+    /// Print a project's history decrypted, verifying every event before printing it.
+    ///
+    /// Streams the events in log order, opened with the project key of the key file;
+    /// exits with status 2 at the first broken rule, as `verify` does.
+    Replay(audit::ReplayArgs),
+
+    /// Write a project's history into a bundle that verifies with no server.
+    ///
+    /// DIR/events.jsonl holds every event as stored, DIR/manifest.json the count, the
+    /// sequences, the head hash and the SHA-256 of the events. Check it anywhere with
+    /// `nexysync audit verify --bundle DIR`.
+    Export(audit::ExportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +135,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => up::run(settings, args).await,
         Command::Project(ProjectCommand::Create(args)) => project::create(settings, args).await,
         Command::Agent(AgentCommand::Add(args)) => agent::add(settings, args).await,
+        Command::Audit(AuditCommand::Verify(args)) => audit::verify(settings, args).await,
+        Command::Audit(AuditCommand::Replay(args)) => audit::replay(settings, args).await,
+        Command::Audit(AuditCommand::Export(args)) => audit::export(settings, args).await,
         Command::Bench(args) => bench::run(settings, args).await,
     }
 }

@@ -16,6 +16,18 @@ pub enum ChainError {
     HashMismatch { seq: Seq, prev_seq: Seq },
 }
 
+impl ChainError {
+    /// The sequence of the event whose link does not hold.
+    pub fn seq(&self) -> Seq {
+        match self {
+            Self::MissingLink { seq }
+            | Self::PrecedingEventMissing { seq, .. }
+            | Self::WrongPreviousSeq { seq, .. }
+            | Self::HashMismatch { seq, .. } => *seq,
+        }
+    }
+}
+
 /// Walks events in order and checks each `prev` against the event before it.
 #[derive(Debug, Clone, Default)]
 pub struct ChainVerifier {
@@ -52,6 +64,17 @@ impl ChainVerifier {
 
     /// Checks `event`, found at `seq`, and returns its hash.
     pub fn push(&mut self, seq: Seq, event: &Envelope) -> Result<EventHash, ChainError> {
+        self.push_with_signing_bytes(seq, event, &event.signing_bytes())
+    }
+
+    /// [`ChainVerifier::push`], given the event's [`Envelope::signing_bytes`] computed
+    /// earlier (an auditor needs them for the signature too).
+    pub fn push_with_signing_bytes(
+        &mut self,
+        seq: Seq,
+        event: &Envelope,
+        signed: &[u8],
+    ) -> Result<EventHash, ChainError> {
         match (&self.last, &event.prev) {
             (None, None) => {}
             (None, Some(_)) if self.resuming => {}
@@ -78,7 +101,7 @@ impl ChainVerifier {
                 }
             }
         }
-        let hash = event.hash();
+        let hash = event.hash_with_signing_bytes(signed);
         self.last = Some(ChainLink { seq, hash });
         Ok(hash)
     }

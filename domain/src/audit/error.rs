@@ -1,0 +1,94 @@
+//! What an audit found wrong: the first rule the log breaks, and where.
+
+use crate::event::{Actor, ChainError, EventKind};
+use crate::ids::{AgentId, EventId, ProjectId, Seq};
+
+/// The first event of a project's log that breaks a rule. Every variant names the
+/// sequence of that event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuditError {
+    #[error("event at seq {seq} is not a valid event envelope: {reason}")]
+    Unreadable { seq: Seq, reason: String },
+    #[error("event at seq {seq} has envelope version {found}, which this auditor cannot read")]
+    UnsupportedVersion { seq: Seq, found: u16 },
+    #[error("event at seq {seq} comes after seq {previous}: the log is out of order")]
+    OutOfOrder { seq: Seq, previous: Seq },
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error(
+        "event at seq {seq} belongs to project {found}, not to the audited project {expected}"
+    )]
+    WrongProject {
+        seq: Seq,
+        expected: ProjectId,
+        found: ProjectId,
+    },
+    #[error("the project's first event (seq {seq}) is {}, not the owner's project_created", .kind.as_str())]
+    FirstEventNotProjectCreated { seq: Seq, kind: EventKind },
+    #[error("event at seq {seq} creates the project again; only the first event may")]
+    ProjectCreatedAgain { seq: Seq },
+    #[error("event at seq {seq} is {} by {actor}, but only {allowed} may write it", .kind.as_str())]
+    WrongActor {
+        seq: Seq,
+        kind: EventKind,
+        actor: Actor,
+        allowed: &'static str,
+    },
+    #[error("event at seq {seq} ({}) is not signed by the project's owner key", .kind.as_str())]
+    OwnerSignatureInvalid { seq: Seq, kind: EventKind },
+    #[error("event at seq {seq} is by agent {agent}, which no earlier event registered")]
+    UnregisteredActor { seq: Seq, agent: AgentId },
+    #[error("event at seq {seq} is not signed by the key registered for its actor, agent {agent}")]
+    ForgedSignature { seq: Seq, agent: AgentId },
+    #[error("event at seq {seq} registers agent {agent} again (first registered at seq {first})")]
+    AgentRegisteredAgain {
+        seq: Seq,
+        agent: AgentId,
+        first: Seq,
+    },
+    #[error("event at seq {seq} repeats event {id}, already in the log at seq {first}")]
+    EventRepeated { seq: Seq, id: EventId, first: Seq },
+}
+
+impl AuditError {
+    /// The sequence of the offending event.
+    pub fn seq(&self) -> Seq {
+        match self {
+            Self::Unreadable { seq, .. }
+            | Self::UnsupportedVersion { seq, .. }
+            | Self::OutOfOrder { seq, .. }
+            | Self::WrongProject { seq, .. }
+            | Self::FirstEventNotProjectCreated { seq, .. }
+            | Self::ProjectCreatedAgain { seq }
+            | Self::WrongActor { seq, .. }
+            | Self::OwnerSignatureInvalid { seq, .. }
+            | Self::UnregisteredActor { seq, .. }
+            | Self::ForgedSignature { seq, .. }
+            | Self::AgentRegisteredAgain { seq, .. }
+            | Self::EventRepeated { seq, .. } => *seq,
+            Self::Chain(chain) => chain.seq(),
+        }
+    }
+
+    /// A stable name of the rule that was broken, for machine-readable output.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Self::Unreadable { .. } => "unreadable",
+            Self::UnsupportedVersion { .. } => "unsupported_version",
+            Self::OutOfOrder { .. } => "out_of_order",
+            Self::Chain(ChainError::MissingLink { .. }) => "missing_link",
+            Self::Chain(ChainError::PrecedingEventMissing { .. }) => "preceding_event_missing",
+            Self::Chain(ChainError::WrongPreviousSeq { .. }) => "wrong_previous_seq",
+            Self::Chain(ChainError::HashMismatch { .. }) => "hash_mismatch",
+            Self::WrongProject { .. } => "wrong_project",
+            Self::FirstEventNotProjectCreated { .. } => "first_event_not_project_created",
+            Self::ProjectCreatedAgain { .. } => "project_created_again",
+            Self::WrongActor { .. } => "wrong_actor",
+            Self::OwnerSignatureInvalid { .. } => "owner_signature_invalid",
+            Self::UnregisteredActor { .. } => "unregistered_actor",
+            Self::ForgedSignature { .. } => "forged_signature",
+            Self::AgentRegisteredAgain { .. } => "agent_registered_again",
+            Self::EventRepeated { .. } => "event_repeated",
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Auditing a project's log without trusting the server that stored it.
+//!
+//! [`ProjectAuditor`] is fed a project's events in log order, as `(seq, envelope)`, and
+//! stops at the first one that breaks a rule:
+//! - the log is in strictly increasing sequence order, and every event names the audited
+//!   project;
+//! - the first event is `ProjectCreated`, written by the owner and signed by the owner key
+//!   it names (the root of trust, ADR 0003); no later event creates the project again;
+//! - every `AgentRegistered` is written by the owner and signed by that owner key, once
+//!   per agent;
+//! - every agent event is signed by the key registered for its actor earlier in the log;
+//! - the hash chain holds from the first event ([`ChainVerifier::from_genesis`]), so a
+//!   dropped, inserted, changed or reordered event is caught at the event after it;
+//! - no event id appears twice (a replayed event would carry a valid signature).
+//!
+//! It is pure and holds only the registered keys, the chain head and one entry per event
+//! id seen (about 40 bytes per event), never the events themselves, so a caller can
+//! stream a project of any length through it. After an error the auditor's state is
+//! unspecified: stop there.
+
+mod error;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+pub use error::AuditError;
+
+use crate::crypto::PublicKey;
+use crate::event::{
+    Actor, ChainLink, ChainVerifier, Envelope, EventBody, EventHash, ENVELOPE_VERSION,
+};
+use crate::ids::{AgentId, AgentName, EventId, ProjectId, ProjectName, Seq};
+
+/// An agent as the log registered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredAgent {
+    pub name: AgentName,
+    pub signing_key: PublicKey,
+    /// Where its registration is in the log.
+    pub registered_at: Seq,
+}
+
+/// What an audit has verified so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSummary {
+    pub project: ProjectId,
+    /// The name `ProjectCreated` gave the project (none before the first event).
+    pub name: Option<ProjectName>,
+    /// The owner key `ProjectCreated` named.
+    pub owner_key: Option<PublicKey>,
+    pub events: u64,
+    pub agents: usize,
+    pub first_seq: Option<Seq>,
+    /// The last verified event: its sequence and hash.
+    pub head: Option<ChainLink>,
+}
+
+/// Verifies one project's log, event by event, in log order.
+#[derive(Debug)]
+pub struct ProjectAuditor {
+    project: ProjectId,
+    name: Option<ProjectName>,
+    owner_key: Option<PublicKey>,
+    agents: HashMap<AgentId, RegisteredAgent>,
+    seen: HashMap<EventId, Seq>,
+    chain: ChainVerifier,
+    first_seq: Option<Seq>,
+    last_seq: Option<Seq>,
+    events: u64,
+}
+
+impl ProjectAuditor {
+    /// An auditor of `project`'s log, read from its first event.
+    pub fn new(project: ProjectId) -> Self {
+        Self {
+            project,
+            name: None,
+            owner_key: None,
+            agents: HashMap::new(),
+            seen: HashMap::new(),
+            chain: ChainVerifier::from_genesis(),
+            first_seq: None,
+            last_seq: None,
+            events: 0,
+        }
+    }
+
+    /// Decodes the stored JSON of the event at `seq`, checks it as [`Self::push`] does and
+    /// returns it with its hash.
+    pub fn push_json(
+        &mut self,
+        seq: Seq,
+        stored: &[u8],
+    ) -> Result<(Envelope, EventHash), AuditError> {
+        let event: Envelope =
+            serde_json::from_slice(stored).map_err(|e| AuditError::Unreadable {
+                seq,
+                reason: e.to_string(),
+            })?;
+        let hash = self.push(seq, &event)?;
+        Ok((event, hash))
+    }
+
+    /// Checks the event found at `seq` against every rule and the events before it;
+    /// returns its hash.
+    pub fn push(&mut self, seq: Seq, event: &Envelope) -> Result<EventHash, AuditError> {
+        if let Some(previous) = self.last_seq {
+            if seq <= previous {
+                return Err(AuditError::OutOfOrder { seq, previous });
+            }
+        }
+        if event.v != ENVELOPE_VERSION {
+            return Err(AuditError::UnsupportedVersion {
+                seq,
+                found: event.v,
+            });
+        }
+        if event.project != self.project {
+            return Err(AuditError::WrongProject {
+                seq,
+                expected: self.project,
+                found: event.project,
+            });
+        }
+        if let Some(first) = self.seen.get(&event.id) {
+            return Err(AuditError::EventRepeated {
+                seq,
+                id: event.id,
+                first: *first,
+            });
+        }
+        let signed = event.signing_bytes();
+        let hash = self.chain.push_with_signing_bytes(seq, event, &signed)?;
+        self.check_authority(seq, event, &signed)?;
+        self.seen.insert(event.id, seq);
+        self.first_seq.get_or_insert(seq);
+        self.last_seq = Some(seq);
+        self.events += 1;
+        Ok(hash)
+    }
+
+    /// Who may have written `event`, and whether its signature proves it.
+    fn check_authority(
+        &mut self,
+        seq: Seq,
+        event: &Envelope,
+        signed: &[u8],
+    ) -> Result<(), AuditError> {
+        let kind = event.body.kind();
+        let Some(owner_key) = self.owner_key else {
+            let EventBody::ProjectCreated(created) = &event.body else {
+                return Err(AuditError::FirstEventNotProjectCreated { seq, kind });
+            };
+            self.expect_owner(seq, event)?;
+            // The first event is signed by the key it introduces: the root of trust.
+            created
+                .owner_key
+                .verify(signed, &event.sig)
+                .map_err(|_| AuditError::OwnerSignatureInvalid { seq, kind })?;
+            self.owner_key = Some(created.owner_key);
+            self.name = Some(created.name.clone());
+            return Ok(());
+        };
+        match &event.body {
+            EventBody::ProjectCreated(_) => Err(AuditError::ProjectCreatedAgain { seq }),
+            EventBody::AgentRegistered(registered) => {
+                self.expect_owner(seq, event)?;
+                owner_key
+                    .verify(signed, &event.sig)
+                    .map_err(|_| AuditError::OwnerSignatureInvalid { seq, kind })?;
+                if let Some(earlier) = self.agents.get(&registered.agent) {
+                    return Err(AuditError::AgentRegisteredAgain {
+                        seq,
+                        agent: registered.agent,
+                        first: earlier.registered_at,
+                    });
+                }
+                self.agents.insert(
+                    registered.agent,
+                    RegisteredAgent {
+                        name: registered.name.clone(),
+                        signing_key: registered.signing_key,
+                        registered_at: seq,
+                    },
+                );
+                Ok(())
+            }
+            EventBody::MessageSent(_) => self.check_agent_signature(seq, event, signed),
+        }
+    }
+
+    fn expect_owner(&self, seq: Seq, event: &Envelope) -> Result<(), AuditError> {
+        match event.actor {
+            Actor::Owner => Ok(()),
+            actor => Err(AuditError::WrongActor {
+                seq,
+                kind: event.body.kind(),
+                actor,
+                allowed: "the project owner",
+            }),
+        }
+    }
+
+    fn check_agent_signature(
+        &self,
+        seq: Seq,
+        event: &Envelope,
+        signed: &[u8],
+    ) -> Result<(), AuditError> {
+        let Actor::Agent(agent) = event.actor else {
+            return Err(AuditError::WrongActor {
+                seq,
+                kind: event.body.kind(),
+                actor: event.actor,
+                allowed: "an agent",
+            });
+        };
+        let registered = self
+            .agents
+            .get(&agent)
+            .ok_or(AuditError::UnregisteredActor { seq, agent })?;
+        registered
+            .signing_key
+            .verify(signed, &event.sig)
+            .map_err(|_| AuditError::ForgedSignature { seq, agent })
+    }
+
+    /// The owner key the project's first event named (none before it).
+    pub fn owner_key(&self) -> Option<PublicKey> {
+        self.owner_key
+    }
+
+    /// The agent `id` as registered so far.
+    pub fn agent(&self, id: &AgentId) -> Option<&RegisteredAgent> {
+        self.agents.get(id)
+    }
+
+    /// What has been verified so far.
+    pub fn summary(&self) -> AuditSummary {
+        AuditSummary {
+            project: self.project,
+            name: self.name.clone(),
+            owner_key: self.owner_key,
+            events: self.events,
+            agents: self.agents.len(),
+            first_seq: self.first_seq,
+            head: self.chain.head(),
+        }
+    }
+}

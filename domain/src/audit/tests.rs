@@ -1,0 +1,293 @@
+use super::*;
+use crate::crypto::SigningKey;
+use crate::event::{ChainError, Draft, EventKind, ProjectCreated};
+use crate::ids::ProjectName;
+use crate::test_support::{message_from, Agent, Project};
+
+/// A project's log as the log would store it: chained, at sequences 10, 13, 16…
+struct Log {
+    project: Project,
+    alice: Agent,
+    events: Vec<(Seq, Envelope)>,
+}
+
+impl Log {
+    /// ProjectCreated, alice registered, then `messages` messages from alice.
+    fn with_messages(messages: usize) -> Self {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let mut log = Self {
+            events: Vec::new(),
+            alice,
+            project,
+        };
+        log.append(created(&log.project, &log.project.owner));
+        log.append(log.project.registration_of(&log.alice));
+        for i in 0..messages {
+            log.append(message_from(&log.project, &log.alice, &format!("m{i}")));
+        }
+        log
+    }
+
+    /// Appends as the log does: sets `prev` to the last event.
+    fn append(&mut self, mut event: Envelope) -> Seq {
+        event.prev = self.events.last().map(|(seq, last)| ChainLink {
+            seq: *seq,
+            hash: last.hash(),
+        });
+        let seq = Seq(10 + 3 * self.events.len() as u64);
+        self.events.push((seq, event));
+        seq
+    }
+
+    fn audit(&self) -> Result<AuditSummary, AuditError> {
+        let mut auditor = ProjectAuditor::new(self.project.id);
+        for (seq, event) in &self.events {
+            auditor.push(*seq, event)?;
+        }
+        Ok(auditor.summary())
+    }
+}
+
+fn created(project: &Project, signer: &SigningKey) -> Envelope {
+    Draft::new(
+        project.id,
+        Actor::Owner,
+        EventBody::ProjectCreated(ProjectCreated {
+            name: ProjectName::parse("audited").unwrap(),
+            owner_key: project.owner.public_key(),
+        }),
+    )
+    .sign(signer)
+}
+
+#[test]
+fn an_intact_log_verifies_and_is_summarised() {
+    let log = Log::with_messages(3);
+    let summary = log.audit().unwrap();
+    assert_eq!(summary.events, 5);
+    assert_eq!(summary.agents, 1);
+    assert_eq!(summary.first_seq, Some(Seq(10)));
+    let (last_seq, last) = log.events.last().unwrap();
+    assert_eq!(
+        summary.head,
+        Some(ChainLink {
+            seq: *last_seq,
+            hash: last.hash()
+        })
+    );
+    assert_eq!(summary.name.unwrap().as_str(), "audited");
+}
+
+#[test]
+fn a_forged_agent_signature_is_caught_at_its_sequence() {
+    let mut log = Log::with_messages(3);
+    log.events[3].1.sig.flip_bit_for_test(3);
+    assert_eq!(
+        log.audit(),
+        Err(AuditError::ForgedSignature {
+            seq: Seq(19),
+            agent: log.alice.id
+        })
+    );
+}
+
+#[test]
+fn a_message_signed_by_another_key_than_the_actors_is_caught() {
+    let mut log = Log::with_messages(1);
+    let mallory = log.project.agent("mallory");
+    let impostor = Agent {
+        id: log.alice.id,
+        name: log.alice.name.clone(),
+        key: mallory.key,
+    };
+    let seq = log.append(message_from(&log.project, &impostor, "it was alice"));
+    assert_eq!(
+        log.audit(),
+        Err(AuditError::ForgedSignature {
+            seq,
+            agent: log.alice.id
+        })
+    );
+}
+
+#[test]
+fn an_event_by_an_agent_no_one_registered_is_caught() {
+    let mut log = Log::with_messages(1);
+    let stranger = log.project.agent("stranger");
+    let seq = log.append(message_from(&log.project, &stranger, "hi"));
+    assert_eq!(
+        log.audit(),
+        Err(AuditError::UnregisteredActor {
+            seq,
+            agent: stranger.id
+        })
+    );
+}
+
+#[test]
+fn a_registration_not_signed_by_the_owner_is_caught() {
+    let mut log = Log::with_messages(0);
+    let bob = log.project.agent("bob");
+    let mut forged = log.project.registration_of(&bob);
+    forged.sig = SigningKey::generate().sign(&forged.signing_bytes());
+    let seq = log.append(forged);
+    assert_eq!(
+        log.audit(),
+        Err(AuditError::OwnerSignatureInvalid {
+            seq,
+            kind: EventKind::AgentRegistered
+        })
+    );
+}
+
+#[test]
+fn a_project_created_not_signed_by_the_key_it_names_is_caught() {
+    let mut log = Log::with_messages(1);
+    log.events[0].1 = created(&log.project, &SigningKey::generate());
+    assert_eq!(
+        log.audit(),
+        Err(AuditError::OwnerSignatureInvalid {
+            seq: Seq(10),
+            kind: EventKind::ProjectCreated
+        })
+    );
+}
+
+#[test]
+fn a_dropped_event_breaks_the_chain_at_the_next_one() {
+    let mut log = Log::with_messages(3);
+    log.events.remove(2);
+    assert_eq!(
+        log.audit(),
+        Err(AuditError::Chain(ChainError::WrongPreviousSeq {
+            seq: Seq(19),
+            expected: Seq(13),
+            found: Seq(16)
+        }))
+    );
+    assert_eq!(log.audit().unwrap_err().seq(), Seq(19));
+}
+
+#[test]
+fn a_changed_event_is_caught_by_its_signature() {
+    let mut log = Log::with_messages(2);
+    log.events[2].1.at += 1;
+    assert_eq!(
+        log.audit(),
+        Err(AuditError::ForgedSignature {
+            seq: Seq(16),
+            agent: log.alice.id
+        })
+    );
+}
+
+#[test]
+fn two_swapped_events_are_caught() {
+    // Moved with their sequences: the first one out of place no longer links back.
+    let mut log = Log::with_messages(3);
+    log.events.swap(2, 3);
+    assert_eq!(log.audit().unwrap_err().seq(), Seq(19));
+    // Moved into each other's sequences: the same.
+    let mut log = Log::with_messages(3);
+    let moved = log.events[3].1.clone();
+    log.events[3].1 = log.events[2].1.clone();
+    log.events[2].1 = moved;
+    assert!(matches!(
+        log.audit(),
+        Err(AuditError::Chain(ChainError::WrongPreviousSeq {
+            seq: Seq(16),
+            ..
+        }))
+    ));
+}
+
+#[test]
+fn an_event_of_another_project_is_caught() {
+    let mut log = Log::with_messages(1);
+    let other = Project::new();
+    let intruder = other.agent("alice");
+    let seq = log.append(message_from(&other, &intruder, "wrong place"));
+    assert_eq!(
+        log.audit(),
+        Err(AuditError::WrongProject {
+            seq,
+            expected: log.project.id,
+            found: other.id
+        })
+    );
+}
+
+#[test]
+fn a_log_that_does_not_start_with_project_created_is_caught() {
+    let project = Project::new();
+    let alice = project.agent("alice");
+    let mut auditor = ProjectAuditor::new(project.id);
+    assert_eq!(
+        auditor.push(Seq(1), &project.registration_of(&alice)),
+        Err(AuditError::FirstEventNotProjectCreated {
+            seq: Seq(1),
+            kind: EventKind::AgentRegistered
+        })
+    );
+}
+
+#[test]
+fn a_second_project_created_is_caught() {
+    let mut log = Log::with_messages(0);
+    let seq = log.append(created(&log.project, &log.project.owner));
+    assert_eq!(log.audit(), Err(AuditError::ProjectCreatedAgain { seq }));
+}
+
+#[test]
+fn an_owner_event_written_by_an_agent_is_caught() {
+    let mut log = Log::with_messages(0);
+    let bob = log.project.agent("bob");
+    let mut registration = log.project.registration_of(&bob);
+    registration.actor = Actor::Agent(log.alice.id);
+    registration.sig = log.project.owner.sign(&registration.signing_bytes());
+    let seq = log.append(registration);
+    assert!(matches!(
+        log.audit(),
+        Err(AuditError::WrongActor { seq: s, .. }) if s == seq
+    ));
+}
+
+#[test]
+fn a_replayed_event_is_caught_even_with_a_fresh_chain_link() {
+    let mut log = Log::with_messages(2);
+    let replayed = log.events[3].1.clone();
+    let seq = log.append(replayed);
+    assert_eq!(
+        log.audit(),
+        Err(AuditError::EventRepeated {
+            seq,
+            id: log.events[3].1.id,
+            first: Seq(19)
+        })
+    );
+}
+
+#[test]
+fn unreadable_stored_json_is_named_by_its_sequence() {
+    let project = Project::new();
+    let mut auditor = ProjectAuditor::new(project.id);
+    let err = auditor.push_json(Seq(7), b"{\"v\":1").unwrap_err();
+    assert!(matches!(err, AuditError::Unreadable { seq: Seq(7), .. }));
+    assert_eq!(err.rule(), "unreadable");
+}
+
+#[test]
+fn stored_json_is_decoded_checked_and_returned() {
+    let log = Log::with_messages(1);
+    let mut auditor = ProjectAuditor::new(log.project.id);
+    for (seq, event) in &log.events {
+        let (back, hash) = auditor.push_json(*seq, &event.to_json()).unwrap();
+        assert_eq!(&back, event);
+        assert_eq!(hash, event.hash());
+    }
+    assert_eq!(
+        auditor.agent(&log.alice.id).map(|a| a.name.as_str()),
+        Some("alice")
+    );
+}

@@ -1,0 +1,310 @@
+//! `nexysync audit replay`: the history as it happened, verified event by event and
+//! decrypted with the project key, as text for people or JSON lines for tools.
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use anyhow::Context;
+use base64::Engine;
+use nexysync_domain::crypto::{ContentKeys, PublicKey};
+use nexysync_domain::event::{fields, Actor, Envelope, EventBody, EventHash};
+use nexysync_domain::ids::{AgentId, ProjectId, Seq};
+use nexysync_mcp::{KeyFile, KeyFileError};
+use serde_json::{json, Map, Value};
+
+use super::progress::Progress;
+use super::source::EventSource;
+use super::verify::walk;
+use super::{AuditFailure, ProjectAuditor};
+use crate::project_file::ProjectFile;
+use crate::settings::Settings;
+
+/// How replayed events are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One block per event, for people.
+    Text,
+    /// One JSON object per line, for tools.
+    Jsonl,
+}
+
+/// What reading a project's content needs, from an agent key file or the owner's
+/// project file. `Debug` hides the content keys.
+#[derive(Debug)]
+pub struct ReadingKeys {
+    pub project: ProjectId,
+    /// The owner key the holder of the file trusts: the log must have been created by it.
+    pub owner_key: PublicKey,
+    pub content: ContentKeys,
+}
+
+impl ReadingKeys {
+    /// Loads an agent key file (`.nexysync/key`) or, failing that, a project file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        match KeyFile::load(path) {
+            Ok(key) => Ok(Self {
+                project: key.project.id,
+                owner_key: key.project.owner_key,
+                content: key.project_key.content_keys(),
+            }),
+            Err(key_err @ KeyFileError::Invalid { .. }) => match ProjectFile::load(path) {
+                Ok(file) => Ok(Self {
+                    project: file.id,
+                    owner_key: file.owner_signing_key.public_key(),
+                    content: file.project_key.content_keys(),
+                }),
+                Err(_) => Err(anyhow::Error::new(key_err).context(format!(
+                    "{} is neither an agent key file nor a project file",
+                    path.display()
+                ))),
+            },
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+/// What to replay and how.
+#[derive(Debug)]
+pub struct ReplayOptions {
+    pub project: ProjectId,
+    pub format: Format,
+    /// Print events from this sequence on (all are still verified from the first).
+    pub since: Seq,
+}
+
+/// Replays `options.project` from the live log to stdout.
+pub async fn replay(
+    settings: &Settings,
+    keys: &ReadingKeys,
+    options: &ReplayOptions,
+) -> anyhow::Result<()> {
+    let log = super::open_log(settings).await?;
+    let mut source = EventSource::live(&log, options.project).await?;
+    let stdout = std::io::stdout();
+    // Progress would tangle with events printed on the same terminal.
+    let mut progress = Progress::on_terminal(
+        "replaying",
+        source.last_seq(),
+        !std::io::IsTerminal::is_terminal(&stdout),
+    );
+    let mut out = BufWriter::new(stdout.lock());
+    let walked = walk(
+        &mut source,
+        options.project,
+        &mut progress,
+        |seq, event, hash, auditor| {
+            if matches!(event.body, EventBody::ProjectCreated(_))
+                && auditor.owner_key() != Some(keys.owner_key)
+            {
+                return Err(AuditFailure::OwnerKeyMismatch { seq }.into());
+            }
+            if seq < options.since {
+                return Ok(());
+            }
+            let printed = match options.format {
+                Format::Text => write_text(&mut out, seq, event, auditor, &keys.content),
+                Format::Jsonl => write_jsonl(&mut out, seq, event, hash, auditor, &keys.content),
+            };
+            printed.context("failed to write to stdout")
+        },
+    )
+    .await
+    .map(drop)
+    .and_then(|()| out.flush().context("failed to write to stdout"));
+    match walked {
+        // `| head` closed the pipe: the reader has what it wanted.
+        Err(err) if is_broken_pipe(&err) => Ok(()),
+        other => other,
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// A sealed field opened: its text, or why it cannot be shown.
+enum Opened {
+    Absent,
+    Text(String),
+    Binary(Vec<u8>),
+    Unopenable(String),
+}
+
+fn open(event: &Envelope, keys: &ContentKeys, field: &str) -> Opened {
+    match event.open(keys, field) {
+        Ok(None) => Opened::Absent,
+        Ok(Some(bytes)) => match String::from_utf8(bytes) {
+            Ok(text) => Opened::Text(text),
+            Err(err) => Opened::Binary(err.into_bytes()),
+        },
+        Err(err) => Opened::Unopenable(err.to_string()),
+    }
+}
+
+fn name_of(auditor: &ProjectAuditor, agent: AgentId) -> String {
+    auditor
+        .agent(&agent)
+        .map(|a| a.name.to_string())
+        .unwrap_or_else(|| agent.to_string())
+}
+
+fn time_of(at: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(at)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_else(|| format!("{at} ms"))
+}
+
+fn write_text(
+    out: &mut impl Write,
+    seq: Seq,
+    event: &Envelope,
+    auditor: &ProjectAuditor,
+    keys: &ContentKeys,
+) -> std::io::Result<()> {
+    let when = time_of(event.at);
+    match &event.body {
+        EventBody::ProjectCreated(created) => {
+            writeln!(
+                out,
+                "#{seq} {when} owner created project `{}`",
+                created.name
+            )
+        }
+        EventBody::AgentRegistered(registered) => writeln!(
+            out,
+            "#{seq} {when} owner registered agent `{}` ({})",
+            registered.name, registered.agent
+        ),
+        EventBody::MessageSent(sent) => {
+            let from = match event.actor {
+                Actor::Agent(id) => name_of(auditor, id),
+                Actor::Owner => "owner".into(),
+            };
+            let to = sent
+                .to
+                .map(|to| name_of(auditor, to))
+                .unwrap_or_else(|| "everyone".into());
+            write!(out, "#{seq} {when} {from} -> {to}")?;
+            if let Some(parent) = sent.reply_to {
+                write!(out, " (reply to {parent})")?;
+            }
+            if let Some(ttl) = sent.ttl_s {
+                write!(out, " (ttl {ttl} s)")?;
+            }
+            writeln!(out)?;
+            if let Opened::Text(topic) = open(event, keys, fields::TOPIC) {
+                writeln!(out, "  topic: {}", printable(&topic))?;
+            }
+            match open(event, keys, fields::BODY) {
+                Opened::Text(body) => {
+                    for line in body.lines() {
+                        writeln!(out, "  | {}", printable(line))?;
+                    }
+                    Ok(())
+                }
+                Opened::Binary(bytes) => {
+                    writeln!(out, "  [body: {} bytes, not UTF-8]", bytes.len())
+                }
+                Opened::Unopenable(why) => {
+                    writeln!(out, "  [body does not open with this project key: {why}]")
+                }
+                Opened::Absent => writeln!(out, "  [no body]"),
+            }
+        }
+    }
+}
+
+/// Text with control characters escaped, so a message cannot drive the terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() && c != '\t' {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+fn write_jsonl(
+    out: &mut impl Write,
+    seq: Seq,
+    event: &Envelope,
+    hash: EventHash,
+    auditor: &ProjectAuditor,
+    keys: &ContentKeys,
+) -> std::io::Result<()> {
+    let mut line = Map::new();
+    line.insert("seq".into(), seq.0.into());
+    line.insert("id".into(), event.id.to_string().into());
+    line.insert("hash".into(), hash.to_hex().into());
+    line.insert("at".into(), event.at.into());
+    line.insert("time".into(), time_of(event.at).into());
+    line.insert("kind".into(), event.body.kind().as_str().into());
+    line.insert("actor".into(), json!(event.actor));
+    if let Actor::Agent(id) = event.actor {
+        line.insert("actor_name".into(), name_of(auditor, id).into());
+    }
+    match &event.body {
+        EventBody::ProjectCreated(created) => {
+            line.insert("name".into(), created.name.to_string().into());
+            line.insert("owner_key".into(), created.owner_key.to_base64().into());
+        }
+        EventBody::AgentRegistered(registered) => {
+            line.insert("agent".into(), registered.agent.to_string().into());
+            line.insert("name".into(), registered.name.to_string().into());
+            line.insert(
+                "signing_key".into(),
+                registered.signing_key.to_base64().into(),
+            );
+        }
+        EventBody::MessageSent(sent) => {
+            line.insert("to".into(), json!(sent.to));
+            if let Some(to) = sent.to {
+                line.insert("to_name".into(), name_of(auditor, to).into());
+            }
+            line.insert("reply_to".into(), json!(sent.reply_to));
+            line.insert("ttl_s".into(), json!(sent.ttl_s));
+            for field in [fields::TOPIC, fields::BODY] {
+                insert_opened(&mut line, field, open(event, keys, field));
+            }
+        }
+    }
+    serde_json::to_writer(&mut *out, &Value::Object(line))?;
+    out.write_all(b"\n")
+}
+
+fn insert_opened(line: &mut Map<String, Value>, field: &str, opened: Opened) {
+    match opened {
+        Opened::Absent => {}
+        Opened::Text(text) => {
+            line.insert(field.into(), text.into());
+        }
+        Opened::Binary(bytes) => {
+            line.insert(
+                format!("{field}_base64"),
+                base64::engine::general_purpose::STANDARD
+                    .encode(bytes)
+                    .into(),
+            );
+        }
+        Opened::Unopenable(why) => {
+            line.insert(format!("{field}_error"), why.into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_for_the_terminal() {
+        assert_eq!(printable("ok\u{1b}[31mred\ttab"), "ok\\u{1b}[31mred\ttab");
+    }
+}
