@@ -86,8 +86,9 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
         | Rejection::NotAllowedForActor { .. } => StatusCode::FORBIDDEN,
         Rejection::ProjectAlreadyExists(_)
         | Rejection::AgentNameTaken(_)
-        | Rejection::AgentIdTaken(_) => StatusCode::CONFLICT,
-        Rejection::UnknownProject(_) => StatusCode::NOT_FOUND,
+        | Rejection::AgentIdTaken(_)
+        | Rejection::RevisionMismatch { .. } => StatusCode::CONFLICT,
+        Rejection::UnknownProject(_) | Rejection::KvKeyNotFound => StatusCode::NOT_FOUND,
         Rejection::ContentTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }

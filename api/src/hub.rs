@@ -26,8 +26,8 @@ pub struct HubEvent {
     pub actor: Option<AgentId>,
     /// The recipient, or `None` for everyone in the project.
     pub to: Option<AgentId>,
-    /// The SSE frame (`new_message`, id, `StoredEvent` JSON), encoded once for every
-    /// subscriber.
+    /// The SSE frame (`new_message` or `kv_update`, id, `StoredEvent` JSON), encoded
+    /// once for every subscriber.
     pub frame: bytes::Bytes,
 }
 
@@ -161,9 +161,11 @@ impl Hub {
         let event = serde_json::from_slice::<Routing>(&raw.payload)
             .ok()
             .and_then(|routing| {
-                if routing.kind != EventKind::MessageSent {
-                    return None;
-                }
+                let name = match routing.kind {
+                    EventKind::MessageSent => sse::NEW_MESSAGE,
+                    EventKind::KvSet | EventKind::KvDeleted => sse::KV_UPDATE,
+                    _ => return None,
+                };
                 let payload = std::str::from_utf8(&raw.payload).ok()?;
                 Some((
                     prefix.project_of(&raw.subject)?,
@@ -174,7 +176,7 @@ impl Hub {
                             Actor::Owner => None,
                         },
                         to: routing.meta.to,
-                        frame: crate::sse::stored_event_frame(sse::NEW_MESSAGE, raw.seq, payload),
+                        frame: crate::sse::stored_event_frame(name, raw.seq, payload),
                     },
                 ))
             });

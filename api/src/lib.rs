@@ -4,10 +4,11 @@
 //! - [`settings`]: the typed settings the binary fills in.
 //! - `startup`: [`Application::build`] connects NATS and Postgres, migrates, binds;
 //!   [`Application::run_until_stopped`] serves until shutdown.
-//! - `routes/`: one file per resource (`projects`, `messages`, `stream`, `meta`, `health`).
+//! - `routes/`: one file per resource (`projects`, `messages`, `kv`, `stream`, `meta`, `health`).
 //! - `auth`: bearer tokens (agent tokens by hash, the admin token in constant time).
 //! - `error`: the one place errors become `{ "error": { "code", "message" } }`.
-//! - `write`: the write path: gather facts, `domain::decide::decide`, append to the log.
+//! - `write`: the write path: gather facts, `domain::decide::decide`, append to the log;
+//!   `kv_locks` serialises KV writes per key so compare-and-set holds (ADR 0004).
 //! - `hub`: one tail of the log per instance, fanned out in memory to SSE streams.
 //!
 //! # Invariants
@@ -19,6 +20,7 @@ mod directory;
 mod error;
 mod extract;
 mod hub;
+mod kv_locks;
 mod raw;
 mod routes;
 pub mod settings;

@@ -68,6 +68,7 @@ impl Application {
             max_body_bytes: settings.max_body_bytes,
             last_appended: Arc::new(AtomicU64::new(0)),
             provisioning: Default::default(),
+            kv_locks: Default::default(),
         };
         Ok(Self {
             listener,

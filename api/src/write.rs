@@ -1,6 +1,6 @@
 //! The write path: gather what the server knows, let the domain decide, append.
 
-use nexysync_domain::crypto::PublicKey;
+use nexysync_domain::crypto::{BlindIndex, PublicKey};
 use nexysync_domain::decide::{decide, Lookup, WriteFacts};
 use nexysync_domain::event::{Actor, Envelope, EventBody};
 use nexysync_domain::ids::ProjectId;
@@ -29,6 +29,20 @@ pub async fn submit(
         }
         Actor::Agent(_) => None,
     };
+    // A KV write decides on the key's current revision: hold the key's lock across
+    // gather, decide and append, with the read models caught up to everything this
+    // instance appended (ADR 0004). Stale facts would break compare-and-set, so a lagging
+    // projection is an error here rather than a warning.
+    let _kv_key = match kv_key_of(&event.body) {
+        Some(key_ix) => {
+            let guard = state.kv_locks.lock(project, key_ix).await;
+            state
+                .wait_for_projection(Some(state.known_log_position()))
+                .await?;
+            Some(guard)
+        }
+        None => None,
+    };
     let mut known = gather(state, project, caller, caller_key, &event).await?;
     if known.something_missing {
         // It was perhaps appended a moment ago: look again once the read models caught up.
@@ -52,6 +66,14 @@ pub async fn submit(
         seq: outcome.seq,
         duplicate: outcome.duplicate,
     })
+}
+
+fn kv_key_of(body: &EventBody) -> Option<&BlindIndex> {
+    match body {
+        EventBody::KvSet(set) => Some(&set.key_ix),
+        EventBody::KvDeleted(deleted) => Some(&deleted.key_ix),
+        _ => None,
+    }
 }
 
 struct Known {
@@ -120,6 +142,28 @@ async fn gather(
                 facts.recipient = lookup;
             }
             facts.recipient == Lookup::Missing || facts.reply_to == Lookup::Missing
+        }
+        EventBody::KvSet(set) => {
+            let current = reads.kv_current(project, &set.key_ix).await?;
+            facts.kv_revision = current.map(|c| c.revision);
+            if let Some(current) = current.filter(|c| c.event == event.id) {
+                // A retry of the write that set the current value: decide as its first
+                // attempt was decided, then answer with the original sequence.
+                facts.kv_revision = set.expected_revision.filter(|r| *r != 0);
+                already_applied = Some(Appended {
+                    id: event.id,
+                    seq: nexysync_domain::ids::Seq(current.revision),
+                    duplicate: true,
+                });
+            }
+            false
+        }
+        EventBody::KvDeleted(deleted) => {
+            facts.kv_revision = reads
+                .kv_current(project, &deleted.key_ix)
+                .await?
+                .map(|c| c.revision);
+            false
         }
     };
     Ok(Known {

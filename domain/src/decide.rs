@@ -48,6 +48,8 @@ pub struct WriteFacts {
     pub agent_id_taken: bool,
     /// An agent already holds a token with this hash.
     pub token_hash_taken: bool,
+    /// For a KV write: the key's current revision, `None` when it is absent or expired.
+    pub kv_revision: Option<u64>,
     /// The server's clock, Unix milliseconds.
     pub now_ms: u64,
 }
@@ -65,6 +67,7 @@ impl WriteFacts {
             agent_name_taken: false,
             agent_id_taken: false,
             token_hash_taken: false,
+            kv_revision: None,
             now_ms,
         }
     }
@@ -119,6 +122,10 @@ pub enum Rejection {
     AgentIdTaken(AgentId),
     #[error("ttl_s must be between 1 and {MAX_TTL_S} seconds")]
     InvalidTtl,
+    #[error("compare-and-set failed: expected revision {expected}, but the key's current_revision is {current} (0: the key does not exist); read the key again and retry")]
+    RevisionMismatch { expected: u64, current: u64 },
+    #[error("no such key (it was never set, was deleted, or expired)")]
+    KvKeyNotFound,
 }
 
 impl Rejection {
@@ -144,6 +151,8 @@ impl Rejection {
             Self::AgentNameTaken(_) => "agent_name_taken",
             Self::AgentIdTaken(_) => "agent_id_taken",
             Self::InvalidTtl => "invalid_ttl",
+            Self::RevisionMismatch { .. } => "revision_mismatch",
+            Self::KvKeyNotFound => "key_not_found",
         }
     }
 }
@@ -261,6 +270,37 @@ pub fn decide(facts: &WriteFacts, event: &Envelope) -> Result<(), Rejection> {
             }
             Ok(())
         }
+        EventBody::KvSet(set) => {
+            let caller_key = facts.caller_key.ok_or(Rejection::BadSignature)?;
+            verify(event, &caller_key)?;
+            expect_sealed_fields(event, &[fields::KEY, fields::VALUE], &[])?;
+            if set.ttl_s.is_some_and(|ttl| ttl == 0 || ttl > MAX_TTL_S) {
+                return Err(Rejection::InvalidTtl);
+            }
+            compare_revision(set.expected_revision, facts.kv_revision)
+        }
+        EventBody::KvDeleted(deleted) => {
+            let caller_key = facts.caller_key.ok_or(Rejection::BadSignature)?;
+            verify(event, &caller_key)?;
+            expect_sealed_fields(event, &[], &[])?;
+            compare_revision(deleted.expected_revision, facts.kv_revision)?;
+            if facts.kv_revision.is_none() {
+                return Err(Rejection::KvKeyNotFound);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Compare-and-set: `expected` (when given) must be the key's live revision, `0` for a
+/// key that is absent or expired.
+fn compare_revision(expected: Option<u64>, current: Option<u64>) -> Result<(), Rejection> {
+    let current = current.unwrap_or(0);
+    match expected {
+        Some(expected) if expected != current => {
+            Err(Rejection::RevisionMismatch { expected, current })
+        }
+        _ => Ok(()),
     }
 }
 
@@ -508,6 +548,82 @@ mod tests {
             decide(&facts_for(&project, &alice), &event),
             Err(Rejection::ContentTooLarge { .. })
         ));
+    }
+
+    fn kv_set(
+        project: &Project,
+        from: &crate::test_support::Agent,
+        expected: Option<u64>,
+    ) -> Envelope {
+        crate::event::Draft::new(
+            project.id,
+            Actor::Agent(from.id),
+            EventBody::KvSet(crate::event::KvSet {
+                key_ix: project
+                    .keys
+                    .blind_index(crate::event::KV_NAMESPACE, "lease:a"),
+                expected_revision: expected,
+                ttl_s: Some(60),
+            }),
+        )
+        .seal(&project.keys, fields::KEY, b"lease:a")
+        .seal(&project.keys, fields::VALUE, b"alice")
+        .sign(&from.key)
+    }
+
+    #[test]
+    fn a_compare_and_set_against_the_current_revision_is_accepted() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let mut facts = facts_for(&project, &alice);
+        assert_eq!(decide(&facts, &kv_set(&project, &alice, Some(0))), Ok(()));
+        assert_eq!(decide(&facts, &kv_set(&project, &alice, None)), Ok(()));
+        facts.kv_revision = Some(7);
+        assert_eq!(decide(&facts, &kv_set(&project, &alice, Some(7))), Ok(()));
+    }
+
+    #[test]
+    fn a_stale_compare_and_set_names_the_current_revision() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let mut facts = facts_for(&project, &alice);
+        facts.kv_revision = Some(9);
+        let refused = decide(&facts, &kv_set(&project, &alice, Some(0))).unwrap_err();
+        assert_eq!(
+            refused,
+            Rejection::RevisionMismatch {
+                expected: 0,
+                current: 9
+            }
+        );
+        assert!(refused.to_string().contains("current_revision is 9"));
+        facts.kv_revision = None;
+        assert_eq!(
+            decide(&facts, &kv_set(&project, &alice, Some(9))),
+            Err(Rejection::RevisionMismatch {
+                expected: 9,
+                current: 0
+            })
+        );
+    }
+
+    #[test]
+    fn deleting_an_absent_key_is_refused() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let event = crate::event::Draft::new(
+            project.id,
+            Actor::Agent(alice.id),
+            EventBody::KvDeleted(crate::event::KvDeleted {
+                key_ix: project.keys.blind_index(crate::event::KV_NAMESPACE, "k"),
+                expected_revision: None,
+            }),
+        )
+        .sign(&alice.key);
+        let mut facts = facts_for(&project, &alice);
+        assert_eq!(decide(&facts, &event), Err(Rejection::KvKeyNotFound));
+        facts.kv_revision = Some(3);
+        assert_eq!(decide(&facts, &event), Ok(()));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::PublicKey;
+use crate::crypto::{BlindIndex, PublicKey};
 use crate::event::Envelope;
 use crate::ids::{AgentId, AgentName, EventId, ProjectId, ProjectName, Seq};
 
@@ -19,6 +19,38 @@ pub struct Appended {
     pub seq: Seq,
     /// True when this event id had already been appended (a retried request).
     pub duplicate: bool,
+}
+
+/// Answer to an accepted KV write (`kv_set` or `kv_deleted`). `revision` is the event's
+/// sequence: the revision a following compare-and-set names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvAppended {
+    pub id: EventId,
+    pub seq: Seq,
+    pub revision: u64,
+    pub duplicate: bool,
+}
+
+/// A live KV entry: the `kv_set` event that gave it its value, and its revision (that
+/// event's sequence).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvEntry {
+    pub key_ix: BlindIndex,
+    pub revision: u64,
+    /// When the entry disappears (Unix milliseconds), if it was set with a TTL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<i64>,
+    pub event: Envelope,
+}
+
+/// A page of live KV entries in `key_ix` order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvPage {
+    pub entries: Vec<KvEntry>,
+    /// Pass as `after` to get the next page (absent on the last page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<BlindIndex>,
+    pub has_more: bool,
 }
 
 /// An event as read back: its position in the log and its envelope.
@@ -90,6 +122,10 @@ pub mod sse {
 
     /// A message for this agent; `data` is a [`super::StoredEvent`].
     pub const NEW_MESSAGE: &str = "new_message";
+    /// Another agent set or deleted a KV key; `data` is a [`super::StoredEvent`] of kind
+    /// `kv_set` or `kv_deleted`. Live only: a resumed stream does not replay these
+    /// (read the store with `GET /v1/kv`).
+    pub const KV_UPDATE: &str = "kv_update";
     /// The stream fell behind and closes; reconnect with `Last-Event-ID` to catch up.
     /// `data` is a [`CatchUp`].
     pub const CATCH_UP: &str = "catch_up";

@@ -4,6 +4,11 @@
 //! message), chained and signed. Old shapes must keep parsing, verifying and hashing the
 //! same for as long as they can be in a log. Regenerate (only when adding a kind) with
 //! `NEXYSYNC_BLESS=1 cargo test -p nexysync-domain --test golden`.
+//!
+//! The KV kinds came later: `kv_set.v1.json` and `kv_deleted.v1.json` continue the same
+//! chain (seq 4 and 5) without touching the older files. The golden agent's private key
+//! was not kept, so they are signed by a fixed test key ([`KV_AGENT_KEY`]). Regenerate
+//! only them with `NEXYSYNC_BLESS_KV=1`.
 
 // A test: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -13,7 +18,7 @@ use std::path::PathBuf;
 use nexysync_domain::crypto::{AgentToken, ProjectKey, SigningKey};
 use nexysync_domain::event::{
     fields, Actor, AgentRegistered, ChainLink, ChainVerifier, Draft, Envelope, EventBody,
-    MessageSent, ProjectCreated,
+    KvDeleted, KvSet, MessageSent, ProjectCreated, KV_NAMESPACE,
 };
 use nexysync_domain::ids::{AgentId, AgentName, ProjectId, ProjectName, Seq};
 
@@ -22,6 +27,9 @@ const FILES: [&str; 3] = [
     "agent_registered.v1.json",
     "message_sent.v1.json",
 ];
+const KV_FILES: [&str; 2] = ["kv_set.v1.json", "kv_deleted.v1.json"];
+/// The signing key of the KV golden events (32-byte seed); it signs nothing else.
+const KV_AGENT_KEY: &str = "Z29sZGVuLWt2LWFnZW50LXNpZ25pbmcta2V5LTMyYiE=";
 /// The golden project's key; it protects nothing but these examples.
 const PROJECT_KEY: &str = "Z29sZGVuLWZpbGVzLXByb2plY3Qta2V5LTMyLWJ5dGU=";
 
@@ -85,8 +93,61 @@ fn bless() {
     }
 }
 
+/// Builds the KV events after the stored chain, leaving the older files as they are.
+fn bless_kv() {
+    let keys = ProjectKey::from_base64(PROJECT_KEY).unwrap().content_keys();
+    let older = load_files(&FILES);
+    let message = &older[2];
+    let agent_key = SigningKey::from_base64(KV_AGENT_KEY).unwrap();
+    let key_ix = keys.blind_index(KV_NAMESPACE, "lease:src/golden.rs");
+    let mut events = vec![
+        Draft::new(
+            message.project,
+            message.actor,
+            EventBody::KvSet(KvSet {
+                key_ix: key_ix.clone(),
+                expected_revision: Some(0),
+                ttl_s: Some(600),
+            }),
+        )
+        .seal(&keys, fields::KEY, b"lease:src/golden.rs")
+        .seal(&keys, fields::VALUE, b"alice until 12:30")
+        .sign(&agent_key),
+        Draft::new(
+            message.project,
+            message.actor,
+            EventBody::KvDeleted(KvDeleted {
+                key_ix,
+                expected_revision: Some(4),
+            }),
+        )
+        .sign(&agent_key),
+    ];
+    let mut prev = ChainLink {
+        seq: Seq(3),
+        hash: message.hash(),
+    };
+    for (i, event) in events.iter_mut().enumerate() {
+        event.prev = Some(prev);
+        prev = ChainLink {
+            seq: Seq(i as u64 + 4),
+            hash: event.hash(),
+        };
+    }
+    for (file, event) in KV_FILES.iter().zip(&events) {
+        let pretty = serde_json::to_string_pretty(event).unwrap();
+        std::fs::write(golden_dir().join(file), pretty + "\n").unwrap();
+    }
+}
+
 fn load() -> Vec<Envelope> {
-    FILES
+    let mut events = load_files(&FILES);
+    events.extend(load_files(&KV_FILES));
+    events
+}
+
+fn load_files(files: &[&str]) -> Vec<Envelope> {
+    files
         .iter()
         .map(|file| {
             let text = std::fs::read_to_string(golden_dir().join(file))
@@ -100,6 +161,9 @@ fn load() -> Vec<Envelope> {
 fn golden_events_parse_verify_chain_and_open() {
     if std::env::var("NEXYSYNC_BLESS").is_ok_and(|v| v == "1") {
         bless();
+    }
+    if std::env::var("NEXYSYNC_BLESS_KV").is_ok_and(|v| v == "1") {
+        bless_kv();
     }
     let events = load();
     let EventBody::ProjectCreated(created) = &events[0].body else {
@@ -122,11 +186,27 @@ fn golden_events_parse_verify_chain_and_open() {
     assert_eq!(body, b"hello from the golden files");
     let topic = events[2].open(&keys, fields::TOPIC).unwrap().unwrap();
     assert_eq!(topic, b"golden");
+
+    let kv_key = SigningKey::from_base64(KV_AGENT_KEY).unwrap().public_key();
+    events[3].verify_signature(&kv_key).unwrap();
+    events[4].verify_signature(&kv_key).unwrap();
+    let EventBody::KvSet(set) = &events[3].body else {
+        panic!("the fourth golden event sets a key")
+    };
+    assert_eq!(
+        set.key_ix,
+        keys.blind_index(KV_NAMESPACE, "lease:src/golden.rs")
+    );
+    let key = events[3].open(&keys, fields::KEY).unwrap().unwrap();
+    assert_eq!(key, b"lease:src/golden.rs");
+    let value = events[3].open(&keys, fields::VALUE).unwrap().unwrap();
+    assert_eq!(value, b"alice until 12:30");
+    assert!(matches!(events[4].body, EventBody::KvDeleted(_)));
 }
 
 #[test]
 fn golden_events_keep_their_exact_shape() {
-    for (file, event) in FILES.iter().zip(load()) {
+    for (file, event) in FILES.iter().chain(&KV_FILES).zip(load()) {
         let text = std::fs::read_to_string(golden_dir().join(file)).unwrap();
         let again = serde_json::to_string_pretty(&event).unwrap() + "\n";
         assert_eq!(text, again, "{file} no longer serialises as stored");

@@ -6,7 +6,7 @@
 //! - [`client`]: the API client: seals and signs what it sends; verifies (owner-signed
 //!   registrations, sender signatures, project, hash chain) and opens what it receives;
 //!   the live SSE stream with reconnects, a buffer and a delivery cursor.
-//! - [`server`]: the MCP server ([`NexySyncMcp`]): tools `ns_auth` and `ns_message`,
+//! - [`server`]: the MCP server ([`NexySyncMcp`]): tools `ns_auth`, `ns_message` and `ns_kv`,
 //!   structured answers, errors as `isError` results.
 //! - `main.rs`: reads the environment, sets up stderr logging, serves on stdio.
 //!
@@ -23,6 +23,6 @@ pub mod client;
 pub mod key_file;
 pub mod server;
 
-pub use client::{Client, ClientError, Message, NewMessage};
+pub use client::{Client, ClientError, KvValue, Message, NewMessage};
 pub use key_file::{KeyFile, KeyFileError};
 pub use server::NexySyncMcp;

@@ -1,5 +1,5 @@
 //! Applying events to the read models, inside the batch's transaction: provisioning
-//! events one by one, runs of consecutive messages in one statement each.
+//! and KV events one by one, runs of consecutive messages in one statement each.
 //!
 //! Every statement is guarded so that an event the log holds but the read models cannot
 //! place (an agent of an unknown project, a message from an unknown agent) is skipped
@@ -125,6 +125,48 @@ pub(crate) async fn apply(
                 .bind(event.project.as_uuid())
                 .execute(&mut *conn)
                 .await?;
+        }
+        EventBody::KvSet(set) => {
+            let Actor::Agent(writer) = event.actor else {
+                warn!(seq, "kv_set without an agent actor skipped");
+                return Ok(());
+            };
+            let expires_at = set.ttl_s.and_then(|ttl| {
+                DateTime::<Utc>::from_timestamp_millis(event.at + ttl as i64 * 1000)
+            });
+            // Guarded: only a newer write replaces the entry, only a writer of the project.
+            let applied = sqlx::query(
+                "INSERT INTO kv_entries (project_id, key_ix, revision, event_id, value_envelope, expires_at, updated_by)
+                 SELECT $1, $2, $3, $4, $5::json, $6, $7
+                 WHERE EXISTS (SELECT 1 FROM agents WHERE id = $7 AND project_id = $1)
+                 ON CONFLICT (project_id, key_ix) DO UPDATE
+                 SET revision = EXCLUDED.revision, event_id = EXCLUDED.event_id,
+                     value_envelope = EXCLUDED.value_envelope, expires_at = EXCLUDED.expires_at,
+                     updated_by = EXCLUDED.updated_by
+                 WHERE kv_entries.revision < EXCLUDED.revision",
+            )
+            .bind(event.project.as_uuid())
+            .bind(set.key_ix.as_str())
+            .bind(seq)
+            .bind(event.id.as_uuid())
+            .bind(std::str::from_utf8(raw).unwrap_or("{}"))
+            .bind(expires_at)
+            .bind(writer.as_uuid())
+            .execute(&mut *conn)
+            .await?;
+            if applied.rows_affected() == 0 {
+                warn!(seq, "kv_set skipped: unknown writer or already applied");
+            }
+        }
+        EventBody::KvDeleted(deleted) => {
+            sqlx::query(
+                "DELETE FROM kv_entries WHERE project_id = $1 AND key_ix = $2 AND revision < $3",
+            )
+            .bind(event.project.as_uuid())
+            .bind(deleted.key_ix.as_str())
+            .bind(seq)
+            .execute(&mut *conn)
+            .await?;
         }
     }
     Ok(())

@@ -7,7 +7,7 @@
 //!   transaction; `apply` holds what each event kind does to the tables.
 //! - [`ProjectionWatch`]: how far the read models are, and bounded waits for
 //!   read-your-writes.
-//! - [`ReadModels`]: scoped queries (inbox, message, thread, agents, tokens).
+//! - [`ReadModels`]: scoped queries (inbox, message, thread, agents, tokens, KV entries).
 //!
 //! # Invariants
 //! - Each event takes effect exactly once, across crashes and restarts.
@@ -23,5 +23,5 @@ mod watch;
 
 pub use error::ProjectionError;
 pub use projector::{Projector, CHECKPOINT_CHANNEL, MAX_BATCH, READ_MODELS};
-pub use read::{AgentRecord, MessageFacts, ReadModels, StoredJson, TokenOwner};
+pub use read::{AgentRecord, KvCurrent, KvRow, MessageFacts, ReadModels, StoredJson, TokenOwner};
 pub use watch::ProjectionWatch;

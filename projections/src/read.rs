@@ -9,6 +9,9 @@ use sqlx::{PgPool, Row};
 
 use crate::ProjectionError;
 
+mod kv;
+pub use kv::{KvCurrent, KvRow};
+
 /// An event as stored: its sequence and the envelope's JSON text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredJson {

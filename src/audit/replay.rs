@@ -215,6 +215,50 @@ fn write_text(
                 Opened::Absent => writeln!(out, "  [no body]"),
             }
         }
+        EventBody::KvSet(set) => {
+            let who = actor_name(auditor, event.actor);
+            let key = match open(event, keys, fields::KEY) {
+                Opened::Text(key) => printable(&key),
+                _ => format!("[key {}]", set.key_ix.as_str()),
+            };
+            write!(out, "#{seq} {when} {who} set kv `{key}`")?;
+            if let Some(expected) = set.expected_revision {
+                write!(out, " (if revision {expected})")?;
+            }
+            if let Some(ttl) = set.ttl_s {
+                write!(out, " (ttl {ttl} s)")?;
+            }
+            writeln!(out)?;
+            match open(event, keys, fields::VALUE) {
+                Opened::Text(value) => writeln!(out, "  = {}", printable(&value)),
+                Opened::Binary(bytes) => {
+                    writeln!(out, "  [value: {} bytes, not UTF-8]", bytes.len())
+                }
+                Opened::Unopenable(why) => {
+                    writeln!(out, "  [value does not open with this project key: {why}]")
+                }
+                Opened::Absent => writeln!(out, "  [no value]"),
+            }
+        }
+        EventBody::KvDeleted(deleted) => {
+            let who = actor_name(auditor, event.actor);
+            write!(
+                out,
+                "#{seq} {when} {who} deleted kv key {}",
+                deleted.key_ix.as_str()
+            )?;
+            if let Some(expected) = deleted.expected_revision {
+                write!(out, " (if revision {expected})")?;
+            }
+            writeln!(out)
+        }
+    }
+}
+
+fn actor_name(auditor: &ProjectAuditor, actor: Actor) -> String {
+    match actor {
+        Actor::Agent(id) => name_of(auditor, id),
+        Actor::Owner => "owner".into(),
     }
 }
 
@@ -273,6 +317,18 @@ fn write_jsonl(
             for field in [fields::TOPIC, fields::BODY] {
                 insert_opened(&mut line, field, open(event, keys, field));
             }
+        }
+        EventBody::KvSet(set) => {
+            line.insert("key_ix".into(), set.key_ix.as_str().into());
+            line.insert("expected_revision".into(), json!(set.expected_revision));
+            line.insert("ttl_s".into(), json!(set.ttl_s));
+            for field in [fields::KEY, fields::VALUE] {
+                insert_opened(&mut line, field, open(event, keys, field));
+            }
+        }
+        EventBody::KvDeleted(deleted) => {
+            line.insert("key_ix".into(), deleted.key_ix.as_str().into());
+            line.insert("expected_revision".into(), json!(deleted.expected_revision));
         }
     }
     serde_json::to_writer(&mut *out, &Value::Object(line))?;

@@ -1,13 +1,14 @@
 //! Routes, one file per resource.
 
 mod health;
+mod kv;
 mod messages;
 mod meta;
 mod projects;
 mod stream;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
@@ -29,6 +30,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages", post(messages::send).get(messages::inbox))
         .route("/v1/messages/{id}", get(messages::read))
         .route("/v1/messages/{id}/thread", get(messages::thread))
+        .route("/v1/kv", put(kv::set).get(kv::list))
+        .route("/v1/kv/delete", post(kv::delete))
+        .route("/v1/kv/{key_ix}", get(kv::get))
         .route("/v1/stream", get(stream::subscribe))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))

@@ -186,7 +186,9 @@ impl ProjectAuditor {
                 );
                 Ok(())
             }
-            EventBody::MessageSent(_) => self.check_agent_signature(seq, event, signed),
+            EventBody::MessageSent(_) | EventBody::KvSet(_) | EventBody::KvDeleted(_) => {
+                self.check_agent_signature(seq, event, signed)
+            }
         }
     }
 

@@ -291,3 +291,52 @@ fn stored_json_is_decoded_checked_and_returned() {
         Some("alice")
     );
 }
+
+fn kv_set_by(project: &Project, writer: &Agent, signer: &SigningKey) -> Envelope {
+    Draft::new(
+        project.id,
+        Actor::Agent(writer.id),
+        EventBody::KvSet(crate::event::KvSet {
+            key_ix: project
+                .keys
+                .blind_index(crate::event::KV_NAMESPACE, "lease:a"),
+            expected_revision: Some(0),
+            ttl_s: Some(600),
+        }),
+    )
+    .seal(&project.keys, crate::event::fields::KEY, b"lease:a")
+    .seal(&project.keys, crate::event::fields::VALUE, b"alice")
+    .sign(signer)
+}
+
+#[test]
+fn kv_writes_by_a_registered_agent_pass_the_audit() {
+    let mut log = Log::with_messages(1);
+    let set = kv_set_by(&log.project, &log.alice, &log.alice.key);
+    log.append(set);
+    let deleted = Draft::new(
+        log.project.id,
+        Actor::Agent(log.alice.id),
+        EventBody::KvDeleted(crate::event::KvDeleted {
+            key_ix: log
+                .project
+                .keys
+                .blind_index(crate::event::KV_NAMESPACE, "lease:a"),
+            expected_revision: None,
+        }),
+    )
+    .sign(&log.alice.key);
+    log.append(deleted);
+    assert_eq!(log.audit().unwrap().events, 5);
+}
+
+#[test]
+fn a_kv_write_signed_by_another_key_is_caught() {
+    let mut log = Log::with_messages(0);
+    let forged = kv_set_by(&log.project, &log.alice, &SigningKey::generate());
+    let seq = log.append(forged);
+    assert!(matches!(
+        log.audit(),
+        Err(AuditError::ForgedSignature { seq: s, .. }) if s == seq
+    ));
+}

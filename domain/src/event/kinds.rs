@@ -14,6 +14,8 @@ pub enum EventBody {
     ProjectCreated(ProjectCreated),
     AgentRegistered(AgentRegistered),
     MessageSent(MessageSent),
+    KvSet(KvSet),
+    KvDeleted(KvDeleted),
 }
 
 impl EventBody {
@@ -23,6 +25,8 @@ impl EventBody {
             Self::ProjectCreated(_) => EventKind::ProjectCreated,
             Self::AgentRegistered(_) => EventKind::AgentRegistered,
             Self::MessageSent(_) => EventKind::MessageSent,
+            Self::KvSet(_) => EventKind::KvSet,
+            Self::KvDeleted(_) => EventKind::KvDeleted,
         }
     }
 }
@@ -34,6 +38,8 @@ pub enum EventKind {
     ProjectCreated,
     AgentRegistered,
     MessageSent,
+    KvSet,
+    KvDeleted,
 }
 
 impl EventKind {
@@ -42,6 +48,8 @@ impl EventKind {
             Self::ProjectCreated => "project_created",
             Self::AgentRegistered => "agent_registered",
             Self::MessageSent => "message_sent",
+            Self::KvSet => "kv_set",
+            Self::KvDeleted => "kv_deleted",
         }
     }
 }
@@ -82,8 +90,39 @@ pub struct MessageSent {
     pub topic_ix: Option<BlindIndex>,
 }
 
+/// The blind-index namespace of KV keys: `keys.blind_index(KV_NAMESPACE, key)`.
+pub const KV_NAMESPACE: &str = "kv";
+
+/// An agent set a key of the project's shared key-value store.
+/// Sealed fields: `key` and `value`. The server finds the key by `key_ix` only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvSet {
+    /// Blind index of the key (namespace [`KV_NAMESPACE`]).
+    pub key_ix: BlindIndex,
+    /// Compare-and-set: the revision the writer expects the key to have now; `0` means
+    /// "must not exist". Absent: unconditional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_revision: Option<u64>,
+    /// Seconds until the entry disappears; absent means it stays until changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_s: Option<u32>,
+}
+
+/// An agent deleted a key of the project's key-value store. No sealed fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvDeleted {
+    pub key_ix: BlindIndex,
+    /// Compare-and-set, as for [`KvSet`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_revision: Option<u64>,
+}
+
 /// Sealed field names.
 pub mod fields {
     pub const BODY: &str = "body";
     pub const TOPIC: &str = "topic";
+    /// A KV entry's key (`kv_set`).
+    pub const KEY: &str = "key";
+    /// A KV entry's value (`kv_set`).
+    pub const VALUE: &str = "value";
 }

@@ -8,4 +8,7 @@ mod kinds;
 
 pub use chain::{ChainError, ChainVerifier};
 pub use envelope::{Actor, ChainLink, Draft, Envelope, EventHash, ENVELOPE_VERSION};
-pub use kinds::{fields, AgentRegistered, EventBody, EventKind, MessageSent, ProjectCreated};
+pub use kinds::{
+    fields, AgentRegistered, EventBody, EventKind, KvDeleted, KvSet, MessageSent, ProjectCreated,
+    KV_NAMESPACE,
+};

@@ -102,6 +102,24 @@ impl Http {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
+        self.send_json(reqwest::Method::POST, path, body).await
+    }
+
+    /// PUTs `body`; retried requests carry the very same bytes.
+    pub(crate) async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.send_json(reqwest::Method::PUT, path, body).await
+    }
+
+    async fn send_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
         let url = self.url(path)?;
         let bytes = serde_json::to_vec(body).map_err(|e| ClientError::BadResponse {
             what: path.to_owned(),
@@ -110,7 +128,7 @@ impl Http {
         self.execute(
             || {
                 self.client
-                    .post(url.clone())
+                    .request(method.clone(), url.clone())
                     .bearer_auth(self.token.expose_secret())
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(bytes.clone())

@@ -5,6 +5,8 @@
 //! - [`MessageStream`]: the SSE subscription with reconnects, a buffer and a cursor.
 //! - [`Message`] / [`RejectedMessage`] / [`Incoming`]: what reaches the agent.
 //! - [`Directory`]: the agents whose owner-signed registrations verified.
+//! - [`KvValue`]: the shared key-value store (`kv_set`/`kv_get`/`kv_delete`/`kv_list`),
+//!   sealed, compare-and-set by revision, verified on read.
 //!
 //! No key, no send: a [`Client`] exists only with a key file, and every body it sends is
 //! sealed under the project key first.
@@ -13,6 +15,7 @@ mod chain;
 mod directory;
 mod error;
 mod http;
+mod kv;
 mod message;
 mod stream;
 #[cfg(test)]
@@ -35,6 +38,7 @@ use http::{Attempts, Http};
 pub use chain::{ChainError, ChainMemory};
 pub use directory::{Directory, RegistrationError, VerifiedAgent};
 pub use error::{ApiError, ClientError};
+pub use kv::{KvListPage, KvValue};
 pub use message::{InboxPage, Incoming, Message, NewMessage, RejectedMessage, ThreadPage};
 pub use stream::{MessageStream, Pending, StreamOptions, StreamStatus};
 pub use verify::{verify_message, Reader, VerifyError};

@@ -6,12 +6,12 @@
 //! anything decrypted for the agent.
 
 use nexysync_domain::crypto::{ContentKeys, OpenError};
-use nexysync_domain::event::{fields, Actor, EventBody};
+use nexysync_domain::event::{fields, Actor, Envelope, EventBody};
 use nexysync_domain::ids::{AgentId, AgentName, ProjectId};
 use nexysync_domain::wire::StoredEvent;
 
 use super::chain::{ChainError, ChainMemory};
-use super::directory::{Directory, RegistrationError};
+use super::directory::{Directory, RegistrationError, VerifiedAgent};
 use super::message::{Message, RejectedMessage};
 
 /// Which check an event failed.
@@ -47,6 +47,10 @@ pub enum VerifyError {
     TopicIndexMismatch,
     #[error("its {0} is not UTF-8 text")]
     NotText(&'static str),
+    #[error("it is a {kind} event, not a kv_set")]
+    NotAKvSet { kind: &'static str },
+    #[error("its key does not match its key index")]
+    KeyIndexMismatch,
 }
 
 impl VerifyError {
@@ -93,28 +97,7 @@ fn check(
             kind: event.body.kind().as_str(),
         });
     };
-    if event.project != reader.project {
-        return Err(VerifyError::WrongProject {
-            expected: reader.project,
-            found: event.project,
-        });
-    }
-    let Actor::Agent(sender_id) = event.actor else {
-        return Err(VerifyError::OwnerAsSender);
-    };
-    let sender =
-        directory
-            .by_id(sender_id)
-            .ok_or_else(|| match directory.rejection(sender_id) {
-                Some((name, reason)) => VerifyError::UntrustedSender {
-                    name: name.clone(),
-                    reason: reason.clone(),
-                },
-                None => VerifyError::UnknownSender(sender_id),
-            })?;
-    event
-        .verify_signature(&sender.signing_key)
-        .map_err(|_| VerifyError::BadSignature(sender.name.clone()))?;
+    let sender = author(reader, directory, event)?;
     chain.observe(stored.seq, event)?;
 
     let to = match sent.to {
@@ -149,7 +132,38 @@ fn check(
     })
 }
 
-fn open_text(
+/// The registered agent that wrote `event`, once its project and signature check out.
+pub(crate) fn author<'d>(
+    reader: Reader<'_>,
+    directory: &'d Directory,
+    event: &Envelope,
+) -> Result<&'d VerifiedAgent, VerifyError> {
+    if event.project != reader.project {
+        return Err(VerifyError::WrongProject {
+            expected: reader.project,
+            found: event.project,
+        });
+    }
+    let Actor::Agent(sender_id) = event.actor else {
+        return Err(VerifyError::OwnerAsSender);
+    };
+    let sender =
+        directory
+            .by_id(sender_id)
+            .ok_or_else(|| match directory.rejection(sender_id) {
+                Some((name, reason)) => VerifyError::UntrustedSender {
+                    name: name.clone(),
+                    reason: reason.clone(),
+                },
+                None => VerifyError::UnknownSender(sender_id),
+            })?;
+    event
+        .verify_signature(&sender.signing_key)
+        .map_err(|_| VerifyError::BadSignature(sender.name.clone()))?;
+    Ok(sender)
+}
+
+pub(crate) fn open_text(
     reader: Reader<'_>,
     stored: &StoredEvent,
     field: &'static str,
@@ -162,7 +176,7 @@ fn open_text(
     }
 }
 
-fn rfc3339(at_ms: i64) -> String {
+pub(crate) fn rfc3339(at_ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(at_ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_else(|| format!("{at_ms} ms since the Unix epoch (out of range)"))

@@ -3,7 +3,7 @@
 //! - [`NexySyncMcp`]: the rmcp `ServerHandler`; build it with [`NexySyncMcp::new`] or
 //!   [`NexySyncMcp::discover`], then [`NexySyncMcp::serve`] it on any transport (stdio in
 //!   the binary, `tokio::io::duplex` in tests).
-//! - `auth_tool`: `ns_auth`; `message_tool`: `ns_message`.
+//! - `auth_tool`: `ns_auth`; `message_tool`: `ns_message`; `kv_tool`: `ns_kv`.
 //! - `answer`: summaries plus structured JSON; errors as `isError` results.
 //! - `session`: the key in use, its client and its live stream; `cursor_file`: the
 //!   delivery cursor saved beside the key file, so a restart neither repeats nor skips.
@@ -14,6 +14,7 @@
 mod answer;
 mod auth_tool;
 mod cursor_file;
+mod kv_tool;
 mod message_tool;
 mod session;
 
@@ -34,6 +35,7 @@ use answer::{into_result, ToolError};
 use session::{Auth, Session};
 
 pub use auth_tool::{AuthAction, AuthParams};
+pub use kv_tool::{KvAction, KvParams};
 pub use message_tool::{MessageAction, MessageParams};
 
 /// The NexySync MCP server for one agent. Cheap to clone; clones share the session.
@@ -179,11 +181,20 @@ impl NexySyncMcp {
     async fn ns_message(&self, Parameters(params): Parameters<MessageParams>) -> CallToolResult {
         into_result(message_tool::run(self, params).await)
     }
+
+    /// The project's shared key-value store.
+    #[tool(
+        name = "ns_kv",
+        description = "Shared key-value store of this project's agents; keys and values end-to-end encrypted, every value signature-verified. Answers carry each entry's `revision`. action `get` (key). `set` (key, value, optional expected_revision, optional ttl_s): expected_revision makes it a compare-and-set (0 = only if the key does not exist); ttl_s makes the key disappear by itself. `delete` (key, optional expected_revision). `list` (optional limit, cursor). Lease pattern: set `lease:<path>` with expected_revision 0 and ttl_s before editing a file; on revision_mismatch someone else holds it; release with delete and your revision."
+    )]
+    async fn ns_kv(&self, Parameters(params): Parameters<KvParams>) -> CallToolResult {
+        into_result(kv_tool::run(self, params).await)
+    }
 }
 
 #[tool_handler(
     router = self.tool_router,
     name = "nexysync-mcp",
-    instructions = "NexySync connects the AI agents working on this project. Messages are end-to-end encrypted and every message shown to you was verified (sender signature, project, hash chain). Start with ns_auth {\"action\":\"status\"}. Use ns_message: `send`/`broadcast` to talk, `check` for your inbox, `wait` to block until someone writes, `read`/`thread` for whole messages and conversations."
+    instructions = "NexySync connects the AI agents working on this project. Messages are end-to-end encrypted and every message shown to you was verified (sender signature, project, hash chain). Start with ns_auth {\"action\":\"status\"}. Use ns_message: `send`/`broadcast` to talk, `check` for your inbox, `wait` to block until someone writes, `read`/`thread` for whole messages and conversations. Use ns_kv for shared state and leases (compare-and-set on `revision`)."
 )]
 impl ServerHandler for NexySyncMcp {}
