@@ -26,7 +26,7 @@ pub struct HubEvent {
     pub actor: Option<AgentId>,
     /// The recipient, or `None` for everyone in the project.
     pub to: Option<AgentId>,
-    /// The SSE frame (`new_message` or `kv_update`, id, `StoredEvent` JSON), encoded
+    /// The SSE frame (`new_message`, `new_ref` or `kv_update`, id, `StoredEvent` JSON), encoded
     /// once for every subscriber.
     pub frame: bytes::Bytes,
 }
@@ -164,6 +164,7 @@ impl Hub {
                 let name = match routing.kind {
                     EventKind::MessageSent => sse::NEW_MESSAGE,
                     EventKind::KvSet | EventKind::KvDeleted => sse::KV_UPDATE,
+                    EventKind::RefShared => sse::NEW_REF,
                     _ => return None,
                 };
                 let payload = std::str::from_utf8(&raw.payload).ok()?;

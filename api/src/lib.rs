@@ -4,7 +4,7 @@
 //! - [`settings`]: the typed settings the binary fills in.
 //! - `startup`: [`Application::build`] connects NATS and Postgres, migrates, binds;
 //!   [`Application::run_until_stopped`] serves until shutdown.
-//! - `routes/`: one file per resource (`projects`, `messages`, `kv`, `stream`, `meta`, `health`).
+//! - `routes/`: one file per resource (`projects`, `messages`, `refs`, `kv`, `stream`, `meta`, `health`).
 //! - `auth`: bearer tokens (agent tokens by hash, the admin token in constant time).
 //! - `error`: the one place errors become `{ "error": { "code", "message" } }`.
 //! - `write`: the write path: gather facts, `domain::decide::decide`, append to the log;

@@ -158,6 +158,28 @@ async fn gather(
             }
             false
         }
+        EventBody::RefShared(shared) => {
+            let known_recipient = shared.to.and_then(|to| state.directory.lookup(project, to));
+            let log_catches_retries = nexysync_log::deduplicates(event.id, now_millis());
+            if !log_catches_retries || (shared.to.is_some() && known_recipient.is_none()) {
+                let found = reads.ref_facts(project, event.id, shared.to).await?;
+                already_applied = found
+                    .already_applied
+                    .filter(|(owner, _)| *owner == project)
+                    .map(|(_, seq)| Appended {
+                        id: event.id,
+                        seq,
+                        duplicate: true,
+                    });
+                if let (Some(to), Lookup::Found) = (shared.to, found.recipient) {
+                    state.directory.remember(to, project);
+                }
+                facts.recipient = found.recipient;
+            } else if let Some(lookup) = known_recipient {
+                facts.recipient = lookup;
+            }
+            facts.recipient == Lookup::Missing
+        }
         EventBody::KvDeleted(deleted) => {
             facts.kv_revision = reads
                 .kv_current(project, &deleted.key_ix)

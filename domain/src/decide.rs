@@ -5,7 +5,9 @@
 //! exists); this module holds every rule, so the rules are tested without any server.
 
 use crate::crypto::PublicKey;
-use crate::event::{fields, Actor, Envelope, EventBody, EventKind, ENVELOPE_VERSION};
+use crate::event::{
+    fields, Actor, Envelope, EventBody, EventKind, ENVELOPE_VERSION, MAX_REF_LINES,
+};
 use crate::ids::{AgentId, AgentName, EventId, ProjectId};
 
 /// Largest total ciphertext of one event's sealed fields (64 KiB of content plus overhead).
@@ -126,6 +128,8 @@ pub enum Rejection {
     RevisionMismatch { expected: u64, current: u64 },
     #[error("no such key (it was never set, was deleted, or expired)")]
     KvKeyNotFound,
+    #[error("invalid line range {start_line}..={end_line}: start_line must be at least 1, end_line at least start_line, and the span at most {MAX_REF_LINES} lines")]
+    InvalidLineRange { start_line: u32, end_line: u32 },
 }
 
 impl Rejection {
@@ -153,6 +157,7 @@ impl Rejection {
             Self::InvalidTtl => "invalid_ttl",
             Self::RevisionMismatch { .. } => "revision_mismatch",
             Self::KvKeyNotFound => "key_not_found",
+            Self::InvalidLineRange { .. } => "invalid_line_range",
         }
     }
 }
@@ -289,6 +294,49 @@ pub fn decide(facts: &WriteFacts, event: &Envelope) -> Result<(), Rejection> {
             }
             Ok(())
         }
+        EventBody::RefShared(shared) => {
+            let caller_key = facts.caller_key.ok_or(Rejection::BadSignature)?;
+            verify(event, &caller_key)?;
+            for field in [fields::PATH, fields::SNIPPET] {
+                if !event.sealed.contains_key(field) {
+                    return Err(Rejection::MissingSealedField(field));
+                }
+            }
+            expect_only_sealed_fields(
+                event,
+                &[
+                    fields::PATH,
+                    fields::SNIPPET,
+                    fields::NOTE,
+                    fields::LANGUAGE,
+                    fields::COMMIT,
+                ],
+            )?;
+            if !shared.lines_are_valid() {
+                return Err(Rejection::InvalidLineRange {
+                    start_line: shared.start_line,
+                    end_line: shared.end_line,
+                });
+            }
+            if let Some(to) = shared.to {
+                if facts.recipient != Lookup::Found {
+                    return Err(Rejection::UnknownRecipient(to));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Every sealed field of `event` is one of `allowed` (the required ones were checked).
+fn expect_only_sealed_fields(event: &Envelope, allowed: &[&str]) -> Result<(), Rejection> {
+    match event
+        .sealed
+        .keys()
+        .find(|name| !allowed.contains(&name.as_str()))
+    {
+        Some(name) => Err(Rejection::UnexpectedSealedField(name.clone())),
+        None => Ok(()),
     }
 }
 
@@ -624,6 +672,92 @@ mod tests {
         assert_eq!(decide(&facts, &event), Err(Rejection::KvKeyNotFound));
         facts.kv_revision = Some(3);
         assert_eq!(decide(&facts, &event), Ok(()));
+    }
+
+    fn ref_shared(
+        project: &Project,
+        from: &crate::test_support::Agent,
+        to: Option<AgentId>,
+        lines: (u32, u32),
+    ) -> crate::event::Draft {
+        crate::event::Draft::new(
+            project.id,
+            Actor::Agent(from.id),
+            EventBody::RefShared(crate::event::RefShared {
+                to,
+                start_line: lines.0,
+                end_line: lines.1,
+            }),
+        )
+        .seal(&project.keys, fields::PATH, b"src/lib.rs")
+        .seal(&project.keys, fields::SNIPPET, b"fn main() {}")
+    }
+
+    #[test]
+    fn a_ref_with_optional_fields_to_a_known_agent_is_accepted() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let bob = project.agent("bob");
+        let mut facts = facts_for(&project, &alice);
+        let event = ref_shared(&project, &alice, Some(bob.id), (3, 3))
+            .seal(&project.keys, fields::NOTE, b"look")
+            .seal(&project.keys, fields::LANGUAGE, b"rust")
+            .seal(&project.keys, fields::COMMIT, b"main")
+            .sign(&alice.key);
+        facts.recipient = Lookup::Found;
+        assert_eq!(decide(&facts, &event), Ok(()));
+        facts.recipient = Lookup::Missing;
+        assert_eq!(
+            decide(&facts, &event),
+            Err(Rejection::UnknownRecipient(bob.id))
+        );
+    }
+
+    #[test]
+    fn a_ref_with_a_bad_line_range_is_refused() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let facts = facts_for(&project, &alice);
+        for lines in [(0, 1), (5, 4), (1, MAX_REF_LINES + 1)] {
+            let event = ref_shared(&project, &alice, None, lines).sign(&alice.key);
+            assert!(matches!(
+                decide(&facts, &event),
+                Err(Rejection::InvalidLineRange { .. })
+            ));
+        }
+        let widest = ref_shared(&project, &alice, None, (1, MAX_REF_LINES)).sign(&alice.key);
+        assert_eq!(decide(&facts, &widest), Ok(()));
+    }
+
+    #[test]
+    fn a_ref_without_its_snippet_or_with_a_stray_field_is_refused() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let facts = facts_for(&project, &alice);
+        let stray = ref_shared(&project, &alice, None, (1, 2))
+            .seal(&project.keys, fields::BODY, b"x")
+            .sign(&alice.key);
+        assert_eq!(
+            decide(&facts, &stray),
+            Err(Rejection::UnexpectedSealedField(fields::BODY.into()))
+        );
+        let bare = crate::event::Draft::new(
+            project.id,
+            Actor::Agent(alice.id),
+            EventBody::RefShared(crate::event::RefShared {
+                to: None,
+                start_line: 1,
+                end_line: 1,
+            }),
+        )
+        .seal(&project.keys, fields::PATH, b"a.rs")
+        .sign(&alice.key);
+        assert_eq!(
+            decide(&facts, &bare),
+            Err(Rejection::MissingSealedField(fields::SNIPPET))
+        );
+        let forged = ref_shared(&project, &alice, None, (1, 2)).sign(&SigningKey::generate());
+        assert_eq!(decide(&facts, &forged), Err(Rejection::BadSignature));
     }
 
     #[test]

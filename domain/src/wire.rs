@@ -53,6 +53,15 @@ pub struct KvPage {
     pub has_more: bool,
 }
 
+/// A page of code references (`ref_shared` events) the caller may read, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefPage {
+    pub refs: Vec<StoredEvent>,
+    /// Pass as `since_seq` to get the next page.
+    pub next_since_seq: Seq,
+    pub has_more: bool,
+}
+
 /// An event as read back: its position in the log and its envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredEvent {
@@ -126,6 +135,9 @@ pub mod sse {
     /// `kv_set` or `kv_deleted`. Live only: a resumed stream does not replay these
     /// (read the store with `GET /v1/kv`).
     pub const KV_UPDATE: &str = "kv_update";
+    /// A code reference for this agent (direct or broadcast) shared by another agent;
+    /// `data` is a [`super::StoredEvent`] of kind `ref_shared`.
+    pub const NEW_REF: &str = "new_ref";
     /// The stream fell behind and closes; reconnect with `Last-Event-ID` to catch up.
     /// `data` is a [`CatchUp`].
     pub const CATCH_UP: &str = "catch_up";

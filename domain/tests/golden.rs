@@ -9,6 +9,9 @@
 //! chain (seq 4 and 5) without touching the older files. The golden agent's private key
 //! was not kept, so they are signed by a fixed test key ([`KV_AGENT_KEY`]). Regenerate
 //! only them with `NEXYSYNC_BLESS_KV=1`.
+//!
+//! `ref_shared.v1.json` continues the chain at seq 6 in the same way (same actor, same
+//! fixed key); regenerate only it with `NEXYSYNC_BLESS_REF=1`.
 
 // A test: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -18,7 +21,7 @@ use std::path::PathBuf;
 use nexysync_domain::crypto::{AgentToken, ProjectKey, SigningKey};
 use nexysync_domain::event::{
     fields, Actor, AgentRegistered, ChainLink, ChainVerifier, Draft, Envelope, EventBody,
-    KvDeleted, KvSet, MessageSent, ProjectCreated, KV_NAMESPACE,
+    KvDeleted, KvSet, MessageSent, ProjectCreated, RefShared, KV_NAMESPACE,
 };
 use nexysync_domain::ids::{AgentId, AgentName, ProjectId, ProjectName, Seq};
 
@@ -28,6 +31,7 @@ const FILES: [&str; 3] = [
     "message_sent.v1.json",
 ];
 const KV_FILES: [&str; 2] = ["kv_set.v1.json", "kv_deleted.v1.json"];
+const REF_FILES: [&str; 1] = ["ref_shared.v1.json"];
 /// The signing key of the KV golden events (32-byte seed); it signs nothing else.
 const KV_AGENT_KEY: &str = "Z29sZGVuLWt2LWFnZW50LXNpZ25pbmcta2V5LTMyYiE=";
 /// The golden project's key; it protects nothing but these examples.
@@ -140,9 +144,40 @@ fn bless_kv() {
     }
 }
 
+/// Builds the code-reference event after the KV events, leaving every older file as it is.
+fn bless_ref() {
+    let keys = ProjectKey::from_base64(PROJECT_KEY).unwrap().content_keys();
+    let mut older = load_files(&FILES);
+    older.extend(load_files(&KV_FILES));
+    let last = &older[4];
+    let agent_key = SigningKey::from_base64(KV_AGENT_KEY).unwrap();
+    let mut event = Draft::new(
+        last.project,
+        last.actor,
+        EventBody::RefShared(RefShared {
+            to: None,
+            start_line: 12,
+            end_line: 14,
+        }),
+    )
+    .seal(&keys, fields::PATH, b"src/golden.rs")
+    .seal(&keys, fields::SNIPPET, b"fn golden() -> u32 {\n    42\n}")
+    .seal(&keys, fields::LANGUAGE, b"rust")
+    .seal(&keys, fields::COMMIT, b"main")
+    .seal(&keys, fields::NOTE, b"the answer lives here")
+    .sign(&agent_key);
+    event.prev = Some(ChainLink {
+        seq: Seq(5),
+        hash: last.hash(),
+    });
+    let pretty = serde_json::to_string_pretty(&event).unwrap();
+    std::fs::write(golden_dir().join(REF_FILES[0]), pretty + "\n").unwrap();
+}
+
 fn load() -> Vec<Envelope> {
     let mut events = load_files(&FILES);
     events.extend(load_files(&KV_FILES));
+    events.extend(load_files(&REF_FILES));
     events
 }
 
@@ -164,6 +199,9 @@ fn golden_events_parse_verify_chain_and_open() {
     }
     if std::env::var("NEXYSYNC_BLESS_KV").is_ok_and(|v| v == "1") {
         bless_kv();
+    }
+    if std::env::var("NEXYSYNC_BLESS_REF").is_ok_and(|v| v == "1") {
+        bless_ref();
     }
     let events = load();
     let EventBody::ProjectCreated(created) = &events[0].body else {
@@ -202,11 +240,21 @@ fn golden_events_parse_verify_chain_and_open() {
     let value = events[3].open(&keys, fields::VALUE).unwrap().unwrap();
     assert_eq!(value, b"alice until 12:30");
     assert!(matches!(events[4].body, EventBody::KvDeleted(_)));
+
+    events[5].verify_signature(&kv_key).unwrap();
+    let EventBody::RefShared(shared) = &events[5].body else {
+        panic!("the sixth golden event shares a code reference")
+    };
+    assert_eq!((shared.start_line, shared.end_line), (12, 14));
+    let path = events[5].open(&keys, fields::PATH).unwrap().unwrap();
+    assert_eq!(path, b"src/golden.rs");
+    let snippet = events[5].open(&keys, fields::SNIPPET).unwrap().unwrap();
+    assert_eq!(snippet, b"fn golden() -> u32 {\n    42\n}");
 }
 
 #[test]
 fn golden_events_keep_their_exact_shape() {
-    for (file, event) in FILES.iter().chain(&KV_FILES).zip(load()) {
+    for (file, event) in FILES.iter().chain(&KV_FILES).chain(&REF_FILES).zip(load()) {
         let text = std::fs::read_to_string(golden_dir().join(file)).unwrap();
         let again = serde_json::to_string_pretty(&event).unwrap() + "\n";
         assert_eq!(text, again, "{file} no longer serialises as stored");

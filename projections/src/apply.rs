@@ -1,5 +1,5 @@
-//! Applying events to the read models, inside the batch's transaction: provisioning
-//! and KV events one by one, runs of consecutive messages in one statement each.
+//! Applying events to the read models, inside the batch's transaction: provisioning,
+//! KV and code-reference events one by one, runs of consecutive messages in one statement each.
 //!
 //! Every statement is guarded so that an event the log holds but the read models cannot
 //! place (an agent of an unknown project, a message from an unknown agent) is skipped
@@ -167,6 +167,34 @@ pub(crate) async fn apply(
             .bind(seq)
             .execute(&mut *conn)
             .await?;
+        }
+        EventBody::RefShared(shared) => {
+            let Actor::Agent(sender) = event.actor else {
+                warn!(seq, "ref_shared without an agent actor skipped");
+                return Ok(());
+            };
+            // Guarded: only a sender (and recipient) of the project, only once.
+            let inserted = sqlx::query(
+                "INSERT INTO refs (id, project_id, seq, sender, recipient, start_line, end_line, envelope, shared_at)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8::json, $9
+                 WHERE EXISTS (SELECT 1 FROM agents WHERE id = $4 AND project_id = $2)
+                   AND ($5::uuid IS NULL OR EXISTS (SELECT 1 FROM agents WHERE id = $5 AND project_id = $2))
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(event.id.as_uuid())
+            .bind(event.project.as_uuid())
+            .bind(seq)
+            .bind(sender.as_uuid())
+            .bind(shared.to.map(|a| *a.as_uuid()))
+            .bind(i64::from(shared.start_line).min(i64::from(i32::MAX)) as i32)
+            .bind(i64::from(shared.end_line).min(i64::from(i32::MAX)) as i32)
+            .bind(std::str::from_utf8(raw).unwrap_or("{}"))
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                warn!(seq, "ref_shared skipped: unknown agent or already applied");
+            }
         }
     }
     Ok(())

@@ -7,7 +7,8 @@
 //!   transaction; `apply` holds what each event kind does to the tables.
 //! - [`ProjectionWatch`]: how far the read models are, and bounded waits for
 //!   read-your-writes.
-//! - [`ReadModels`]: scoped queries (inbox, message, thread, agents, tokens, KV entries).
+//! - [`ReadModels`]: scoped queries (inbox, message, thread, agents, tokens, KV entries,
+//!   code references).
 //!
 //! # Invariants
 //! - Each event takes effect exactly once, across crashes and restarts.
@@ -23,5 +24,7 @@ mod watch;
 
 pub use error::ProjectionError;
 pub use projector::{Projector, CHECKPOINT_CHANNEL, MAX_BATCH, READ_MODELS};
-pub use read::{AgentRecord, KvCurrent, KvRow, MessageFacts, ReadModels, StoredJson, TokenOwner};
+pub use read::{
+    AgentRecord, KvCurrent, KvRow, MessageFacts, ReadModels, RefFacts, StoredJson, TokenOwner,
+};
 pub use watch::ProjectionWatch;

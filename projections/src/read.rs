@@ -10,7 +10,9 @@ use sqlx::{PgPool, Row};
 use crate::ProjectionError;
 
 mod kv;
+mod refs;
 pub use kv::{KvCurrent, KvRow};
+pub use refs::RefFacts;
 
 /// An event as stored: its sequence and the envelope's JSON text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,14 +308,14 @@ impl ReadModels {
     }
 }
 
-fn stored(row: sqlx::postgres::PgRow) -> StoredJson {
+pub(crate) fn stored(row: sqlx::postgres::PgRow) -> StoredJson {
     StoredJson {
         seq: Seq(row.get::<i64, _>("seq") as u64),
         envelope: row.get("envelope"),
     }
 }
 
-fn lookup(found_in: Option<uuid::Uuid>, project: ProjectId) -> Lookup {
+pub(crate) fn lookup(found_in: Option<uuid::Uuid>, project: ProjectId) -> Lookup {
     match found_in {
         None => Lookup::Missing,
         Some(p) if p == *project.as_uuid() => Lookup::Found,

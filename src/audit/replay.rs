@@ -252,6 +252,45 @@ fn write_text(
             }
             writeln!(out)
         }
+        EventBody::RefShared(shared) => {
+            let who = actor_name(auditor, event.actor);
+            let to = shared
+                .to
+                .map(|to| name_of(auditor, to))
+                .unwrap_or_else(|| "everyone".into());
+            let path = match open(event, keys, fields::PATH) {
+                Opened::Text(path) => printable(&path),
+                _ => "[path does not open]".into(),
+            };
+            writeln!(
+                out,
+                "#{seq} {when} {who} -> {to} shared ref {path}:{}-{}",
+                shared.start_line, shared.end_line
+            )?;
+            for field in [fields::COMMIT, fields::LANGUAGE, fields::NOTE] {
+                if let Opened::Text(text) = open(event, keys, field) {
+                    writeln!(out, "  {field}: {}", printable(&text))?;
+                }
+            }
+            match open(event, keys, fields::SNIPPET) {
+                Opened::Text(snippet) => {
+                    for line in snippet.lines() {
+                        writeln!(out, "  | {}", printable(line))?;
+                    }
+                    Ok(())
+                }
+                Opened::Binary(bytes) => {
+                    writeln!(out, "  [snippet: {} bytes, not UTF-8]", bytes.len())
+                }
+                Opened::Unopenable(why) => {
+                    writeln!(
+                        out,
+                        "  [snippet does not open with this project key: {why}]"
+                    )
+                }
+                Opened::Absent => writeln!(out, "  [no snippet]"),
+            }
+        }
     }
 }
 
@@ -329,6 +368,23 @@ fn write_jsonl(
         EventBody::KvDeleted(deleted) => {
             line.insert("key_ix".into(), deleted.key_ix.as_str().into());
             line.insert("expected_revision".into(), json!(deleted.expected_revision));
+        }
+        EventBody::RefShared(shared) => {
+            line.insert("to".into(), json!(shared.to));
+            if let Some(to) = shared.to {
+                line.insert("to_name".into(), name_of(auditor, to).into());
+            }
+            line.insert("start_line".into(), shared.start_line.into());
+            line.insert("end_line".into(), shared.end_line.into());
+            for field in [
+                fields::PATH,
+                fields::COMMIT,
+                fields::LANGUAGE,
+                fields::NOTE,
+                fields::SNIPPET,
+            ] {
+                insert_opened(&mut line, field, open(event, keys, field));
+            }
         }
     }
     serde_json::to_writer(&mut *out, &Value::Object(line))?;

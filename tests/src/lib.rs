@@ -12,6 +12,7 @@
 pub mod agents;
 pub mod kv;
 pub mod processes;
+pub mod refs;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -5,6 +5,7 @@ mod kv;
 mod messages;
 mod meta;
 mod projects;
+mod refs;
 mod stream;
 
 use axum::extract::DefaultBodyLimit;
@@ -30,6 +31,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages", post(messages::send).get(messages::inbox))
         .route("/v1/messages/{id}", get(messages::read))
         .route("/v1/messages/{id}/thread", get(messages::thread))
+        .route("/v1/refs", post(refs::share).get(refs::list))
+        .route("/v1/refs/{id}", get(refs::read))
         .route("/v1/kv", put(kv::set).get(kv::list))
         .route("/v1/kv/delete", post(kv::delete))
         .route("/v1/kv/{key_ix}", get(kv::get))

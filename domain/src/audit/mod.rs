@@ -186,9 +186,10 @@ impl ProjectAuditor {
                 );
                 Ok(())
             }
-            EventBody::MessageSent(_) | EventBody::KvSet(_) | EventBody::KvDeleted(_) => {
-                self.check_agent_signature(seq, event, signed)
-            }
+            EventBody::MessageSent(_)
+            | EventBody::KvSet(_)
+            | EventBody::KvDeleted(_)
+            | EventBody::RefShared(_) => self.check_agent_signature(seq, event, signed),
         }
     }
 

@@ -340,3 +340,37 @@ fn a_kv_write_signed_by_another_key_is_caught() {
         Err(AuditError::ForgedSignature { seq: s, .. }) if s == seq
     ));
 }
+
+fn ref_shared_by(project: &Project, sharer: &Agent, signer: &SigningKey) -> Envelope {
+    Draft::new(
+        project.id,
+        Actor::Agent(sharer.id),
+        EventBody::RefShared(crate::event::RefShared {
+            to: None,
+            start_line: 10,
+            end_line: 12,
+        }),
+    )
+    .seal(&project.keys, crate::event::fields::PATH, b"src/lib.rs")
+    .seal(&project.keys, crate::event::fields::SNIPPET, b"fn x() {}")
+    .sign(signer)
+}
+
+#[test]
+fn a_ref_shared_by_a_registered_agent_passes_the_audit() {
+    let mut log = Log::with_messages(1);
+    let shared = ref_shared_by(&log.project, &log.alice, &log.alice.key);
+    log.append(shared);
+    assert_eq!(log.audit().unwrap().events, 4);
+}
+
+#[test]
+fn a_ref_signed_by_another_key_is_caught() {
+    let mut log = Log::with_messages(0);
+    let forged = ref_shared_by(&log.project, &log.alice, &SigningKey::generate());
+    let seq = log.append(forged);
+    assert!(matches!(
+        log.audit(),
+        Err(AuditError::ForgedSignature { seq: s, .. }) if s == seq
+    ));
+}

@@ -16,6 +16,7 @@ pub enum EventBody {
     MessageSent(MessageSent),
     KvSet(KvSet),
     KvDeleted(KvDeleted),
+    RefShared(RefShared),
 }
 
 impl EventBody {
@@ -27,6 +28,7 @@ impl EventBody {
             Self::MessageSent(_) => EventKind::MessageSent,
             Self::KvSet(_) => EventKind::KvSet,
             Self::KvDeleted(_) => EventKind::KvDeleted,
+            Self::RefShared(_) => EventKind::RefShared,
         }
     }
 }
@@ -40,6 +42,7 @@ pub enum EventKind {
     MessageSent,
     KvSet,
     KvDeleted,
+    RefShared,
 }
 
 impl EventKind {
@@ -50,6 +53,7 @@ impl EventKind {
             Self::MessageSent => "message_sent",
             Self::KvSet => "kv_set",
             Self::KvDeleted => "kv_deleted",
+            Self::RefShared => "ref_shared",
         }
     }
 }
@@ -117,6 +121,34 @@ pub struct KvDeleted {
     pub expected_revision: Option<u64>,
 }
 
+/// Longest span a shared code reference may cover, in lines.
+pub const MAX_REF_LINES: u32 = 10_000;
+
+/// An agent shared a code reference (a snippet with its file context) with one agent
+/// (`to`) or everyone (`to` absent). Line numbers are clear, routing-neutral metadata;
+/// everything textual is sealed: `path` and `snippet` always, `note`, `language` and
+/// `commit` when given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefShared {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<AgentId>,
+    /// First line of the snippet, 1-based.
+    pub start_line: u32,
+    /// Last line of the snippet, inclusive (`>= start_line`, at most
+    /// [`MAX_REF_LINES`] lines in all).
+    pub end_line: u32,
+}
+
+impl RefShared {
+    /// Whether the line range is well formed: `1 <= start <= end`, at most
+    /// [`MAX_REF_LINES`] lines.
+    pub fn lines_are_valid(&self) -> bool {
+        self.start_line >= 1
+            && self.end_line >= self.start_line
+            && self.end_line - self.start_line < MAX_REF_LINES
+    }
+}
+
 /// Sealed field names.
 pub mod fields {
     pub const BODY: &str = "body";
@@ -125,4 +157,14 @@ pub mod fields {
     pub const KEY: &str = "key";
     /// A KV entry's value (`kv_set`).
     pub const VALUE: &str = "value";
+    /// A code reference's file path (`ref_shared`).
+    pub const PATH: &str = "path";
+    /// A code reference's snippet (`ref_shared`).
+    pub const SNIPPET: &str = "snippet";
+    /// A code reference's optional note (`ref_shared`).
+    pub const NOTE: &str = "note";
+    /// A code reference's optional language (`ref_shared`).
+    pub const LANGUAGE: &str = "language";
+    /// A code reference's optional commit or branch (`ref_shared`).
+    pub const COMMIT: &str = "commit";
 }

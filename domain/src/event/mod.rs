@@ -10,5 +10,5 @@ pub use chain::{ChainError, ChainVerifier};
 pub use envelope::{Actor, ChainLink, Draft, Envelope, EventHash, ENVELOPE_VERSION};
 pub use kinds::{
     fields, AgentRegistered, EventBody, EventKind, KvDeleted, KvSet, MessageSent, ProjectCreated,
-    KV_NAMESPACE,
+    RefShared, KV_NAMESPACE, MAX_REF_LINES,
 };

@@ -39,6 +39,12 @@ pub enum ClientError {
     ContentTooLarge { size: usize, limit: usize },
     #[error("ttl_s must be between 1 and {max} seconds, not {ttl_s}")]
     InvalidTtl { ttl_s: u32, max: u32 },
+    #[error("invalid line range {start_line}..={end_line}: start_line must be at least 1, end_line at least start_line, and the span at most {max} lines")]
+    InvalidLineRange {
+        start_line: u32,
+        end_line: u32,
+        max: u32,
+    },
     #[error(
         "the server says this token belongs to agent {found_agent} of project {found_project}, \
          but the key file is for agent {expected_agent} of project {expected_project}"

@@ -7,6 +7,8 @@
 //! - [`Directory`]: the agents whose owner-signed registrations verified.
 //! - [`KvValue`]: the shared key-value store (`kv_set`/`kv_get`/`kv_delete`/`kv_list`),
 //!   sealed, compare-and-set by revision, verified on read.
+//! - [`SharedRef`]: shared code references (`share_ref`/`refs`/`get_ref`), every textual
+//!   field sealed, verified on read.
 //!
 //! No key, no send: a [`Client`] exists only with a key file, and every body it sends is
 //! sealed under the project key first.
@@ -17,6 +19,7 @@ mod error;
 mod http;
 mod kv;
 mod message;
+mod refs;
 mod stream;
 #[cfg(test)]
 pub(crate) mod test_events;
@@ -40,6 +43,7 @@ pub use directory::{Directory, RegistrationError, VerifiedAgent};
 pub use error::{ApiError, ClientError};
 pub use kv::{KvListPage, KvValue};
 pub use message::{InboxPage, Incoming, Message, NewMessage, RejectedMessage, ThreadPage};
+pub use refs::{NewRef, RefListPage, SharedRef};
 pub use stream::{MessageStream, Pending, StreamOptions, StreamStatus};
 pub use verify::{verify_message, Reader, VerifyError};
 

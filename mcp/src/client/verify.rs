@@ -51,6 +51,8 @@ pub enum VerifyError {
     NotAKvSet { kind: &'static str },
     #[error("its key does not match its key index")]
     KeyIndexMismatch,
+    #[error("it is a {kind} event, not a ref_shared")]
+    NotARef { kind: &'static str },
 }
 
 impl VerifyError {

@@ -84,6 +84,7 @@ impl From<ClientError> for ToolError {
             ClientError::Rejected(_) => "verification_failed",
             ClientError::ContentTooLarge { .. } => "content_too_large",
             ClientError::InvalidTtl { .. } => "invalid_ttl",
+            ClientError::InvalidLineRange { .. } => "invalid_line_range",
             ClientError::IdentityMismatch { .. } => "identity_mismatch",
             ClientError::NotRegistered { .. } => "not_registered",
         };

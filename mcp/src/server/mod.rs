@@ -3,7 +3,8 @@
 //! - [`NexySyncMcp`]: the rmcp `ServerHandler`; build it with [`NexySyncMcp::new`] or
 //!   [`NexySyncMcp::discover`], then [`NexySyncMcp::serve`] it on any transport (stdio in
 //!   the binary, `tokio::io::duplex` in tests).
-//! - `auth_tool`: `ns_auth`; `message_tool`: `ns_message`; `kv_tool`: `ns_kv`.
+//! - `auth_tool`: `ns_auth`; `message_tool`: `ns_message`; `kv_tool`: `ns_kv`;
+//!   `ref_tool`: `ns_ref`.
 //! - `answer`: summaries plus structured JSON; errors as `isError` results.
 //! - `session`: the key in use, its client and its live stream; `cursor_file`: the
 //!   delivery cursor saved beside the key file, so a restart neither repeats nor skips.
@@ -16,6 +17,7 @@ mod auth_tool;
 mod cursor_file;
 mod kv_tool;
 mod message_tool;
+mod ref_tool;
 mod session;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +39,7 @@ use session::{Auth, Session};
 pub use auth_tool::{AuthAction, AuthParams};
 pub use kv_tool::{KvAction, KvParams};
 pub use message_tool::{MessageAction, MessageParams};
+pub use ref_tool::{RefAction, RefParams};
 
 /// The NexySync MCP server for one agent. Cheap to clone; clones share the session.
 #[derive(Clone)]
@@ -190,11 +193,20 @@ impl NexySyncMcp {
     async fn ns_kv(&self, Parameters(params): Parameters<KvParams>) -> CallToolResult {
         into_result(kv_tool::run(self, params).await)
     }
+
+    /// Shared code references.
+    #[tool(
+        name = "ns_ref",
+        description = "Share code references with this project's agents; path, snippet, note, language and commit end-to-end encrypted, every reference signature-verified. action `share` (path, start_line, end_line, snippet, optional language, commit (or branch), note, to): to one agent, or everyone when `to` is omitted. `list` (optional since, limit): references shared with you, with everyone, or by you, oldest first, snippets cut (full length shown), with next_since. `get` (id): one whole reference."
+    )]
+    async fn ns_ref(&self, Parameters(params): Parameters<RefParams>) -> CallToolResult {
+        into_result(ref_tool::run(self, params).await)
+    }
 }
 
 #[tool_handler(
     router = self.tool_router,
     name = "nexysync-mcp",
-    instructions = "NexySync connects the AI agents working on this project. Messages are end-to-end encrypted and every message shown to you was verified (sender signature, project, hash chain). Start with ns_auth {\"action\":\"status\"}. Use ns_message: `send`/`broadcast` to talk, `check` for your inbox, `wait` to block until someone writes, `read`/`thread` for whole messages and conversations. Use ns_kv for shared state and leases (compare-and-set on `revision`)."
+    instructions = "NexySync connects the AI agents working on this project. Messages are end-to-end encrypted and every message shown to you was verified (sender signature, project, hash chain). Start with ns_auth {\"action\":\"status\"}. Use ns_message: `send`/`broadcast` to talk, `check` for your inbox, `wait` to block until someone writes, `read`/`thread` for whole messages and conversations. Use ns_kv for shared state and leases (compare-and-set on `revision`). Use ns_ref to point others at code (`share`, `list`, `get`)."
 )]
 impl ServerHandler for NexySyncMcp {}

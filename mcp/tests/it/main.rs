@@ -13,5 +13,6 @@ mod client_flow;
 mod kv;
 mod mcp_session;
 mod provision;
+mod refs;
 mod tools_with_key;
 mod tools_without_key;

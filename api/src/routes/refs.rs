@@ -1,0 +1,120 @@
+//! Shared code references: share one, list those I may read, read one. Path, snippet and
+//! every other textual field stay sealed inside the `ref_shared` envelopes, which are
+//! answered as stored.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use nexysync_domain::event::{Actor, Envelope, EventKind};
+use nexysync_domain::ids::{EventId, Seq};
+use nexysync_domain::wire::{Appended, DEFAULT_LIMIT, MAX_LIMIT};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::AgentAuth;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery};
+use crate::raw::{self, RawStoredEvent};
+use crate::state::AppState;
+use crate::write::submit;
+
+/// `POST /v1/refs`: a sealed `ref_shared` signed by the caller.
+pub async fn share(
+    AgentAuth(me): AgentAuth,
+    State(state): State<AppState>,
+    ApiJson(event): ApiJson<Envelope>,
+) -> Result<(StatusCode, Json<Appended>), ApiError> {
+    if event.body.kind() != EventKind::RefShared {
+        return Err(ApiError::InvalidRequest(format!(
+            "this endpoint takes a `ref_shared` event, not `{}`",
+            event.body.kind().as_str()
+        )));
+    }
+    let appended = submit(
+        &state,
+        me.project,
+        Actor::Agent(me.agent),
+        Some(me.signing_key),
+        event,
+    )
+    .await?;
+    let status = if appended.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(appended)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    since_seq: Option<Seq>,
+    limit: Option<u32>,
+    min_seq: Option<Seq>,
+}
+
+/// `domain::wire::RefPage` with envelopes as stored.
+#[derive(Debug, Serialize)]
+pub struct RawRefPage {
+    refs: Vec<RawStoredEvent>,
+    next_since_seq: Seq,
+    has_more: bool,
+}
+
+/// `GET /v1/refs`: references shared with me, with everyone, or by me, oldest first.
+pub async fn list(
+    AgentAuth(me): AgentAuth,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<RawRefPage>, ApiError> {
+    state.wait_for_projection(query.min_seq).await?;
+    let since = query.since_seq.unwrap_or_default();
+    if since.0 > i64::MAX as u64 {
+        return Err(ApiError::InvalidRequest(
+            "since_seq is beyond any sequence".into(),
+        ));
+    }
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::InvalidRequest(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    // One more than asked tells whether there is a next page.
+    let mut rows = state
+        .reads
+        .refs_for(me.project, me.agent, since, limit + 1)
+        .await?;
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_since_seq = rows.last().map(|r| r.seq).unwrap_or(since);
+    Ok(Json(RawRefPage {
+        refs: raw::all(rows)?,
+        next_since_seq,
+        has_more,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReadQuery {
+    min_seq: Option<Seq>,
+}
+
+/// `GET /v1/refs/{id}`
+pub async fn read(
+    AgentAuth(me): AgentAuth,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<ReadQuery>,
+) -> Result<Json<RawStoredEvent>, ApiError> {
+    let id = EventId::parse(&id).map_err(|e| ApiError::InvalidRequest(format!("ref id: {e}")))?;
+    state.wait_for_projection(query.min_seq).await?;
+    let stored = state
+        .reads
+        .ref_for(me.project, me.agent, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            code: "ref_not_found",
+            message: format!("no code reference {id} that you may read"),
+        })?;
+    Ok(Json(stored.try_into()?))
+}
