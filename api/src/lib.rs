@@ -21,6 +21,7 @@ mod error;
 mod extract;
 mod hub;
 mod kv_locks;
+mod paging;
 mod raw;
 mod routes;
 pub mod settings;

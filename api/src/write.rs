@@ -2,13 +2,48 @@
 
 use nexysync_domain::crypto::{BlindIndex, PublicKey};
 use nexysync_domain::decide::{decide, Lookup, WriteFacts};
-use nexysync_domain::event::{Actor, Envelope, EventBody};
+use nexysync_domain::event::{Actor, Envelope, EventBody, EventKind};
 use nexysync_domain::ids::ProjectId;
 use nexysync_domain::wire::Appended;
+use nexysync_projections::TokenOwner;
 use tracing::instrument;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// An agent's write: refuses an event of another kind than the endpoint's `kind` (when it
+/// names one), then [`submit`]s it as the token's agent.
+pub async fn submit_as_agent(
+    state: &AppState,
+    agent: &TokenOwner,
+    event: Envelope,
+    kind: Option<EventKind>,
+) -> Result<Appended, ApiError> {
+    if let Some(kind) = kind.filter(|kind| event.body.kind() != *kind) {
+        return Err(ApiError::InvalidRequest(format!(
+            "this endpoint takes a `{}` event, not `{}`",
+            kind.as_str(),
+            event.body.kind().as_str()
+        )));
+    }
+    submit(
+        state,
+        agent.project,
+        Actor::Agent(agent.agent),
+        Some(agent.signing_key),
+        event,
+    )
+    .await
+}
+
+/// 201 for a new event, 200 for a retry answered with the original.
+pub fn write_status(appended: &Appended) -> axum::http::StatusCode {
+    if appended.duplicate {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::CREATED
+    }
+}
 
 /// Decides and appends `event` for `caller` of `project`.
 #[instrument(skip_all, fields(project = %project, kind = event.body.kind().as_str(), event = %event.id))]

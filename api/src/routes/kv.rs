@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use nexysync_domain::crypto::BlindIndex;
-use nexysync_domain::event::{Actor, Envelope, EventKind};
+use nexysync_domain::event::{Envelope, EventKind};
 use nexysync_domain::ids::Seq;
 use nexysync_domain::wire::{KvAppended, DEFAULT_LIMIT, MAX_LIMIT};
 use nexysync_projections::KvRow;
@@ -17,7 +17,7 @@ use crate::auth::AgentAuth;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
-use crate::write::submit;
+use crate::write::{submit_as_agent, write_status};
 
 /// `PUT /v1/kv`: a `kv_set` signed by the caller.
 pub async fn set(
@@ -43,26 +43,8 @@ async fn write(
     event: Envelope,
     kind: EventKind,
 ) -> Result<(StatusCode, Json<KvAppended>), ApiError> {
-    if event.body.kind() != kind {
-        return Err(ApiError::InvalidRequest(format!(
-            "this endpoint takes a `{}` event, not `{}`",
-            kind.as_str(),
-            event.body.kind().as_str()
-        )));
-    }
-    let appended = submit(
-        &state,
-        me.project,
-        Actor::Agent(me.agent),
-        Some(me.signing_key),
-        event,
-    )
-    .await?;
-    let status = if appended.duplicate {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
+    let appended = submit_as_agent(&state, &me, event, Some(kind)).await?;
+    let status = write_status(&appended);
     Ok((
         status,
         Json(KvAppended {

@@ -3,17 +3,18 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use nexysync_domain::event::{Actor, Envelope};
+use nexysync_domain::event::Envelope;
 use nexysync_domain::ids::{EventId, Seq};
-use nexysync_domain::wire::{Appended, DEFAULT_LIMIT, MAX_LIMIT};
+use nexysync_domain::wire::Appended;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AgentAuth;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
+use crate::paging::PageRequest;
 use crate::raw::{self, RawStoredEvent};
 use crate::state::AppState;
-use crate::write::submit;
+use crate::write::{submit_as_agent, write_status};
 
 /// `POST /v1/messages`: a sealed `MessageSent` signed by the caller.
 pub async fn send(
@@ -21,20 +22,8 @@ pub async fn send(
     State(state): State<AppState>,
     ApiJson(event): ApiJson<Envelope>,
 ) -> Result<(StatusCode, Json<Appended>), ApiError> {
-    let appended = submit(
-        &state,
-        me.project,
-        Actor::Agent(me.agent),
-        Some(me.signing_key),
-        event,
-    )
-    .await?;
-    let status = if appended.duplicate {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok((status, Json(appended)))
+    let appended = submit_as_agent(&state, &me, event, None).await?;
+    Ok((write_status(&appended), Json(appended)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,23 +48,12 @@ pub async fn inbox(
     ApiQuery(query): ApiQuery<InboxQuery>,
 ) -> Result<Json<RawMessagePage>, ApiError> {
     state.wait_for_projection(query.min_seq).await?;
-    let since = query.since_seq.unwrap_or_default();
-    if since.0 > i64::MAX as u64 {
-        return Err(ApiError::InvalidRequest(
-            "since_seq is beyond any sequence".into(),
-        ));
-    }
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::InvalidRequest(format!(
-            "limit must be between 1 and {MAX_LIMIT}"
-        )));
-    }
-    // One more than asked tells whether there is a next page.
-    let mut rows = state.reads.inbox(me.agent, since, limit + 1).await?;
-    let has_more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next_since_seq = rows.last().map(|r| r.seq).unwrap_or(since);
+    let page = PageRequest::new(query.since_seq, query.limit)?;
+    let rows = state
+        .reads
+        .inbox(me.agent, page.since, page.fetch())
+        .await?;
+    let (rows, next_since_seq, has_more) = page.split(rows);
     Ok(Json(RawMessagePage {
         messages: raw::all(rows)?,
         next_since_seq,

@@ -5,17 +5,18 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use nexysync_domain::event::{Actor, Envelope, EventKind};
+use nexysync_domain::event::{Envelope, EventKind};
 use nexysync_domain::ids::{EventId, Seq};
-use nexysync_domain::wire::{Appended, DEFAULT_LIMIT, MAX_LIMIT};
+use nexysync_domain::wire::Appended;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AgentAuth;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
+use crate::paging::PageRequest;
 use crate::raw::{self, RawStoredEvent};
 use crate::state::AppState;
-use crate::write::submit;
+use crate::write::{submit_as_agent, write_status};
 
 /// `POST /v1/refs`: a sealed `ref_shared` signed by the caller.
 pub async fn share(
@@ -23,26 +24,8 @@ pub async fn share(
     State(state): State<AppState>,
     ApiJson(event): ApiJson<Envelope>,
 ) -> Result<(StatusCode, Json<Appended>), ApiError> {
-    if event.body.kind() != EventKind::RefShared {
-        return Err(ApiError::InvalidRequest(format!(
-            "this endpoint takes a `ref_shared` event, not `{}`",
-            event.body.kind().as_str()
-        )));
-    }
-    let appended = submit(
-        &state,
-        me.project,
-        Actor::Agent(me.agent),
-        Some(me.signing_key),
-        event,
-    )
-    .await?;
-    let status = if appended.duplicate {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok((status, Json(appended)))
+    let appended = submit_as_agent(&state, &me, event, Some(EventKind::RefShared)).await?;
+    Ok((write_status(&appended), Json(appended)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,26 +50,12 @@ pub async fn list(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<RawRefPage>, ApiError> {
     state.wait_for_projection(query.min_seq).await?;
-    let since = query.since_seq.unwrap_or_default();
-    if since.0 > i64::MAX as u64 {
-        return Err(ApiError::InvalidRequest(
-            "since_seq is beyond any sequence".into(),
-        ));
-    }
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::InvalidRequest(format!(
-            "limit must be between 1 and {MAX_LIMIT}"
-        )));
-    }
-    // One more than asked tells whether there is a next page.
-    let mut rows = state
+    let page = PageRequest::new(query.since_seq, query.limit)?;
+    let rows = state
         .reads
-        .refs_for(me.project, me.agent, since, limit + 1)
+        .refs_for(me.project, me.agent, page.since, page.fetch())
         .await?;
-    let has_more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next_since_seq = rows.last().map(|r| r.seq).unwrap_or(since);
+    let (rows, next_since_seq, has_more) = page.split(rows);
     Ok(Json(RawRefPage {
         refs: raw::all(rows)?,
         next_since_seq,
