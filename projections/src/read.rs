@@ -130,12 +130,8 @@ impl ReadModels {
         .bind(reply_to.map(|m| *m.as_uuid()))
         .fetch_one(&self.pool)
         .await?;
-        let own_project: Option<uuid::Uuid> = row.get("own_project");
-        let own_seq: Option<i64> = row.get("own_seq");
         Ok(MessageFacts {
-            already_applied: own_project
-                .zip(own_seq)
-                .map(|(p, seq)| (ProjectId::from_uuid(p), Seq(seq as u64))),
+            already_applied: already_applied(&row),
             recipient: match to {
                 Some(_) => lookup(row.get("recipient_project"), project),
                 None => Lookup::NotReferenced,
@@ -313,6 +309,16 @@ pub(crate) fn stored(row: sqlx::postgres::PgRow) -> StoredJson {
         seq: Seq(row.get::<i64, _>("seq") as u64),
         envelope: row.get("envelope"),
     }
+}
+
+/// The `own_project` and `own_seq` columns of a facts query: where the event id was
+/// already applied, if it was.
+pub(crate) fn already_applied(row: &sqlx::postgres::PgRow) -> Option<(ProjectId, Seq)> {
+    let own_project: Option<uuid::Uuid> = row.get("own_project");
+    let own_seq: Option<i64> = row.get("own_seq");
+    own_project
+        .zip(own_seq)
+        .map(|(p, seq)| (ProjectId::from_uuid(p), Seq(seq as u64)))
 }
 
 pub(crate) fn lookup(found_in: Option<uuid::Uuid>, project: ProjectId) -> Lookup {

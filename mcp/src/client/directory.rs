@@ -92,6 +92,20 @@ impl Directory {
         self.agents.get(&id)
     }
 
+    /// The name of an event's recipient (`None` for everyone); an id the verified
+    /// directory does not hold is refused.
+    pub fn recipient_name(
+        &self,
+        to: Option<AgentId>,
+    ) -> Result<Option<AgentName>, super::VerifyError> {
+        to.map(|id| {
+            self.by_id(id)
+                .map(|agent| agent.name.clone())
+                .ok_or(super::VerifyError::UnknownRecipient(id))
+        })
+        .transpose()
+    }
+
     pub fn by_name(&self, name: &AgentName) -> Option<&VerifiedAgent> {
         self.by_name.get(name).and_then(|id| self.agents.get(id))
     }

@@ -206,15 +206,7 @@ fn check_ref(
     };
     let sender = author(reader, directory, event)?;
     chain.observe(stored.seq, event)?;
-    let to = match shared.to {
-        Some(id) => Some(
-            directory
-                .by_id(id)
-                .map(|agent| agent.name.clone())
-                .ok_or(VerifyError::UnknownRecipient(id))?,
-        ),
-        None => None,
-    };
+    let to = directory.recipient_name(shared.to)?;
     let required = |field: &'static str| {
         open_text(reader, stored, field)?.ok_or(VerifyError::MissingField(field))
     };

@@ -102,15 +102,7 @@ fn check(
     let sender = author(reader, directory, event)?;
     chain.observe(stored.seq, event)?;
 
-    let to = match sent.to {
-        Some(id) => Some(
-            directory
-                .by_id(id)
-                .map(|agent| agent.name.clone())
-                .ok_or(VerifyError::UnknownRecipient(id))?,
-        ),
-        None => None,
-    };
+    let to = directory.recipient_name(sent.to)?;
     let body =
         open_text(reader, stored, fields::BODY)?.ok_or(VerifyError::MissingField(fields::BODY))?;
     let topic = open_text(reader, stored, fields::TOPIC)?;

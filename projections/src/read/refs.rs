@@ -6,7 +6,7 @@ use nexysync_domain::decide::Lookup;
 use nexysync_domain::ids::{AgentId, EventId, ProjectId, Seq};
 use sqlx::Row;
 
-use super::{lookup, stored, ReadModels, StoredJson};
+use super::{already_applied, lookup, stored, ReadModels, StoredJson};
 use crate::ProjectionError;
 
 /// What the write path needs to know about a `ref_shared`, read in one round trip.
@@ -36,12 +36,8 @@ impl ReadModels {
         .bind(to.map(|a| *a.as_uuid()))
         .fetch_one(self.pool())
         .await?;
-        let own_project: Option<uuid::Uuid> = row.get("own_project");
-        let own_seq: Option<i64> = row.get("own_seq");
         Ok(RefFacts {
-            already_applied: own_project
-                .zip(own_seq)
-                .map(|(p, seq)| (ProjectId::from_uuid(p), Seq(seq as u64))),
+            already_applied: already_applied(&row),
             recipient: match to {
                 Some(_) => lookup(row.get("recipient_project"), project),
                 None => Lookup::NotReferenced,
