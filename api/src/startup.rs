@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use nexysync_log::{EventLog, Prefix};
-use nexysync_projections::{db, ProjectionWatch, Projector, ReadModels};
+use nexysync_projections::{db, ProjectionError, ProjectionWatch, Projector, ReadModels};
+use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
@@ -43,7 +44,7 @@ impl Application {
                 )
             })?;
         let log = EventLog::connect(nats.clone(), prefix).await?;
-        let pool = db::connect_and_migrate(&settings.database_url, 32).await?;
+        let pool = connect_read_models(&settings, &log).await?;
         let projection = ProjectionWatch::start(pool.clone()).await?;
         let projector = settings
             .run_projectors
@@ -119,5 +120,28 @@ impl Application {
             projector.abort();
         }
         result
+    }
+}
+
+/// The live read models, rebuilt first when they are of an older version than this
+/// build's and this instance runs the projectors (an instance that does not refuses, with
+/// the command to run): a half-migrated schema is never served.
+async fn connect_read_models(settings: &Settings, log: &EventLog) -> anyhow::Result<PgPool> {
+    let url = settings.database_url.as_str();
+    match db::connect_and_migrate(url, 32).await {
+        Err(ProjectionError::Outdated { version, expected }) if settings.run_projectors => {
+            info!(
+                version,
+                expected, "read models are outdated; rebuilding them beside the live ones"
+            );
+            let report = nexysync_projections::rebuild(url, log, |_| {}).await?;
+            info!(
+                events = report.events,
+                seconds = report.elapsed.as_secs_f64(),
+                "read models rebuilt"
+            );
+            Ok(db::connect_and_migrate(url, 32).await?)
+        }
+        other => Ok(other?),
     }
 }

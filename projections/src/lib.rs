@@ -5,6 +5,8 @@
 //! - [`db`]: connect, create the database if missing, migrate (`sqlx::migrate!`).
 //! - [`Projector`]: JetStream → Postgres in batches, each with its checkpoint in one
 //!   transaction; `apply` holds what each event kind does to the tables.
+//! - [`rebuild()`]: a new version of the read models built from sequence 1 beside the
+//!   live one, then switched to atomically; [`status`] for operators.
 //! - [`ProjectionWatch`]: how far the read models are, and bounded waits for
 //!   read-your-writes.
 //! - [`ReadModels`]: scoped queries (inbox, message, thread, agents, tokens, KV entries,
@@ -13,13 +15,15 @@
 //! # Invariants
 //! - Each event takes effect exactly once, across crashes and restarts.
 //! - Content stays sealed: rows hold the envelope as stored in the log.
-//! - Schemas come only from migrations.
+//! - Schemas come only from migrations, and read models of another version are never
+//!   migrated in place: they are rebuilt beside the live ones (see `db`).
 
 mod apply;
 pub mod db;
 mod error;
 mod projector;
 mod read;
+mod rebuild;
 mod watch;
 
 pub use error::ProjectionError;
@@ -27,4 +31,5 @@ pub use projector::{Projector, CHECKPOINT_CHANNEL, MAX_BATCH, READ_MODELS};
 pub use read::{
     AgentRecord, KvCurrent, KvRow, MessageFacts, ReadModels, RefFacts, StoredJson, TokenOwner,
 };
+pub use rebuild::{rebuild, status, ReadModelStatus, RebuildProgress, RebuildReport};
 pub use watch::ProjectionWatch;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use nexysync_domain::ids::Seq;
-use nexysync_log::{EventLog, RawEvent};
+use nexysync_log::{EventLog, EventStream, RawEvent};
 use sqlx::PgPool;
 use tracing::{info, instrument, warn};
 
@@ -29,15 +29,32 @@ pub struct Projector {
     name: &'static str,
     pool: PgPool,
     log: EventLog,
+    /// Whether committed checkpoints are announced to readers: only the live read
+    /// models' are (a rebuild's are not what readers read).
+    announce: bool,
 }
 
 impl Projector {
+    /// The projector of the live read models (`pool` resolves names in the live schema).
     pub fn new(pool: PgPool, log: EventLog) -> Self {
         Self {
             name: READ_MODELS,
             pool,
             log,
+            announce: true,
         }
+    }
+
+    /// A projector filling read models that nobody reads yet (a rebuild's).
+    pub(crate) fn unannounced(pool: PgPool, log: EventLog) -> Self {
+        Self {
+            announce: false,
+            ..Self::new(pool, log)
+        }
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Runs for ever, restarting from the checkpoint after any error. Cancel it by
@@ -47,6 +64,13 @@ impl Projector {
         loop {
             match self.run_from_checkpoint().await {
                 Ok(()) => backoff = Duration::from_millis(100),
+                // A rebuild switched the read models under us: carry on from theirs.
+                Err(ProjectionError::Retired) => {
+                    info!(
+                        projector = self.name,
+                        "read models rebuilt; continuing from the new checkpoint"
+                    );
+                }
                 Err(e) => {
                     warn!(error = %e, "projector stopped; restarting from its checkpoint");
                     tokio::time::sleep(backoff).await;
@@ -69,20 +93,8 @@ impl Projector {
             "projector reading the log"
         );
         let mut events = self.log.read_all(start).await?;
-        while let Some(first) = events.next().await {
-            let mut batch = vec![first?];
-            while batch.len() < MAX_BATCH {
-                match events.next().now_or_never() {
-                    Some(Some(Ok(event))) => batch.push(event),
-                    Some(Some(Err(e))) => {
-                        // Apply what we have; the error surfaces on the next read.
-                        warn!(error = %e, "log read failed mid-batch");
-                        break;
-                    }
-                    _ => break,
-                }
-            }
-            self.apply_batch(&batch).await?;
+        while let Some(batch) = next_batch(&mut events).await {
+            self.apply_batch(&batch?).await?;
         }
         Ok(())
     }
@@ -90,17 +102,33 @@ impl Projector {
     /// Applies `batch` and moves the checkpoint, in one transaction. Events at or below
     /// the checkpoint (another projector got there first) are skipped.
     #[instrument(skip_all, fields(projector = self.name, first = batch.first().map(|e| e.seq.0), len = batch.len()))]
-    async fn apply_batch(&self, batch: &[RawEvent]) -> Result<(), ProjectionError> {
+    pub(crate) async fn apply_batch(&self, batch: &[RawEvent]) -> Result<(), ProjectionError> {
+        let mut tx = self.pool.begin().await?;
+        self.apply_batch_in(&mut tx, batch).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// [`Projector::apply_batch`] inside a transaction of the caller's. Fails when the
+    /// checkpoint row is gone: a rebuild has retired these read models, and the caller
+    /// must start again from the checkpoint of the ones that replaced them.
+    pub(crate) async fn apply_batch_in(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        batch: &[RawEvent],
+    ) -> Result<(), ProjectionError> {
         let Some(last) = batch.last() else {
             return Ok(());
         };
-        let mut tx = self.pool.begin().await?;
-        let checkpoint: i64 = sqlx::query_scalar(
+        let checkpoint: Option<i64> = sqlx::query_scalar(
             "SELECT last_seq FROM projector_checkpoints WHERE projector = $1 FOR UPDATE",
         )
         .bind(self.name)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        let Some(checkpoint) = checkpoint else {
+            return Err(ProjectionError::Retired);
+        };
         // Messages are applied in runs; anything else first flushes the run before it,
         // so every event still sees the read models as the log had them (a broadcast
         // reaches the agents registered before it).
@@ -109,14 +137,14 @@ impl Projector {
             match raw.envelope() {
                 Ok(event) => {
                     if let Some(other) = run.push(raw.seq, &event, &raw.payload) {
-                        run.flush(&mut tx).await?;
-                        apply(&mut tx, raw.seq, other, &raw.payload).await?;
+                        run.flush(&mut *tx).await?;
+                        apply(&mut *tx, raw.seq, other, &raw.payload).await?;
                     }
                 }
                 Err(e) => warn!(seq = raw.seq.0, error = %e, "undecodable event skipped"),
             }
         }
-        run.flush(&mut tx).await?;
+        run.flush(&mut *tx).await?;
         sqlx::query(
             "UPDATE projector_checkpoints SET last_seq = $2, updated_at = now()
              WHERE projector = $1 AND last_seq < $2",
@@ -125,14 +153,39 @@ impl Projector {
         .bind(last.seq.0 as i64)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHECKPOINT_CHANNEL)
-            .bind(last.seq.0.to_string())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        if self.announce {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHECKPOINT_CHANNEL)
+                .bind(last.seq.0.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         Ok(())
     }
+}
+
+/// The next batch from `events`: the first event (waiting for it), then whatever else is
+/// ready, up to [`MAX_BATCH`]. `None` when the stream ends.
+pub(crate) async fn next_batch(
+    events: &mut EventStream,
+) -> Option<Result<Vec<RawEvent>, ProjectionError>> {
+    let first = match events.next().await? {
+        Ok(first) => first,
+        Err(e) => return Some(Err(e.into())),
+    };
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match events.next().now_or_never() {
+            Some(Some(Ok(event))) => batch.push(event),
+            Some(Some(Err(e))) => {
+                // Apply what we have; the error surfaces on the next read.
+                warn!(error = %e, "log read failed mid-batch");
+                break;
+            }
+            _ => break,
+        }
+    }
+    Some(Ok(batch))
 }
 
 /// Reads a projector's checkpoint, creating it at 0 the first time.

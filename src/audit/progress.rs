@@ -18,6 +18,10 @@ pub struct Progress {
     started: Instant,
     drawn: Instant,
     dirty: bool,
+    /// Ticks since the clock was last read: reading it on every event would cost more
+    /// than the event.
+    ticks: u32,
+    every: u32,
 }
 
 impl Progress {
@@ -31,14 +35,24 @@ impl Progress {
             started: now,
             drawn: now,
             dirty: false,
+            ticks: 0,
+            every: 64,
         }
+    }
+
+    /// Reads the clock on every tick: for callers that tick once per batch, not per event.
+    pub fn every_tick(mut self) -> Self {
+        self.every = 1;
+        self
     }
 
     /// Records that `events` events are done, the last at `seq`.
     pub fn tick(&mut self, events: u64, seq: Seq) {
-        if !self.enabled || !events.is_multiple_of(64) {
+        self.ticks += 1;
+        if !self.enabled || self.ticks < self.every {
             return;
         }
+        self.ticks = 0;
         let now = Instant::now();
         if now.duration_since(self.drawn) < REDRAW_EVERY {
             return;

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod audit;
 pub mod bench;
 pub mod project;
+pub mod projections;
 pub mod up;
 
 use std::path::PathBuf;
@@ -62,6 +63,10 @@ pub enum Command {
     #[command(subcommand)]
     Audit(AuditCommand),
 
+    /// Operate the read models (PostgreSQL), which are derived from the log.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+
     /// Measure a running server: send latency, throughput and SSE delivery, each beside
     /// the raw NATS JetStream floor measured in the same run.
     ///
@@ -108,6 +113,23 @@ pub enum AuditCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Each read model's version, checkpoint and lag behind the log.
+    ///
+    /// Reads DATABASE_URL and the log (NEXYSYNC_NATS_URL, NEXYSYNC_STREAM_PREFIX); changes
+    /// nothing.
+    Status(projections::StatusArgs),
+
+    /// Rebuild the read models from sequence 1, with no downtime.
+    ///
+    /// Builds the new version in a schema beside the live one while the API keeps serving,
+    /// catches up with the log, switches every reader over in one transaction, then drops
+    /// the old schema. Safe to interrupt: the live read models are untouched until the
+    /// switch, and the next rebuild starts afresh.
+    Rebuild(projections::RebuildArgs),
+}
+
+#[derive(Debug, Subcommand)]
 pub enum AgentCommand {
     /// Register an agent and write its key file into the agent's working directory.
     ///
@@ -138,6 +160,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(AuditCommand::Verify(args)) => audit::verify(settings, args).await,
         Command::Audit(AuditCommand::Replay(args)) => audit::replay(settings, args).await,
         Command::Audit(AuditCommand::Export(args)) => audit::export(settings, args).await,
+        Command::Projections(ProjectionsCommand::Status(args)) => {
+            projections::status(settings, args).await
+        }
+        Command::Projections(ProjectionsCommand::Rebuild(args)) => {
+            projections::rebuild(settings, args).await
+        }
         Command::Bench(args) => bench::run(settings, args).await,
     }
 }

@@ -102,11 +102,16 @@ impl TestEnv {
         }
     }
 
-    /// A connection to this environment's database.
+    /// A connection to this environment's database, resolving names in the live read
+    /// models' schema.
     pub async fn pool(&self) -> sqlx::PgPool {
-        sqlx::PgPool::connect(&self.database_url())
-            .await
-            .expect("test database")
+        nexysync_projections::db::connect(
+            &self.database_url(),
+            4,
+            nexysync_projections::db::LIVE_SCHEMA,
+        )
+        .await
+        .expect("test database")
     }
 
     /// The event log of this environment.

@@ -1,0 +1,284 @@
+//! Rebuilding the read models from sequence 1 without downtime.
+//!
+//! The next version is built in [`NEXT_SCHEMA`] by a projector of its own while the live
+//! schema keeps serving. When it has nearly caught up, one transaction
+//! 1. locks the live checkpoint (the live projector's next batch waits on it),
+//! 2. applies the last few events to the new schema, so both stand at the same sequence,
+//! 3. deletes the live checkpoint row (the waiting batch then finds none and its projector
+//!    starts again from the new schema's checkpoint: nothing applied twice or skipped),
+//! 4. renames the live schema away and the new one to [`LIVE_SCHEMA`].
+//!
+//! Readers resolve names through `search_path`, so their next statement reads the new
+//! schema: the switch is atomic for every instance at once, and never goes back in time.
+//! The old schema is dropped afterwards.
+
+use std::time::{Duration, Instant};
+
+use nexysync_domain::ids::Seq;
+use nexysync_log::{EventLog, EventStream};
+use sqlx::{Connection, PgConnection};
+use tracing::info;
+
+use crate::db::{self, LIVE_SCHEMA, NEXT_SCHEMA, RETIRED_SCHEMA};
+use crate::projector::{load_checkpoint, next_batch, READ_MODELS};
+use crate::{ProjectionError, Projector};
+
+/// Held (as a session lock) for a whole rebuild, so two never run at once.
+const REBUILD_LOCK: i64 = 0x6e65_7879_7262; // "nexyrb"
+/// The switch happens once the new read models are this close to the live ones; the
+/// rest is applied inside the switching transaction, while the live projector waits.
+const SWITCH_WITHIN: u64 = 200;
+/// How long the log may say nothing before a catch-up counts it as read to the end (the
+/// last sequence can be an event that was erased).
+const QUIET_LOG: Duration = Duration::from_secs(2);
+/// Longest the switch waits for the log to deliver the last events.
+const SWITCH_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How far a rebuild has come, for progress displays.
+#[derive(Debug, Clone, Copy)]
+pub struct RebuildProgress {
+    /// Events applied so far.
+    pub events: u64,
+    /// The last sequence applied to the new read models.
+    pub applied: Seq,
+    /// The log's last sequence when the rebuild last looked.
+    pub target: Seq,
+}
+
+/// What a finished rebuild did.
+#[derive(Debug, Clone, Copy)]
+pub struct RebuildReport {
+    pub events: u64,
+    /// The sequence both read models stood at when readers switched.
+    pub switched_at: Seq,
+    pub version: i64,
+    pub elapsed: Duration,
+}
+
+/// Rebuilds the read models of the database at `url` from the whole of `log`, beside the
+/// live ones, then switches readers over and drops the old ones. The API keeps serving the
+/// live read models until the switch. Calls `progress` after every batch.
+pub async fn rebuild(
+    url: &str,
+    log: &EventLog,
+    mut progress: impl FnMut(&RebuildProgress),
+) -> Result<RebuildReport, ProjectionError> {
+    let started = Instant::now();
+    let pool = db::connect(url, 4, NEXT_SCHEMA).await?;
+    let mut lock = pool.acquire().await?.detach();
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(REBUILD_LOCK)
+        .fetch_one(&mut lock)
+        .await?;
+    if !locked {
+        return Err(ProjectionError::RebuildRunning);
+    }
+    // An interrupted rebuild leaves its schema behind: start it afresh.
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {NEXT_SCHEMA} CASCADE"))
+        .execute(&pool)
+        .await?;
+    db::create_schema(&pool, NEXT_SCHEMA).await?;
+    load_checkpoint(&pool, READ_MODELS).await?;
+    let projector = Projector::unannounced(pool.clone(), log.clone());
+    let mut events = log.read_all(Seq(0)).await?;
+    let mut state = RebuildProgress {
+        events: 0,
+        applied: Seq(0),
+        target: Seq(log.last_seq().await?),
+    };
+    progress(&state);
+    loop {
+        state.target = Seq(log.last_seq().await?.max(state.target.0));
+        if state.applied.0 + SWITCH_WITHIN >= state.target.0 {
+            break;
+        }
+        let until = state.target;
+        if !catch_up(&projector, &mut events, until, &mut state, &mut progress).await? {
+            break;
+        }
+    }
+    let switched_at = switch(&projector, &mut events, &mut state).await?;
+    progress(&state);
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {RETIRED_SCHEMA} CASCADE"))
+        .execute(&pool)
+        .await?;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(REBUILD_LOCK)
+        .execute(&mut lock)
+        .await?;
+    lock.close().await.ok();
+    pool.close().await;
+    let report = RebuildReport {
+        events: state.events,
+        switched_at,
+        version: db::expected_version(),
+        elapsed: started.elapsed(),
+    };
+    info!(
+        events = report.events,
+        seq = switched_at.0,
+        version = report.version,
+        "read models rebuilt and switched"
+    );
+    Ok(report)
+}
+
+/// Applies batches to the new read models until they reach `until`. Answers `false`
+/// when the log went quiet before that (nothing more to read for now).
+async fn catch_up(
+    projector: &Projector,
+    events: &mut EventStream,
+    until: Seq,
+    state: &mut RebuildProgress,
+    progress: &mut impl FnMut(&RebuildProgress),
+) -> Result<bool, ProjectionError> {
+    while state.applied < until {
+        let Ok(next) = tokio::time::timeout(QUIET_LOG, next_batch(events)).await else {
+            return Ok(false);
+        };
+        let Some(batch) = next else {
+            return Err(ProjectionError::Database(
+                "the log ended mid-rebuild".into(),
+            ));
+        };
+        let batch = batch?;
+        projector.apply_batch(&batch).await?;
+        record(state, &batch);
+        progress(state);
+    }
+    Ok(true)
+}
+
+fn record(state: &mut RebuildProgress, batch: &[nexysync_log::RawEvent]) {
+    if let Some(last) = batch.last() {
+        state.events += batch.len() as u64;
+        state.applied = last.seq;
+        state.target = state.target.max(last.seq);
+    }
+}
+
+/// The switch, in one transaction (see the module docs). Answers the sequence both read
+/// models stood at.
+async fn switch(
+    projector: &Projector,
+    events: &mut EventStream,
+    state: &mut RebuildProgress,
+) -> Result<Seq, ProjectionError> {
+    let mut tx = projector.pool().begin().await?;
+    let live_exists = live_exists(&mut tx).await?;
+    let live = if live_exists {
+        let seq: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT last_seq FROM {LIVE_SCHEMA}.projector_checkpoints WHERE projector = $1 FOR UPDATE"
+        ))
+        .bind(READ_MODELS)
+        .fetch_optional(&mut *tx)
+        .await?;
+        Seq(seq.unwrap_or(0) as u64)
+    } else {
+        Seq(0)
+    };
+    while state.applied < live {
+        let batch = tokio::time::timeout(SWITCH_READ_TIMEOUT, next_batch(events))
+            .await
+            .map_err(|_| {
+                ProjectionError::Database(format!(
+                    "the log did not deliver up to seq {live} within {} s; nothing was switched",
+                    SWITCH_READ_TIMEOUT.as_secs()
+                ))
+            })?
+            .ok_or_else(|| ProjectionError::Database("the log ended mid-rebuild".into()))??;
+        projector.apply_batch_in(&mut tx, &batch).await?;
+        record(state, &batch);
+    }
+    if live_exists {
+        sqlx::query(&format!(
+            "DELETE FROM {LIVE_SCHEMA}.projector_checkpoints WHERE projector = $1"
+        ))
+        .bind(READ_MODELS)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {RETIRED_SCHEMA} CASCADE"))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!(
+            "ALTER SCHEMA {LIVE_SCHEMA} RENAME TO {RETIRED_SCHEMA}"
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(&format!(
+        "ALTER SCHEMA {NEXT_SCHEMA} RENAME TO {LIVE_SCHEMA}"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(state.applied)
+}
+
+async fn live_exists(conn: &mut PgConnection) -> Result<bool, ProjectionError> {
+    Ok(sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(format!("{LIVE_SCHEMA}.projector_checkpoints"))
+        .fetch_one(conn)
+        .await?)
+}
+
+/// One read model's state, for `nexysync projections status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReadModelStatus {
+    pub name: &'static str,
+    /// The live schema's version (its latest migration), `None` when there is none.
+    pub version: Option<i64>,
+    /// The version this build expects.
+    pub expected_version: i64,
+    /// Whether the live version is the one this build serves.
+    pub current: bool,
+    pub checkpoint: u64,
+    /// The log's last sequence.
+    pub log_head: u64,
+    pub lag: u64,
+    /// The checkpoint of a rebuild in progress, if one is.
+    pub rebuilding_at: Option<u64>,
+}
+
+/// The state of every read model of the database at `url` against `log`.
+pub async fn status(url: &str, log: &EventLog) -> Result<Vec<ReadModelStatus>, ProjectionError> {
+    let live_pool = db::connect(url, 1, LIVE_SCHEMA).await?;
+    let version = db::version_of(&live_pool, LIVE_SCHEMA).await?;
+    let checkpoint = match version {
+        db::SchemaVersion::Missing => Seq(0),
+        _ => load_checkpoint(&live_pool, READ_MODELS).await?,
+    };
+    let next_pool = db::connect(url, 1, NEXT_SCHEMA).await?;
+    let rebuilding_at = match db::version_of(&next_pool, NEXT_SCHEMA).await? {
+        db::SchemaVersion::Missing => None,
+        _ => {
+            let seq: Option<i64> = sqlx::query_scalar(
+                "SELECT last_seq FROM projector_checkpoints WHERE projector = $1",
+            )
+            .bind(READ_MODELS)
+            .fetch_optional(&next_pool)
+            .await?;
+            Some(seq.unwrap_or(0) as u64)
+        }
+    };
+    let log_head = log.last_seq().await?;
+    let (version, current) = match version {
+        db::SchemaVersion::Missing => (None, false),
+        db::SchemaVersion::Current { version } => (Some(version), true),
+        db::SchemaVersion::Outdated { version, .. } | db::SchemaVersion::Newer { version, .. } => {
+            (Some(version), false)
+        }
+    };
+    live_pool.close().await;
+    next_pool.close().await;
+    Ok(vec![ReadModelStatus {
+        name: READ_MODELS,
+        version,
+        expected_version: db::expected_version(),
+        current,
+        checkpoint: checkpoint.0,
+        log_head,
+        lag: log_head.saturating_sub(checkpoint.0),
+        rebuilding_at,
+    }])
+}
