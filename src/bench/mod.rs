@@ -10,12 +10,16 @@
 //!   publish to an ordered consumer's receipt; and, as the floor of the fan-out itself,
 //!   the same bytes written to as many plain loopback TCP sockets (`raw_fanout_*`).
 //!
+//! - [`replay`] (`nexysync bench replay`): rebuild and audit-verify rates over a log of its
+//!   own, beside the raw replay and a plain PostgreSQL insert.
+//!
 //! The bench provisions its own project and agents (with the admin token) and writes raw
 //! events to a stream of its own, deleted at the end.
 
 mod delivery;
 mod fixture;
 mod raw;
+pub mod replay;
 mod report;
 mod send;
 

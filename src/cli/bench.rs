@@ -8,7 +8,11 @@ use crate::bench::{self, BenchOptions};
 use crate::settings::{validate_server_url, Settings};
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    pub log_side: Option<BenchCommand>,
+
     /// Print the report as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -47,7 +51,46 @@ pub struct BenchArgs {
     pub deliveries: usize,
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Rebuild and audit-verify rates over a log of the bench's own, beside the raw
+    /// ordered-consumer replay and a plain batched PostgreSQL insert of the same run.
+    ///
+    /// Needs no running server: writes EVENTS signed events straight to a stream of its
+    /// own on NEXYSYNC_NATS_URL and rebuilds them into a database of its own on the
+    /// server of DATABASE_URL; both are deleted at the end. Targets: rebuild at least 70%
+    /// of the insert rate, 1,000,000 events in under a minute; verify at least 30% of the
+    /// raw replay.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Events in the log (one project: its creation, two agents, then messages).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: usize,
+
+    /// Print the report as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
 pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(BenchCommand::Replay(replay)) = &args.log_side {
+        anyhow::ensure!(replay.events >= 3, "--events must be at least 3");
+        let report = bench::replay::run(
+            &settings.nats_url,
+            settings.database_url.expose(),
+            replay.events,
+        )
+        .await?;
+        if replay.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", report.table());
+        }
+        return Ok(());
+    }
     let server = match &args.server {
         Some(url) => validate_server_url(url)?,
         None => settings.url.clone(),
