@@ -78,6 +78,14 @@ pub async fn submit(
         }
         None => None,
     };
+    // A message-state event decides on the message's current state (already reacted,
+    // pinned, deleted): read it with everything this instance appended applied, so a
+    // toggle right after the first write sees that write.
+    if event.body.target_message().is_some() {
+        state
+            .wait_for_projection(Some(state.known_log_position()))
+            .await?;
+    }
     let mut known = gather(state, project, caller, caller_key, &event).await?;
     if known.something_missing {
         // It was perhaps appended a moment ago: look again once the read models caught up.
@@ -125,6 +133,37 @@ fn now_millis() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// The facts of a message-state event about `message`; the original answer when the
+/// event was already applied (a retry, decided on the state before it took effect).
+async fn gather_target(
+    state: &AppState,
+    facts: &mut WriteFacts,
+    event: &Envelope,
+    message: nexysync_domain::ids::EventId,
+    emoji_ix: Option<&BlindIndex>,
+) -> Result<Option<Appended>, ApiError> {
+    let Actor::Agent(caller) = facts.caller else {
+        // The owner writes no message state; decide refuses it by actor.
+        return Ok(None);
+    };
+    let found = state
+        .reads
+        .state_facts(facts.project, caller, event.id, message, emoji_ix)
+        .await?;
+    facts.target = found.target;
+    Ok(found
+        .already_applied
+        .filter(|(owner, _)| *owner == facts.project)
+        .map(|(_, seq)| {
+            facts.target = found.target.before(&event.body);
+            Appended {
+                id: event.id,
+                seq,
+                duplicate: true,
+            }
+        }))
 }
 
 async fn gather(
@@ -221,6 +260,24 @@ async fn gather(
                 .await?
                 .map(|c| c.revision);
             false
+        }
+        EventBody::ReactionAdded(reaction) | EventBody::ReactionRemoved(reaction) => {
+            already_applied = gather_target(
+                state,
+                &mut facts,
+                event,
+                reaction.message,
+                Some(&reaction.emoji_ix),
+            )
+            .await?;
+            facts.target.lookup == Lookup::Missing
+        }
+        EventBody::MessageRead(target)
+        | EventBody::MessagePinned(target)
+        | EventBody::MessageUnpinned(target)
+        | EventBody::MessageDeleted(target) => {
+            already_applied = gather_target(state, &mut facts, event, target.message, None).await?;
+            facts.target.lookup == Lookup::Missing
         }
     };
     Ok(Known {

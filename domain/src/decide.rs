@@ -51,6 +51,27 @@ pub struct TargetFacts {
     pub caller_reacted: bool,
 }
 
+impl TargetFacts {
+    /// The facts as they were before `body` took effect: a retried event that the read
+    /// models already applied is decided as its first attempt was.
+    pub fn before(mut self, body: &EventBody) -> Self {
+        match body {
+            EventBody::ReactionAdded(_) => self.caller_reacted = false,
+            EventBody::ReactionRemoved(_) => self.caller_reacted = true,
+            EventBody::MessageRead(_) => self.read_by_caller = false,
+            EventBody::MessagePinned(_) => self.pinned = false,
+            EventBody::MessageUnpinned(_) => self.pinned = true,
+            _ => {}
+        }
+        if !matches!(body, EventBody::MessageRead(_)) {
+            // Nothing but a read mark applies to a deleted message, so before any other
+            // state event it was not deleted yet.
+            self.deleted = false;
+        }
+        self
+    }
+}
+
 /// What the server knows when it decides.
 #[derive(Debug, Clone)]
 pub struct WriteFacts {
