@@ -180,7 +180,7 @@ async fn agents_react_ack_pin_and_delete_through_the_real_binaries() {
     let unread = bob
         .message(json!({"action": "check", "unread_only": true}))
         .await;
-    assert_eq!(ids(&unread), [notes_id.clone()]);
+    assert_eq!(ids(&unread), std::slice::from_ref(&notes_id));
 
     // Pin, then unpin.
     bob.message(json!({"action": "pin", "id": notes_id})).await;
