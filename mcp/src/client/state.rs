@@ -316,3 +316,169 @@ fn check_reaction(
         at: rfc3339(event.at),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::test_events::{Agent, Project, Sent};
+    use nexysync_domain::crypto::SigningKey;
+    use nexysync_domain::wire::AgentList;
+
+    struct Fixture {
+        project: Project,
+        alice: Agent,
+        bob: Agent,
+        directory: Directory,
+        chain: ChainMemory,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let project = Project::new();
+            let alice = project.agent("alice");
+            let bob = project.agent("bob");
+            let mut chain = ChainMemory::new();
+            let list = AgentList {
+                agents: vec![project.agent_info(&alice), project.agent_info(&bob)],
+            };
+            let directory =
+                Directory::verify(project.id, &project.owner.public_key(), &list, &mut chain);
+            Self {
+                project,
+                alice,
+                bob,
+                directory,
+                chain,
+            }
+        }
+
+        fn reader(&self) -> Reader<'_> {
+            Reader {
+                project: self.project.id,
+                keys: &self.project.keys,
+            }
+        }
+
+        fn check_deleted(&mut self, entry: &MessageEntry) -> Result<Message, VerifyError> {
+            let reader = Reader {
+                project: self.project.id,
+                keys: &self.project.keys,
+            };
+            check_deleted(reader, &self.directory, &mut self.chain, entry)
+        }
+
+        /// Alice's message as served after a deletion signed by `deleter`'s key.
+        fn deleted_entry(&self, by: &Agent, signer: &SigningKey) -> MessageEntry {
+            let mut stored = self
+                .project
+                .message(&self.alice, Sent::broadcast(), "secret");
+            stored.event.sealed.clear();
+            let deletion = self.project.append(
+                Draft::new(
+                    self.project.id,
+                    Actor::Agent(by.id),
+                    EventBody::MessageDeleted(MessageTarget {
+                        message: stored.event.id,
+                    }),
+                )
+                .sign(signer),
+            );
+            MessageEntry {
+                seq: stored.seq,
+                event: stored.event,
+                reactions: Vec::new(),
+                pinned: false,
+                read_by_me: false,
+                deleted: true,
+                deletion: Some(deletion),
+            }
+        }
+
+        fn reaction(&self, by: &Agent, message: EventId, emoji: &str, ix_of: &str) -> StoredEvent {
+            self.project.append(
+                Draft::new(
+                    self.project.id,
+                    Actor::Agent(by.id),
+                    EventBody::ReactionAdded(Reaction {
+                        message,
+                        emoji_ix: emoji_index(&self.project.keys, message, ix_of),
+                    }),
+                )
+                .seal(&self.project.keys, fields::EMOJI, emoji.as_bytes())
+                .sign(&by.key),
+            )
+        }
+    }
+
+    #[test]
+    fn a_deletion_signed_by_the_sender_shows_an_empty_deleted_node() {
+        let mut f = Fixture::new();
+        let entry = f.deleted_entry(&f.alice, &f.alice.key);
+        let message = f.check_deleted(&entry).unwrap();
+        assert!(message.deleted);
+        assert_eq!(message.from, f.alice.name);
+        assert_eq!((message.body.as_str(), message.topic), ("", None));
+    }
+
+    #[test]
+    fn a_deletion_the_sender_did_not_sign_is_refused() {
+        let mut f = Fixture::new();
+        let by_bob = f.deleted_entry(&f.bob, &f.bob.key);
+        assert_eq!(f.check_deleted(&by_bob), Err(VerifyError::DeletionUnproven));
+        let forged = f.deleted_entry(&f.alice, &SigningKey::generate());
+        assert_eq!(
+            f.check_deleted(&forged),
+            Err(VerifyError::BadSignature(f.alice.name.clone()))
+        );
+        let mut unproven = f.deleted_entry(&f.alice, &f.alice.key);
+        unproven.deletion = None;
+        assert_eq!(
+            f.check_deleted(&unproven),
+            Err(VerifyError::DeletionUnproven)
+        );
+    }
+
+    #[test]
+    fn a_reaction_opens_only_when_signed_about_this_message_and_matching_its_index() {
+        let f = Fixture::new();
+        let message = EventId::generate();
+        let genuine = f.reaction(&f.bob, message, "👍", "👍");
+        let shown = check_reaction(f.reader(), &f.directory, message, &genuine).unwrap();
+        assert_eq!((shown.emoji.as_str(), &shown.by), ("👍", &f.bob.name));
+
+        let swapped = f.reaction(&f.bob, message, "👎", "👍");
+        assert_eq!(
+            check_reaction(f.reader(), &f.directory, message, &swapped),
+            Err(VerifyError::EmojiIndexMismatch)
+        );
+        let elsewhere = f.reaction(&f.bob, EventId::generate(), "👍", "👍");
+        assert_eq!(
+            check_reaction(f.reader(), &f.directory, message, &elsewhere),
+            Err(VerifyError::ReactionElsewhere)
+        );
+        let mut forged = f.reaction(&f.bob, message, "👍", "👍");
+        forged.event.sig = f.reaction(&f.alice, message, "👍", "👍").event.sig;
+        assert_eq!(
+            check_reaction(f.reader(), &f.directory, message, &forged),
+            Err(VerifyError::BadSignature(f.bob.name.clone()))
+        );
+    }
+
+    #[test]
+    fn an_emoji_is_one_short_token() {
+        assert_eq!(valid_emoji(" 👍 ").unwrap(), "👍");
+        assert_eq!(valid_emoji("+1").unwrap(), "+1");
+        for bad in [
+            "",
+            "   ",
+            "two words",
+            "a\u{7}",
+            &"x".repeat(MAX_EMOJI_BYTES + 1),
+        ] {
+            assert!(
+                matches!(valid_emoji(bad), Err(ClientError::InvalidEmoji { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+}
