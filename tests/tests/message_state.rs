@@ -591,3 +591,52 @@ async fn pg_dump(env: &TestEnv) -> Vec<u8> {
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+#[tokio::test]
+async fn malformed_state_requests_get_clear_errors() {
+    let env = TestEnv::new();
+    let api = env.spawn_api().await;
+    let project = TestProject::create(&api, "bad").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let message = alice.send(&api, &project, None, None, "hi").await;
+    let post = |path: String, body: Value| {
+        let request = api
+            .http
+            .post(format!("{}{path}", api.url))
+            .bearer_auth(alice.token.expose_secret())
+            .json(&body);
+        async move {
+            nexysync_tests::json_of(request.send().await.unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let event =
+        serde_json::to_value(alice.on_message(message.id, EventBody::MessagePinned)).unwrap();
+    let (status, body) = post("/v1/messages/not-an-id/pin".into(), event.clone()).await;
+    assert_eq!(
+        (status, code(&body)),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    let mut no_target = event.clone();
+    no_target["meta"] = json!({});
+    let (status, body) = post(format!("/v1/messages/{}/pin", message.id), no_target).await;
+    assert_eq!((status, code(&body)), (400, Some("invalid_json")), "{body}");
+    let long = alice.reaction_added(&project, message.id, &"x".repeat(300));
+    let (status, body) = alice.update(&api, &long).await;
+    assert_eq!(
+        (status, code(&body)),
+        (413, Some("content_too_large")),
+        "{body}"
+    );
+    let (status, body) = post(
+        format!("/v1/messages/{}/pin", message.id),
+        json!({"not": "an event"}),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (400, Some("invalid_json")), "{body}");
+
+    api.stop().await;
+    env.cleanup().await;
+}
