@@ -79,13 +79,18 @@ pub async fn submit(
         None => None,
     };
     // A message-state event decides on the message's current state (already reacted,
-    // pinned, deleted): read it with everything this instance appended applied, so a
-    // toggle right after the first write sees that write.
-    if event.body.target_message().is_some() {
-        state
-            .wait_for_projection(Some(state.known_log_position()))
-            .await?;
-    }
+    // pinned, deleted): like a KV write, hold the message's lock across gather, decide and
+    // append, with everything this instance knows of the log applied (ADR 0005).
+    let _message = match event.body.target_message() {
+        Some(message) => {
+            let guard = state.kv_locks.lock_message(project, message).await;
+            state
+                .wait_for_projection(Some(state.known_log_position()))
+                .await?;
+            Some(guard)
+        }
+        None => None,
+    };
     let mut known = gather(state, project, caller, caller_key, &event).await?;
     if known.something_missing {
         // It was perhaps appended a moment ago: look again once the read models caught up.

@@ -640,3 +640,34 @@ async fn malformed_state_requests_get_clear_errors() {
     api.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn of_several_racing_identical_reactions_exactly_one_is_added() {
+    let env = TestEnv::new();
+    let api = env.spawn_api().await;
+    let project = TestProject::create(&api, "race").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let bob = project.add_agent(&api, "bob").await;
+    let message = alice.send(&api, &project, None, None, "race me").await;
+    let attempts: Vec<Envelope> = (0..8)
+        .map(|_| bob.reaction_added(&project, message.id, "🏁"))
+        .collect();
+    let answers = futures::future::join_all(attempts.iter().map(|e| bob.update(&api, e))).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [201, 409, 409, 409, 409, 409, 409, 409],
+        "{answers:?}"
+    );
+    let last = answers
+        .iter()
+        .filter_map(|(_, a)| a["seq"].as_u64())
+        .max()
+        .unwrap();
+    let got = read(&alice, &api, message.id, last).await;
+    assert_eq!(got["reactions"].as_array().unwrap().len(), 1, "{got}");
+
+    api.stop().await;
+    env.cleanup().await;
+}
