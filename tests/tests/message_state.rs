@@ -671,3 +671,42 @@ async fn of_several_racing_identical_reactions_exactly_one_is_added() {
     api.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_resumed_stream_leaves_out_messages_deleted_meanwhile() {
+    let env = TestEnv::new();
+    let api = env.spawn_api().await;
+    let project = TestProject::create(&api, "resume").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let bob = project.add_agent(&api, "bob").await;
+    let gone = alice.send(&api, &project, Some(&bob), None, "oops").await;
+    let kept = alice.send(&api, &project, Some(&bob), None, "fine").await;
+    let (status, deleted) = alice
+        .update(&api, &alice.on_message(gone.id, EventBody::MessageDeleted))
+        .await;
+    assert_eq!(status, 201, "{deleted}");
+    // Wait until the deletion is in the read models, as a reader of the inbox would.
+    read(&bob, &api, gone.id, seq(&deleted)).await;
+
+    let response = api
+        .http
+        .get(format!(
+            "{}/v1/stream?since_seq={}",
+            api.url,
+            gone.seq.0 - 1
+        ))
+        .bearer_auth(bob.token.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    let mut events = response.bytes_stream().eventsource();
+    let first = events.next().await.unwrap().unwrap();
+    assert_eq!(
+        (first.event.as_str(), first.id.clone()),
+        ("new_message", kept.seq.0.to_string())
+    );
+    assert_eq!(events.next().await.unwrap().unwrap().event, "ready");
+
+    api.stop().await;
+    env.cleanup().await;
+}

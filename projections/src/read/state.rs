@@ -191,6 +191,31 @@ impl ReadModels {
         Ok(rows.into_iter().map(stored).collect())
     }
 
+    /// The agent's inbox in `(after, upto]` without deleted messages, oldest first, at most
+    /// `limit`: the backlog of a resumed stream, which pushes messages as the log holds
+    /// them (a deleted one has no content left to push).
+    pub async fn stream_backlog(
+        &self,
+        agent: AgentId,
+        after: Seq,
+        upto: Seq,
+        limit: u32,
+    ) -> Result<Vec<StoredJson>, ProjectionError> {
+        let rows = sqlx::query(
+            "SELECT m.seq, m.envelope::text AS envelope
+             FROM inbox_entries i JOIN messages m ON m.id = i.message_id
+             WHERE i.agent_id = $1 AND i.seq > $2 AND i.seq <= $3 AND m.deleted_seq IS NULL
+             ORDER BY i.seq LIMIT $4",
+        )
+        .bind(agent.as_uuid())
+        .bind(after.0.min(i64::MAX as u64) as i64)
+        .bind(upto.0.min(i64::MAX as u64) as i64)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(stored).collect())
+    }
+
     /// Who may see message `id` of `project`, if it is one.
     pub async fn audience(
         &self,
