@@ -83,12 +83,21 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
     match rejection {
         Rejection::WrongProject { .. }
         | Rejection::ActorIsNotCaller { .. }
-        | Rejection::NotAllowedForActor { .. } => StatusCode::FORBIDDEN,
+        | Rejection::NotAllowedForActor { .. }
+        | Rejection::NotTheSender(_) => StatusCode::FORBIDDEN,
         Rejection::ProjectAlreadyExists(_)
         | Rejection::AgentNameTaken(_)
         | Rejection::AgentIdTaken(_)
-        | Rejection::RevisionMismatch { .. } => StatusCode::CONFLICT,
-        Rejection::UnknownProject(_) | Rejection::KvKeyNotFound => StatusCode::NOT_FOUND,
+        | Rejection::RevisionMismatch { .. }
+        | Rejection::MessageDeleted(_)
+        | Rejection::AlreadyReacted(_)
+        | Rejection::AlreadyRead(_)
+        | Rejection::AlreadyPinned(_)
+        | Rejection::NotPinned(_) => StatusCode::CONFLICT,
+        Rejection::UnknownProject(_)
+        | Rejection::KvKeyNotFound
+        | Rejection::UnknownMessage(_)
+        | Rejection::ReactionNotFound(_) => StatusCode::NOT_FOUND,
         Rejection::ContentTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }

@@ -6,6 +6,10 @@
 //! the position. So every event after the position a subscriber saw reaches it through
 //! its receiver, and everything up to that position is in the log (and, once projected,
 //! in the read models) for the subscriber's backlog.
+//!
+//! Message-state events (`message_update`) go to whoever may read the message they name,
+//! which the event itself does not say: the hub asks the read models, which hold the
+//! message since before the update was decided.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,9 +17,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use nexysync_domain::event::{Actor, EventKind};
-use nexysync_domain::ids::{AgentId, ProjectId, Seq};
+use nexysync_domain::ids::{AgentId, EventId, ProjectId, Seq};
 use nexysync_domain::wire::sse;
 use nexysync_log::EventLog;
+use nexysync_projections::ReadModels;
 use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
 
@@ -26,8 +31,8 @@ pub struct HubEvent {
     pub actor: Option<AgentId>,
     /// The recipient, or `None` for everyone in the project.
     pub to: Option<AgentId>,
-    /// The SSE frame (`new_message`, `new_ref` or `kv_update`, id, `StoredEvent` JSON), encoded
-    /// once for every subscriber.
+    /// The SSE frame (`new_message`, `new_ref`, `kv_update` or `message_update`, id,
+    /// `StoredEvent` JSON), encoded once for every subscriber.
     pub frame: bytes::Bytes,
 }
 
@@ -62,6 +67,9 @@ struct Routing {
 struct RoutingMeta {
     #[serde(default)]
     to: Option<AgentId>,
+    /// The message a message-state event is about.
+    #[serde(default)]
+    message: Option<EventId>,
 }
 
 /// Shared handle on the hub.
@@ -70,6 +78,8 @@ pub struct Hub {
     state: Arc<Mutex<HubState>>,
     capacity: usize,
     shutdown: watch::Receiver<bool>,
+    /// Where the audience of a message-state event is looked up.
+    reads: ReadModels,
 }
 
 impl Hub {
@@ -77,6 +87,7 @@ impl Hub {
     /// buffer: a subscriber that falls further behind is told to catch up.
     pub async fn start(
         log: EventLog,
+        reads: ReadModels,
         capacity: usize,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self, nexysync_log::LogError> {
@@ -88,6 +99,7 @@ impl Hub {
             })),
             capacity,
             shutdown,
+            reads,
         };
         tokio::spawn(hub.clone().tail(log));
         Ok(hub)
@@ -138,7 +150,7 @@ impl Hub {
                         match next {
                             Ok(raw) => {
                                 backoff = Duration::from_millis(100);
-                                self.publish(log.prefix(), raw);
+                                self.publish(log.prefix(), raw).await;
                             }
                             Err(e) => {
                                 warn!(error = %e, "hub lost the log; resuming");
@@ -157,30 +169,8 @@ impl Hub {
         }
     }
 
-    fn publish(&self, prefix: &nexysync_log::Prefix, raw: nexysync_log::RawEvent) {
-        let event = serde_json::from_slice::<Routing>(&raw.payload)
-            .ok()
-            .and_then(|routing| {
-                let name = match routing.kind {
-                    EventKind::MessageSent => sse::NEW_MESSAGE,
-                    EventKind::KvSet | EventKind::KvDeleted => sse::KV_UPDATE,
-                    EventKind::RefShared => sse::NEW_REF,
-                    _ => return None,
-                };
-                let payload = std::str::from_utf8(&raw.payload).ok()?;
-                Some((
-                    prefix.project_of(&raw.subject)?,
-                    HubEvent {
-                        seq: raw.seq,
-                        actor: match routing.actor {
-                            Actor::Agent(id) => Some(id),
-                            Actor::Owner => None,
-                        },
-                        to: routing.meta.to,
-                        frame: crate::sse::stored_event_frame(name, raw.seq, payload),
-                    },
-                ))
-            });
+    async fn publish(&self, prefix: &nexysync_log::Prefix, raw: nexysync_log::RawEvent) {
+        let event = self.hub_event(prefix, &raw).await;
         let mut state = self.lock();
         if raw.seq > state.position {
             state.position = raw.seq;
@@ -193,5 +183,59 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// The frame and route of `raw`, if it is an event the streams carry.
+    async fn hub_event(
+        &self,
+        prefix: &nexysync_log::Prefix,
+        raw: &nexysync_log::RawEvent,
+    ) -> Option<(ProjectId, HubEvent)> {
+        let routing = serde_json::from_slice::<Routing>(&raw.payload).ok()?;
+        let project = prefix.project_of(&raw.subject)?;
+        let actor = match routing.actor {
+            Actor::Agent(id) => Some(id),
+            Actor::Owner => None,
+        };
+        let (name, to) = match routing.kind {
+            EventKind::MessageSent => (sse::NEW_MESSAGE, routing.meta.to),
+            EventKind::KvSet | EventKind::KvDeleted => (sse::KV_UPDATE, routing.meta.to),
+            EventKind::RefShared => (sse::NEW_REF, routing.meta.to),
+            EventKind::ReactionAdded
+            | EventKind::ReactionRemoved
+            | EventKind::MessageRead
+            | EventKind::MessagePinned
+            | EventKind::MessageUnpinned
+            | EventKind::MessageDeleted => {
+                let audience = match self.reads.audience(project, routing.meta.message?).await {
+                    Ok(audience) => audience?,
+                    Err(e) => {
+                        warn!(error = %e, seq = raw.seq.0, "no audience for a message update; not pushed");
+                        return None;
+                    }
+                };
+                // Only the sender and the recipient may act on a direct message: the
+                // update goes to the other one. A broadcast's goes to everyone else.
+                let to = audience.recipient.map(|recipient| {
+                    if actor == Some(audience.sender) {
+                        recipient
+                    } else {
+                        audience.sender
+                    }
+                });
+                (sse::MESSAGE_UPDATE, to)
+            }
+            _ => return None,
+        };
+        let payload = std::str::from_utf8(&raw.payload).ok()?;
+        Some((
+            project,
+            HubEvent {
+                seq: raw.seq,
+                actor,
+                to,
+                frame: crate::sse::stored_event_frame(name, raw.seq, payload),
+            },
+        ))
     }
 }

@@ -6,12 +6,15 @@
 //! (ADR 0004). Locks are striped: a fixed set of mutexes indexed by a hash of
 //! (project, key index), so no map grows with the number of keys. Two keys sharing a
 //! stripe only wait for each other, which is harmless.
+//!
+//! The same stripes serialise message-state writes per message (ADR 0005): a reaction,
+//! pin or deletion decides on the message's current state in the same way.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use nexysync_domain::crypto::BlindIndex;
-use nexysync_domain::ids::ProjectId;
+use nexysync_domain::ids::{EventId, ProjectId};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 const STRIPES: usize = 256;
@@ -38,7 +41,20 @@ impl KvLocks {
         let mut hasher = self.hasher.build_hasher();
         project.hash(&mut hasher);
         key_ix.as_str().hash(&mut hasher);
-        let stripe = (hasher.finish() % self.stripes.len() as u64) as usize;
+        self.stripe(hasher.finish()).await
+    }
+
+    /// Waits for, then holds, the lock of message `message` in `project`.
+    pub async fn lock_message(&self, project: ProjectId, message: EventId) -> OwnedMutexGuard<()> {
+        let mut hasher = self.hasher.build_hasher();
+        project.hash(&mut hasher);
+        "message".hash(&mut hasher);
+        message.as_uuid().hash(&mut hasher);
+        self.stripe(hasher.finish()).await
+    }
+
+    async fn stripe(&self, hash: u64) -> OwnedMutexGuard<()> {
+        let stripe = (hash % self.stripes.len() as u64) as usize;
         self.stripes[stripe].clone().lock_owned().await
     }
 }

@@ -4,12 +4,14 @@
 //! - [`settings`]: the typed settings the binary fills in.
 //! - `startup`: [`Application::build`] connects NATS and Postgres, migrates, binds;
 //!   [`Application::run_until_stopped`] serves until shutdown.
-//! - `routes/`: one file per resource (`projects`, `messages`, `refs`, `kv`, `stream`, `meta`, `health`).
+//! - `routes/`: one file per resource (`projects`, `messages`, `message_state`, `refs`, `kv`,
+//!   `stream`, `meta`, `health`).
 //! - `auth`: bearer tokens (agent tokens by hash, the admin token in constant time).
 //! - `error`: the one place errors become `{ "error": { "code", "message" } }`.
 //! - `write`: the write path: gather facts, `domain::decide::decide`, append to the log;
 //!   `kv_locks` serialises KV writes per key so compare-and-set holds (ADR 0004).
-//! - `hub`: one tail of the log per instance, fanned out in memory to SSE streams.
+//! - `hub`: one tail of the log per instance, fanned out in memory to SSE streams (message
+//!   updates routed by the message's audience, looked up in the read models; ADR 0005).
 //!
 //! # Invariants
 //! - Every query is scoped to the caller's project.

@@ -50,14 +50,15 @@ impl Application {
             .run_projectors
             .then(|| tokio::spawn(Projector::new(pool.clone(), log.clone()).run()));
         let (stop_background, stopped) = watch::channel(false);
-        let hub = Hub::start(log.clone(), settings.sse_buffer, stopped).await?;
+        let reads = ReadModels::new(pool);
+        let hub = Hub::start(log.clone(), reads.clone(), settings.sse_buffer, stopped).await?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("failed to listen on {}", settings.listen))?;
         let local_addr = listener.local_addr()?;
         let state = AppState {
             log,
-            reads: ReadModels::new(pool),
+            reads,
             projection,
             hub,
             tokens: TokenCache::default(),

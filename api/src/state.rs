@@ -32,7 +32,8 @@ pub struct AppState {
     pub last_appended: Arc<AtomicU64>,
     /// Serialises provisioning (project and agent registrations) in this instance.
     pub provisioning: Arc<tokio::sync::Mutex<()>>,
-    /// Serialises KV writes per key in this instance (compare-and-set).
+    /// Serialises KV writes per key, and message-state writes per message, in this
+    /// instance (ADR 0004, ADR 0005).
     pub kv_locks: crate::kv_locks::KvLocks,
 }
 

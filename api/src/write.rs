@@ -78,6 +78,19 @@ pub async fn submit(
         }
         None => None,
     };
+    // A message-state event decides on the message's current state (already reacted,
+    // pinned, deleted): like a KV write, hold the message's lock across gather, decide and
+    // append, with everything this instance knows of the log applied (ADR 0005).
+    let _message = match event.body.target_message() {
+        Some(message) => {
+            let guard = state.kv_locks.lock_message(project, message).await;
+            state
+                .wait_for_projection(Some(state.known_log_position()))
+                .await?;
+            Some(guard)
+        }
+        None => None,
+    };
     let mut known = gather(state, project, caller, caller_key, &event).await?;
     if known.something_missing {
         // It was perhaps appended a moment ago: look again once the read models caught up.
@@ -125,6 +138,37 @@ fn now_millis() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// The facts of a message-state event about `message`; the original answer when the
+/// event was already applied (a retry, decided on the state before it took effect).
+async fn gather_target(
+    state: &AppState,
+    facts: &mut WriteFacts,
+    event: &Envelope,
+    message: nexysync_domain::ids::EventId,
+    emoji_ix: Option<&BlindIndex>,
+) -> Result<Option<Appended>, ApiError> {
+    let Actor::Agent(caller) = facts.caller else {
+        // The owner writes no message state; decide refuses it by actor.
+        return Ok(None);
+    };
+    let found = state
+        .reads
+        .state_facts(facts.project, caller, event.id, message, emoji_ix)
+        .await?;
+    facts.target = found.target;
+    Ok(found
+        .already_applied
+        .filter(|(owner, _)| *owner == facts.project)
+        .map(|(_, seq)| {
+            facts.target = found.target.before(&event.body);
+            Appended {
+                id: event.id,
+                seq,
+                duplicate: true,
+            }
+        }))
 }
 
 async fn gather(
@@ -221,6 +265,24 @@ async fn gather(
                 .await?
                 .map(|c| c.revision);
             false
+        }
+        EventBody::ReactionAdded(reaction) | EventBody::ReactionRemoved(reaction) => {
+            already_applied = gather_target(
+                state,
+                &mut facts,
+                event,
+                reaction.message,
+                Some(&reaction.emoji_ix),
+            )
+            .await?;
+            facts.target.lookup == Lookup::Missing
+        }
+        EventBody::MessageRead(target)
+        | EventBody::MessagePinned(target)
+        | EventBody::MessageUnpinned(target)
+        | EventBody::MessageDeleted(target) => {
+            already_applied = gather_target(state, &mut facts, event, target.message, None).await?;
+            facts.target.lookup == Lookup::Missing
         }
     };
     Ok(Known {

@@ -31,6 +31,47 @@ pub enum Lookup {
     InAnotherProject,
 }
 
+/// Largest sealed content of a reaction: an emoji (or a short emoji sequence), not a
+/// message by another name.
+pub const MAX_EMOJI_SEALED_BYTES: usize = 256;
+
+/// What the server knows of the message a message-state event (reaction, read, pin,
+/// delete) names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TargetFacts {
+    /// `Found` only for a message of this project that the caller may read; anything
+    /// else is refused as unknown, so nobody learns which ids exist elsewhere.
+    pub lookup: Lookup,
+    pub sender: Option<AgentId>,
+    pub deleted: bool,
+    pub pinned: bool,
+    /// The caller already marked it read.
+    pub read_by_caller: bool,
+    /// The caller already reacted to it with the event's emoji (same `emoji_ix`).
+    pub caller_reacted: bool,
+}
+
+impl TargetFacts {
+    /// The facts as they were before `body` took effect: a retried event that the read
+    /// models already applied is decided as its first attempt was.
+    pub fn before(mut self, body: &EventBody) -> Self {
+        match body {
+            EventBody::ReactionAdded(_) => self.caller_reacted = false,
+            EventBody::ReactionRemoved(_) => self.caller_reacted = true,
+            EventBody::MessageRead(_) => self.read_by_caller = false,
+            EventBody::MessagePinned(_) => self.pinned = false,
+            EventBody::MessageUnpinned(_) => self.pinned = true,
+            _ => {}
+        }
+        if !matches!(body, EventBody::MessageRead(_)) {
+            // Nothing but a read mark applies to a deleted message, so before any other
+            // state event it was not deleted yet.
+            self.deleted = false;
+        }
+        self
+    }
+}
+
 /// What the server knows when it decides.
 #[derive(Debug, Clone)]
 pub struct WriteFacts {
@@ -52,6 +93,8 @@ pub struct WriteFacts {
     pub token_hash_taken: bool,
     /// For a KV write: the key's current revision, `None` when it is absent or expired.
     pub kv_revision: Option<u64>,
+    /// For a message-state event: the message it names.
+    pub target: TargetFacts,
     /// The server's clock, Unix milliseconds.
     pub now_ms: u64,
 }
@@ -70,6 +113,7 @@ impl WriteFacts {
             agent_id_taken: false,
             token_hash_taken: false,
             kv_revision: None,
+            target: TargetFacts::default(),
             now_ms,
         }
     }
@@ -130,6 +174,26 @@ pub enum Rejection {
     KvKeyNotFound,
     #[error("invalid line range {start_line}..={end_line}: start_line must be at least 1, end_line at least start_line, and the span at most {MAX_REF_LINES} lines")]
     InvalidLineRange { start_line: u32, end_line: u32 },
+    #[error("no message {0} that you may read")]
+    UnknownMessage(EventId),
+    #[error("only the sender of message {0} may delete it")]
+    NotTheSender(EventId),
+    #[error(
+        "message {0} was deleted; it can no longer be reacted to, pinned, unpinned or deleted"
+    )]
+    MessageDeleted(EventId),
+    #[error(
+        "you already reacted to message {0} with this emoji (a reaction_removed takes it back)"
+    )]
+    AlreadyReacted(EventId),
+    #[error("you have no reaction with this emoji on message {0}")]
+    ReactionNotFound(EventId),
+    #[error("you already marked message {0} read")]
+    AlreadyRead(EventId),
+    #[error("message {0} is already pinned")]
+    AlreadyPinned(EventId),
+    #[error("message {0} is not pinned")]
+    NotPinned(EventId),
 }
 
 impl Rejection {
@@ -158,6 +222,14 @@ impl Rejection {
             Self::RevisionMismatch { .. } => "revision_mismatch",
             Self::KvKeyNotFound => "key_not_found",
             Self::InvalidLineRange { .. } => "invalid_line_range",
+            Self::UnknownMessage(_) => "message_not_found",
+            Self::NotTheSender(_) => "not_the_sender",
+            Self::MessageDeleted(_) => "message_deleted",
+            Self::AlreadyReacted(_) => "already_reacted",
+            Self::ReactionNotFound(_) => "reaction_not_found",
+            Self::AlreadyRead(_) => "already_read",
+            Self::AlreadyPinned(_) => "already_pinned",
+            Self::NotPinned(_) => "not_pinned",
         }
     }
 }
@@ -325,7 +397,88 @@ pub fn decide(facts: &WriteFacts, event: &Envelope) -> Result<(), Rejection> {
             }
             Ok(())
         }
+        EventBody::ReactionAdded(reaction) => {
+            let target = readable_target(facts, event, reaction.message)?;
+            expect_sealed_fields(event, &[fields::EMOJI], &[])?;
+            if event.sealed_len() > MAX_EMOJI_SEALED_BYTES {
+                return Err(Rejection::ContentTooLarge {
+                    found: event.sealed_len(),
+                    limit: MAX_EMOJI_SEALED_BYTES,
+                });
+            }
+            not_deleted(target, reaction.message)?;
+            if target.caller_reacted {
+                return Err(Rejection::AlreadyReacted(reaction.message));
+            }
+            Ok(())
+        }
+        EventBody::ReactionRemoved(reaction) => {
+            let target = readable_target(facts, event, reaction.message)?;
+            expect_sealed_fields(event, &[], &[])?;
+            not_deleted(target, reaction.message)?;
+            if !target.caller_reacted {
+                return Err(Rejection::ReactionNotFound(reaction.message));
+            }
+            Ok(())
+        }
+        EventBody::MessageRead(read) => {
+            let target = readable_target(facts, event, read.message)?;
+            expect_sealed_fields(event, &[], &[])?;
+            // A deleted message may still be marked read: it stays in the inbox as a node.
+            if target.read_by_caller {
+                return Err(Rejection::AlreadyRead(read.message));
+            }
+            Ok(())
+        }
+        EventBody::MessagePinned(pinned) => {
+            let target = readable_target(facts, event, pinned.message)?;
+            expect_sealed_fields(event, &[], &[])?;
+            not_deleted(target, pinned.message)?;
+            if target.pinned {
+                return Err(Rejection::AlreadyPinned(pinned.message));
+            }
+            Ok(())
+        }
+        EventBody::MessageUnpinned(unpinned) => {
+            let target = readable_target(facts, event, unpinned.message)?;
+            expect_sealed_fields(event, &[], &[])?;
+            not_deleted(target, unpinned.message)?;
+            if !target.pinned {
+                return Err(Rejection::NotPinned(unpinned.message));
+            }
+            Ok(())
+        }
+        EventBody::MessageDeleted(deleted) => {
+            let target = readable_target(facts, event, deleted.message)?;
+            expect_sealed_fields(event, &[], &[])?;
+            if target.sender.map(Actor::Agent) != Some(event.actor) {
+                return Err(Rejection::NotTheSender(deleted.message));
+            }
+            not_deleted(target, deleted.message)
+        }
     }
+}
+
+/// A message-state event is signed by its agent and names a message of this project the
+/// agent may read.
+fn readable_target<'f>(
+    facts: &'f WriteFacts,
+    event: &Envelope,
+    message: EventId,
+) -> Result<&'f TargetFacts, Rejection> {
+    let caller_key = facts.caller_key.ok_or(Rejection::BadSignature)?;
+    verify(event, &caller_key)?;
+    if facts.target.lookup != Lookup::Found {
+        return Err(Rejection::UnknownMessage(message));
+    }
+    Ok(&facts.target)
+}
+
+fn not_deleted(target: &TargetFacts, message: EventId) -> Result<(), Rejection> {
+    if target.deleted {
+        return Err(Rejection::MessageDeleted(message));
+    }
+    Ok(())
 }
 
 /// Every sealed field of `event` is one of `allowed` (the required ones were checked).
@@ -758,6 +911,216 @@ mod tests {
         );
         let forged = ref_shared(&project, &alice, None, (1, 2)).sign(&SigningKey::generate());
         assert_eq!(decide(&facts, &forged), Err(Rejection::BadSignature));
+    }
+
+    fn on_message(
+        project: &Project,
+        from: &crate::test_support::Agent,
+        body: EventBody,
+    ) -> crate::event::Draft {
+        crate::event::Draft::new(project.id, Actor::Agent(from.id), body)
+    }
+
+    fn target(message: EventId) -> crate::event::MessageTarget {
+        crate::event::MessageTarget { message }
+    }
+
+    fn reaction(project: &Project, message: EventId, emoji: &str) -> crate::event::Reaction {
+        crate::event::Reaction {
+            message,
+            emoji_ix: crate::event::emoji_index(&project.keys, message, emoji),
+        }
+    }
+
+    /// Facts of `caller` about a readable message sent by `sender`.
+    fn facts_on(
+        project: &Project,
+        caller: &crate::test_support::Agent,
+        sender: &crate::test_support::Agent,
+    ) -> WriteFacts {
+        let mut facts = facts_for(project, caller);
+        facts.target = TargetFacts {
+            lookup: Lookup::Found,
+            sender: Some(sender.id),
+            ..TargetFacts::default()
+        };
+        facts
+    }
+
+    #[test]
+    fn a_reaction_to_a_readable_message_is_accepted_once_and_taken_back_once() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let bob = project.agent("bob");
+        let message = EventId::generate();
+        let added = on_message(
+            &project,
+            &bob,
+            EventBody::ReactionAdded(reaction(&project, message, "👍")),
+        )
+        .seal(&project.keys, fields::EMOJI, "👍".as_bytes())
+        .sign(&bob.key);
+        let removed = on_message(
+            &project,
+            &bob,
+            EventBody::ReactionRemoved(reaction(&project, message, "👍")),
+        )
+        .sign(&bob.key);
+        let mut facts = facts_on(&project, &bob, &alice);
+        assert_eq!(decide(&facts, &added), Ok(()));
+        assert_eq!(
+            decide(&facts, &removed),
+            Err(Rejection::ReactionNotFound(message))
+        );
+        facts.target.caller_reacted = true;
+        assert_eq!(
+            decide(&facts, &added),
+            Err(Rejection::AlreadyReacted(message))
+        );
+        assert_eq!(decide(&facts, &removed), Ok(()));
+    }
+
+    #[test]
+    fn a_reaction_without_its_sealed_emoji_or_with_a_long_one_is_refused() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let message = EventId::generate();
+        let facts = facts_on(&project, &alice, &alice);
+        let body = || EventBody::ReactionAdded(reaction(&project, message, "x"));
+        let bare = on_message(&project, &alice, body()).sign(&alice.key);
+        assert_eq!(
+            decide(&facts, &bare),
+            Err(Rejection::MissingSealedField(fields::EMOJI))
+        );
+        let long = on_message(&project, &alice, body())
+            .seal(
+                &project.keys,
+                fields::EMOJI,
+                &[b'x'; MAX_EMOJI_SEALED_BYTES],
+            )
+            .sign(&alice.key);
+        assert!(matches!(
+            decide(&facts, &long),
+            Err(Rejection::ContentTooLarge { .. })
+        ));
+        let removal_with_content = on_message(
+            &project,
+            &alice,
+            EventBody::ReactionRemoved(reaction(&project, message, "x")),
+        )
+        .seal(&project.keys, fields::EMOJI, b"x")
+        .sign(&alice.key);
+        assert_eq!(
+            decide(&facts, &removal_with_content),
+            Err(Rejection::UnexpectedSealedField(fields::EMOJI.into()))
+        );
+    }
+
+    #[test]
+    fn every_message_state_event_on_a_message_the_caller_may_not_read_is_refused_as_unknown() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let message = EventId::generate();
+        let bodies = [
+            EventBody::ReactionRemoved(reaction(&project, message, "x")),
+            EventBody::MessageRead(target(message)),
+            EventBody::MessagePinned(target(message)),
+            EventBody::MessageUnpinned(target(message)),
+            EventBody::MessageDeleted(target(message)),
+        ];
+        for lookup in [
+            Lookup::Missing,
+            Lookup::InAnotherProject,
+            Lookup::NotReferenced,
+        ] {
+            let mut facts = facts_on(&project, &alice, &alice);
+            facts.target.lookup = lookup;
+            facts.target.pinned = true;
+            facts.target.caller_reacted = true;
+            for body in bodies.clone() {
+                let event = on_message(&project, &alice, body).sign(&alice.key);
+                assert_eq!(
+                    decide(&facts, &event),
+                    Err(Rejection::UnknownMessage(message))
+                );
+            }
+        }
+        let facts = facts_on(&project, &alice, &alice);
+        let forged = on_message(&project, &alice, EventBody::MessageRead(target(message)))
+            .sign(&SigningKey::generate());
+        assert_eq!(decide(&facts, &forged), Err(Rejection::BadSignature));
+    }
+
+    #[test]
+    fn only_the_sender_deletes_and_only_once() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let bob = project.agent("bob");
+        let message = EventId::generate();
+        let by = |agent: &crate::test_support::Agent| {
+            on_message(&project, agent, EventBody::MessageDeleted(target(message))).sign(&agent.key)
+        };
+        let mut facts = facts_on(&project, &alice, &alice);
+        assert_eq!(decide(&facts, &by(&alice)), Ok(()));
+        facts.target.deleted = true;
+        assert_eq!(
+            decide(&facts, &by(&alice)),
+            Err(Rejection::MessageDeleted(message))
+        );
+        let facts = facts_on(&project, &bob, &alice);
+        assert_eq!(
+            decide(&facts, &by(&bob)),
+            Err(Rejection::NotTheSender(message))
+        );
+    }
+
+    #[test]
+    fn a_deleted_message_cannot_be_reacted_to_or_pinned_but_can_be_marked_read() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let bob = project.agent("bob");
+        let message = EventId::generate();
+        let mut facts = facts_on(&project, &bob, &alice);
+        facts.target.deleted = true;
+        let react = on_message(
+            &project,
+            &bob,
+            EventBody::ReactionAdded(reaction(&project, message, "🎉")),
+        )
+        .seal(&project.keys, fields::EMOJI, "🎉".as_bytes())
+        .sign(&bob.key);
+        for event in [
+            react,
+            on_message(&project, &bob, EventBody::MessagePinned(target(message))).sign(&bob.key),
+        ] {
+            assert_eq!(
+                decide(&facts, &event),
+                Err(Rejection::MessageDeleted(message))
+            );
+        }
+        let read =
+            on_message(&project, &bob, EventBody::MessageRead(target(message))).sign(&bob.key);
+        assert_eq!(decide(&facts, &read), Ok(()));
+        facts.target.read_by_caller = true;
+        assert_eq!(decide(&facts, &read), Err(Rejection::AlreadyRead(message)));
+    }
+
+    #[test]
+    fn a_message_is_pinned_then_unpinned_and_neither_twice() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let bob = project.agent("bob");
+        let message = EventId::generate();
+        let pin =
+            on_message(&project, &bob, EventBody::MessagePinned(target(message))).sign(&bob.key);
+        let unpin =
+            on_message(&project, &bob, EventBody::MessageUnpinned(target(message))).sign(&bob.key);
+        let mut facts = facts_on(&project, &bob, &alice);
+        assert_eq!(decide(&facts, &pin), Ok(()));
+        assert_eq!(decide(&facts, &unpin), Err(Rejection::NotPinned(message)));
+        facts.target.pinned = true;
+        assert_eq!(decide(&facts, &pin), Err(Rejection::AlreadyPinned(message)));
+        assert_eq!(decide(&facts, &unpin), Ok(()));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! - [`event`]: the envelope (version 1), event kinds, canonical signing bytes, the hash
 //!   chain and its verifier.
 //! - [`decide`]: the pure decision whether a signed event may be appended.
-//! - [`audit`]: the pure auditor of a project's log (authorship, chain, root of trust).
+//! - [`audit`]: the pure auditor of a project's log (authorship, chain, root of trust,
+//!   message-state events on messages of the log, deletions by their sender).
 //! - [`wire`]: the HTTP API's JSON shapes, shared by server and client.
 //!
 //! # Invariants

@@ -69,10 +69,44 @@ pub struct StoredEvent {
     pub event: Envelope,
 }
 
+/// A message as read back (inbox, one message, thread): its position, its envelope, and
+/// the state its reader sees. The state fields default when absent, so a
+/// [`StoredEvent`] reader still parses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageEntry {
+    pub seq: Seq,
+    /// The `message_sent` envelope. Once the message was deleted its `sealed` fields are
+    /// gone, so its signature no longer verifies: `deletion` is what proves the deletion.
+    pub event: Envelope,
+    /// Live `reaction_added` events on it, oldest first (emoji sealed; who = the actor).
+    #[serde(default)]
+    pub reactions: Vec<StoredEvent>,
+    #[serde(default)]
+    pub pinned: bool,
+    /// The reader marked it read (`message_read`).
+    #[serde(default)]
+    pub read_by_me: bool,
+    #[serde(default)]
+    pub deleted: bool,
+    /// The sender's signed `message_deleted`, when `deleted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion: Option<StoredEvent>,
+}
+
+impl MessageEntry {
+    /// The message as a plain stored event.
+    pub fn stored(&self) -> StoredEvent {
+        StoredEvent {
+            seq: self.seq,
+            event: self.event.clone(),
+        }
+    }
+}
+
 /// A page of an agent's inbox (direct messages to it and broadcasts), oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessagePage {
-    pub messages: Vec<StoredEvent>,
+    pub messages: Vec<MessageEntry>,
     /// Pass as `since_seq` to get the next page.
     pub next_since_seq: Seq,
     pub has_more: bool,
@@ -83,7 +117,8 @@ pub struct MessagePage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Thread {
     pub root: EventId,
-    pub messages: Vec<StoredEvent>,
+    /// Deleted messages stay as nodes (`deleted`, no content), so the thread holds together.
+    pub messages: Vec<MessageEntry>,
 }
 
 /// Who the token belongs to.
@@ -138,6 +173,13 @@ pub mod sse {
     /// A code reference for this agent (direct or broadcast) shared by another agent;
     /// `data` is a [`super::StoredEvent`] of kind `ref_shared`.
     pub const NEW_REF: &str = "new_ref";
+    /// Someone reacted to, took back a reaction from, marked read, pinned, unpinned or
+    /// deleted a message this agent may read; `data` is a [`super::StoredEvent`] of kind
+    /// `reaction_added`, `reaction_removed`, `message_read`, `message_pinned`,
+    /// `message_unpinned` or `message_deleted`, naming the message in `meta.message`.
+    /// Not sent to the agent who acted. Live only: a resumed stream does not replay these
+    /// (read the message again).
+    pub const MESSAGE_UPDATE: &str = "message_update";
     /// The stream fell behind and closes; reconnect with `Last-Event-ID` to catch up.
     /// `data` is a [`CatchUp`].
     pub const CATCH_UP: &str = "catch_up";

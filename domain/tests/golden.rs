@@ -12,6 +12,11 @@
 //!
 //! `ref_shared.v1.json` continues the chain at seq 6 in the same way (same actor, same
 //! fixed key); regenerate only it with `NEXYSYNC_BLESS_REF=1`.
+//!
+//! The message-state files ([`STATE_FILES`]: a reaction added and taken back, the message
+//! marked read, pinned, unpinned, then deleted by its sender) continue it at seq 7 to 12,
+//! all about the golden message (seq 3), same actor and key; regenerate only them with
+//! `NEXYSYNC_BLESS_STATE=1`.
 
 // A test: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -20,8 +25,9 @@ use std::path::PathBuf;
 
 use nexysync_domain::crypto::{AgentToken, ProjectKey, SigningKey};
 use nexysync_domain::event::{
-    fields, Actor, AgentRegistered, ChainLink, ChainVerifier, Draft, Envelope, EventBody,
-    KvDeleted, KvSet, MessageSent, ProjectCreated, RefShared, KV_NAMESPACE,
+    emoji_index, fields, Actor, AgentRegistered, ChainLink, ChainVerifier, Draft, Envelope,
+    EventBody, KvDeleted, KvSet, MessageSent, MessageTarget, ProjectCreated, Reaction, RefShared,
+    KV_NAMESPACE,
 };
 use nexysync_domain::ids::{AgentId, AgentName, ProjectId, ProjectName, Seq};
 
@@ -32,6 +38,16 @@ const FILES: [&str; 3] = [
 ];
 const KV_FILES: [&str; 2] = ["kv_set.v1.json", "kv_deleted.v1.json"];
 const REF_FILES: [&str; 1] = ["ref_shared.v1.json"];
+const STATE_FILES: [&str; 6] = [
+    "reaction_added.v1.json",
+    "reaction_removed.v1.json",
+    "message_read.v1.json",
+    "message_pinned.v1.json",
+    "message_unpinned.v1.json",
+    "message_deleted.v1.json",
+];
+/// The golden reaction's emoji.
+const GOLDEN_EMOJI: &str = "🚀";
 /// The signing key of the KV golden events (32-byte seed); it signs nothing else.
 const KV_AGENT_KEY: &str = "Z29sZGVuLWt2LWFnZW50LXNpZ25pbmcta2V5LTMyYiE=";
 /// The golden project's key; it protects nothing but these examples.
@@ -174,10 +190,50 @@ fn bless_ref() {
     std::fs::write(golden_dir().join(REF_FILES[0]), pretty + "\n").unwrap();
 }
 
+/// Builds the message-state events after the code reference, leaving every older file
+/// as it is.
+fn bless_state() {
+    let keys = ProjectKey::from_base64(PROJECT_KEY).unwrap().content_keys();
+    let mut older = load_files(&FILES);
+    older.extend(load_files(&KV_FILES));
+    older.extend(load_files(&REF_FILES));
+    let message = older[2].id;
+    let agent_key = SigningKey::from_base64(KV_AGENT_KEY).unwrap();
+    let reaction = Reaction {
+        message,
+        emoji_ix: emoji_index(&keys, message, GOLDEN_EMOJI),
+    };
+    let target = MessageTarget { message };
+    let bodies = [
+        EventBody::ReactionAdded(reaction.clone()),
+        EventBody::ReactionRemoved(reaction),
+        EventBody::MessageRead(target.clone()),
+        EventBody::MessagePinned(target.clone()),
+        EventBody::MessageUnpinned(target.clone()),
+        EventBody::MessageDeleted(target),
+    ];
+    let mut last = older[5].clone();
+    for (i, (file, body)) in STATE_FILES.iter().zip(bodies).enumerate() {
+        let mut draft = Draft::new(last.project, last.actor, body);
+        if i == 0 {
+            draft = draft.seal(&keys, fields::EMOJI, GOLDEN_EMOJI.as_bytes());
+        }
+        let mut event = draft.sign(&agent_key);
+        event.prev = Some(ChainLink {
+            seq: Seq(6 + i as u64),
+            hash: last.hash(),
+        });
+        let pretty = serde_json::to_string_pretty(&event).unwrap();
+        std::fs::write(golden_dir().join(file), pretty + "\n").unwrap();
+        last = event;
+    }
+}
+
 fn load() -> Vec<Envelope> {
     let mut events = load_files(&FILES);
     events.extend(load_files(&KV_FILES));
     events.extend(load_files(&REF_FILES));
+    events.extend(load_files(&STATE_FILES));
     events
 }
 
@@ -202,6 +258,9 @@ fn golden_events_parse_verify_chain_and_open() {
     }
     if std::env::var("NEXYSYNC_BLESS_REF").is_ok_and(|v| v == "1") {
         bless_ref();
+    }
+    if std::env::var("NEXYSYNC_BLESS_STATE").is_ok_and(|v| v == "1") {
+        bless_state();
     }
     let events = load();
     let EventBody::ProjectCreated(created) = &events[0].body else {
@@ -250,11 +309,37 @@ fn golden_events_parse_verify_chain_and_open() {
     assert_eq!(path, b"src/golden.rs");
     let snippet = events[5].open(&keys, fields::SNIPPET).unwrap().unwrap();
     assert_eq!(snippet, b"fn golden() -> u32 {\n    42\n}");
+
+    let message = events[2].id;
+    for event in &events[6..12] {
+        event.verify_signature(&kv_key).unwrap();
+        assert_eq!(event.body.target_message(), Some(message));
+    }
+    let EventBody::ReactionAdded(added) = &events[6].body else {
+        panic!("the seventh golden event adds a reaction")
+    };
+    assert_eq!(added.emoji_ix, emoji_index(&keys, message, GOLDEN_EMOJI));
+    let emoji = events[6].open(&keys, fields::EMOJI).unwrap().unwrap();
+    assert_eq!(emoji, GOLDEN_EMOJI.as_bytes());
+    let EventBody::ReactionRemoved(removed) = &events[7].body else {
+        panic!("the eighth golden event takes the reaction back")
+    };
+    assert_eq!(removed.emoji_ix, added.emoji_ix);
+    assert!(events[7].sealed.is_empty());
+    assert!(matches!(events[8].body, EventBody::MessageRead(_)));
+    assert!(matches!(events[9].body, EventBody::MessagePinned(_)));
+    assert!(matches!(events[10].body, EventBody::MessageUnpinned(_)));
+    assert!(matches!(events[11].body, EventBody::MessageDeleted(_)));
 }
 
 #[test]
 fn golden_events_keep_their_exact_shape() {
-    for (file, event) in FILES.iter().chain(&KV_FILES).chain(&REF_FILES).zip(load()) {
+    let files = FILES
+        .iter()
+        .chain(&KV_FILES)
+        .chain(&REF_FILES)
+        .chain(&STATE_FILES);
+    for (file, event) in files.zip(load()) {
         let text = std::fs::read_to_string(golden_dir().join(file)).unwrap();
         let again = serde_json::to_string_pretty(&event).unwrap() + "\n";
         assert_eq!(text, again, "{file} no longer serialises as stored");

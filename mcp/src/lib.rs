@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`key_file`]: the agent's key file (`.nexysync/key`, mode 0600): load, write, discover.
 //! - [`client`]: the API client: seals and signs what it sends; verifies (owner-signed
-//!   registrations, sender signatures, project, hash chain) and opens what it receives;
+//!   registrations, sender signatures, project, hash chain; reactions and deletions) and
+//!   opens what it receives;
 //!   the live SSE stream with reconnects, a buffer and a delivery cursor.
 //! - [`server`]: the MCP server ([`NexySyncMcp`]): tools `ns_auth`, `ns_message`, `ns_kv` and `ns_ref`,
 //!   structured answers, errors as `isError` results.

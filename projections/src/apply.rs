@@ -1,5 +1,6 @@
 //! Applying events to the read models, inside the batch's transaction: provisioning,
-//! KV and code-reference events one by one, runs of consecutive messages in one statement each.
+//! KV, code-reference and message-state events one by one, runs of consecutive messages
+//! in one statement each.
 //!
 //! Every statement is guarded so that an event the log holds but the read models cannot
 //! place (an agent of an unknown project, a message from an unknown agent) is skipped
@@ -195,6 +196,14 @@ pub(crate) async fn apply(
             if inserted.rows_affected() == 0 {
                 warn!(seq, "ref_shared skipped: unknown agent or already applied");
             }
+        }
+        EventBody::ReactionAdded(_)
+        | EventBody::ReactionRemoved(_)
+        | EventBody::MessageRead(_)
+        | EventBody::MessagePinned(_)
+        | EventBody::MessageUnpinned(_)
+        | EventBody::MessageDeleted(_) => {
+            crate::apply_state::apply_message_state(conn, seq, event, raw).await?;
         }
     }
     Ok(())

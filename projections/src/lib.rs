@@ -10,15 +10,17 @@
 //! - [`ProjectionWatch`]: how far the read models are, and bounded waits for
 //!   read-your-writes.
 //! - [`ReadModels`]: scoped queries (inbox, message, thread, agents, tokens, KV entries,
-//!   code references).
+//!   code references, message state: reactions, read marks, pins, deletions).
 //!
 //! # Invariants
 //! - Each event takes effect exactly once, across crashes and restarts.
-//! - Content stays sealed: rows hold the envelope as stored in the log.
+//! - Content stays sealed: rows hold the envelope as stored in the log, except that a
+//!   deleted message's envelope loses its sealed fields (and its reactions go).
 //! - Schemas come only from migrations, and read models of another version are never
 //!   migrated in place: they are rebuilt beside the live ones (see `db`).
 
 mod apply;
+mod apply_state;
 pub mod db;
 mod error;
 mod projector;
@@ -29,7 +31,8 @@ mod watch;
 pub use error::ProjectionError;
 pub use projector::{Projector, CHECKPOINT_CHANNEL, MAX_BATCH, READ_MODELS};
 pub use read::{
-    AgentRecord, KvCurrent, KvRow, MessageFacts, ReadModels, RefFacts, StoredJson, TokenOwner,
+    AgentRecord, Audience, KvCurrent, KvRow, MessageFacts, MessageState, ReadModels, RefFacts,
+    StateFacts, StoredJson, TokenOwner,
 };
 pub use rebuild::{rebuild, status, ReadModelStatus, RebuildProgress, RebuildReport};
 pub use watch::ProjectionWatch;

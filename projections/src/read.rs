@@ -11,8 +11,10 @@ use crate::ProjectionError;
 
 mod kv;
 mod refs;
+mod state;
 pub use kv::{KvCurrent, KvRow};
 pub use refs::RefFacts;
+pub use state::{Audience, MessageState, StateFacts};
 
 /// An event as stored: its sequence and the envelope's JSON text.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use base64::Engine;
 use nexysync_domain::crypto::{ContentKeys, PublicKey};
-use nexysync_domain::event::{fields, Actor, Envelope, EventBody, EventHash};
+use nexysync_domain::event::{emoji_index, fields, Actor, Envelope, EventBody, EventHash};
 use nexysync_domain::ids::{AgentId, ProjectId, Seq};
 use nexysync_mcp::{KeyFile, KeyFileError};
 use serde_json::{json, Map, Value};
@@ -291,6 +291,53 @@ fn write_text(
                 Opened::Absent => writeln!(out, "  [no snippet]"),
             }
         }
+        EventBody::ReactionAdded(reaction) => {
+            let who = actor_name(auditor, event.actor);
+            let emoji = match open(event, keys, fields::EMOJI) {
+                Opened::Text(emoji)
+                    if emoji_index(keys, reaction.message, &emoji) == reaction.emoji_ix =>
+                {
+                    printable(&emoji)
+                }
+                Opened::Text(emoji) => {
+                    format!("{} [does not match its emoji_ix]", printable(&emoji))
+                }
+                Opened::Binary(bytes) => format!("[emoji: {} bytes, not UTF-8]", bytes.len()),
+                Opened::Unopenable(why) => {
+                    format!("[emoji does not open with this project key: {why}]")
+                }
+                Opened::Absent => "[no emoji]".into(),
+            };
+            writeln!(
+                out,
+                "#{seq} {when} {who} reacted {emoji} to {}",
+                reaction.message
+            )
+        }
+        EventBody::ReactionRemoved(reaction) => writeln!(
+            out,
+            "#{seq} {when} {} took back reaction {} from {}",
+            actor_name(auditor, event.actor),
+            reaction.emoji_ix.as_str(),
+            reaction.message
+        ),
+        EventBody::MessageRead(target)
+        | EventBody::MessagePinned(target)
+        | EventBody::MessageUnpinned(target)
+        | EventBody::MessageDeleted(target) => {
+            let verb = match event.body {
+                EventBody::MessageRead(_) => "marked read",
+                EventBody::MessagePinned(_) => "pinned",
+                EventBody::MessageUnpinned(_) => "unpinned",
+                _ => "deleted",
+            };
+            writeln!(
+                out,
+                "#{seq} {when} {} {verb} message {}",
+                actor_name(auditor, event.actor),
+                target.message
+            )
+        }
     }
 }
 
@@ -385,6 +432,24 @@ fn write_jsonl(
             ] {
                 insert_opened(&mut line, field, open(event, keys, field));
             }
+        }
+        EventBody::ReactionAdded(reaction) | EventBody::ReactionRemoved(reaction) => {
+            line.insert("message".into(), reaction.message.to_string().into());
+            line.insert("emoji_ix".into(), reaction.emoji_ix.as_str().into());
+            let opened = open(event, keys, fields::EMOJI);
+            if let Opened::Text(emoji) = &opened {
+                line.insert(
+                    "emoji_matches_index".into(),
+                    (emoji_index(keys, reaction.message, emoji) == reaction.emoji_ix).into(),
+                );
+            }
+            insert_opened(&mut line, fields::EMOJI, opened);
+        }
+        EventBody::MessageRead(target)
+        | EventBody::MessagePinned(target)
+        | EventBody::MessageUnpinned(target)
+        | EventBody::MessageDeleted(target) => {
+            line.insert("message".into(), target.message.to_string().into());
         }
     }
     serde_json::to_writer(&mut *out, &Value::Object(line))?;

@@ -13,6 +13,7 @@ pub mod agents;
 pub mod kv;
 pub mod processes;
 pub mod refs;
+pub mod state;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -466,3 +466,156 @@ async fn a_replay_with_keys_that_trust_another_owner_is_refused() {
     assert!(run.stdout.is_empty(), "nothing printed: {}", run.stdout);
     env.cleanup().await;
 }
+
+/// Appends alice's reaction, read mark, pin, unpin and deletion of her first message.
+async fn append_message_state(
+    seeded: &mut Seeded,
+    log: &EventLog,
+) -> nexysync_domain::ids::EventId {
+    use nexysync_domain::event::{emoji_index, MessageTarget, Reaction};
+    let message = log
+        .read_project(seeded.id, Seq(seeded.seqs[3].0 - 1))
+        .await
+        .unwrap();
+    let message = futures::StreamExt::next(&mut Box::pin(message))
+        .await
+        .unwrap()
+        .unwrap()
+        .envelope()
+        .unwrap()
+        .id;
+    let keys = seeded.key.content_keys();
+    let reaction = Reaction {
+        message,
+        emoji_ix: emoji_index(&keys, message, "🚀"),
+    };
+    let target = MessageTarget { message };
+    for body in [
+        EventBody::ReactionAdded(reaction.clone()),
+        EventBody::ReactionRemoved(reaction),
+        EventBody::MessageRead(target.clone()),
+        EventBody::MessagePinned(target.clone()),
+        EventBody::MessageUnpinned(target.clone()),
+        EventBody::MessageDeleted(target),
+    ] {
+        let mut draft = Draft::new(seeded.id, Actor::Agent(seeded.alice.0), body.clone());
+        if matches!(body, EventBody::ReactionAdded(_)) {
+            draft = draft.seal(&keys, fields::EMOJI, "🚀".as_bytes());
+        }
+        let event = draft.sign(&seeded.alice.1);
+        seeded.seqs.push(log.append(event).await.unwrap().seq);
+    }
+    message
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactions_reads_pins_and_a_deletion_verify_and_replay_decrypted() {
+    let env = TestEnv::new();
+    let log = env.log().await;
+    let mut seeded = Seeded::new(&log).await;
+    let message = append_message_state(&mut seeded, &log).await;
+    let envs = seeded.envs(&env);
+    let events = seeded.seqs.len();
+    let printed = nexysync(&["audit", "verify", "--project", "audited"], &envs).await;
+    assert!(printed.contains(&format!("events: {events}")), "{printed}");
+
+    let root = tempfile::tempdir().unwrap();
+    let key_file = root.path().join("key");
+    seeded.write_key_file(&key_file);
+    let key_arg = key_file.to_str().unwrap();
+    let jsonl = nexysync(
+        &[
+            "audit",
+            "replay",
+            "--key-file",
+            key_arg,
+            "--format",
+            "jsonl",
+        ],
+        &envs,
+    )
+    .await;
+    let replayed: Vec<Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let state = &replayed[events - 6..];
+    let kinds: Vec<&str> = state.iter().map(|l| l["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "reaction_added",
+            "reaction_removed",
+            "message_read",
+            "message_pinned",
+            "message_unpinned",
+            "message_deleted"
+        ]
+    );
+    assert_eq!(state[0]["emoji"], "🚀");
+    assert_eq!(state[0]["emoji_matches_index"], true);
+    assert_eq!(state[1]["emoji_ix"], state[0]["emoji_ix"]);
+    for line in state {
+        assert_eq!(line["message"], message.to_string());
+        assert_eq!(line["actor_name"], "alice");
+    }
+    let text = nexysync(&["audit", "replay", "--key-file", key_arg], &envs).await;
+    assert!(
+        text.contains(&format!("alice reacted 🚀 to {message}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("alice deleted message {message}")),
+        "{text}"
+    );
+    // The log keeps what was said: the auditor still reads the deleted message's body.
+    assert!(text.contains("| audit body 0"), "{text}");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_appended_for_another_agent_than_the_sender_is_caught() {
+    let env = TestEnv::new();
+    let log = env.log().await;
+    let seeded = Seeded::new(&log).await;
+    // Mallory is registered by the owner; her deletion of alice's message is well signed,
+    // but the API would never have appended it.
+    let mallory = (AgentId::generate(), SigningKey::generate());
+    let registered = Draft::new(
+        seeded.id,
+        Actor::Owner,
+        EventBody::AgentRegistered(AgentRegistered {
+            agent: mallory.0,
+            name: AgentName::parse("mallory").unwrap(),
+            signing_key: mallory.1.public_key(),
+            token_hash: AgentToken::generate().hash(),
+        }),
+    )
+    .sign(&seeded.owner);
+    log.append(registered).await.unwrap();
+    let first = log
+        .read_project(seeded.id, Seq(seeded.seqs[3].0 - 1))
+        .await
+        .unwrap();
+    let message = futures::StreamExt::next(&mut Box::pin(first))
+        .await
+        .unwrap()
+        .unwrap()
+        .envelope()
+        .unwrap()
+        .id;
+    let deletion = Draft::new(
+        seeded.id,
+        Actor::Agent(mallory.0),
+        EventBody::MessageDeleted(nexysync_domain::event::MessageTarget { message }),
+    )
+    .sign(&mallory.1);
+    let seq = log.append(deletion).await.unwrap().seq;
+    let run = nexysync_output(
+        &["audit", "verify", "--project", &seeded.id.to_string()],
+        &seeded.envs(&env),
+    )
+    .await;
+    assert_caught_at(&run, seq.0, "is not its sender");
+    env.cleanup().await;
+}

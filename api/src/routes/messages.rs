@@ -1,4 +1,6 @@
-//! Messages: send, inbox, read one, read its thread.
+//! Messages: send, inbox, read one, read its thread. Every message answered carries the
+//! state its reader sees (reactions, pinned, read by me, deleted); see `message_state`
+//! for the writes that change it.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -6,13 +8,14 @@ use axum::Json;
 use nexysync_domain::event::Envelope;
 use nexysync_domain::ids::{EventId, Seq};
 use nexysync_domain::wire::Appended;
+use nexysync_projections::{StoredJson, TokenOwner};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AgentAuth;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::paging::PageRequest;
-use crate::raw::{self, RawStoredEvent};
+use crate::raw::RawStoredEvent;
 use crate::state::AppState;
 use crate::write::{submit_as_agent, write_status};
 
@@ -31,12 +34,56 @@ pub struct InboxQuery {
     since_seq: Option<Seq>,
     limit: Option<u32>,
     min_seq: Option<Seq>,
+    /// Only messages the caller has not marked read.
+    #[serde(default)]
+    unread_only: bool,
+}
+
+/// `domain::wire::MessageEntry` with envelopes as stored.
+#[derive(Debug, Serialize)]
+pub struct RawMessageEntry {
+    seq: Seq,
+    event: Box<serde_json::value::RawValue>,
+    reactions: Vec<RawStoredEvent>,
+    pinned: bool,
+    read_by_me: bool,
+    deleted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deletion: Option<RawStoredEvent>,
+}
+
+/// The messages `rows` with the state `me` sees of each.
+async fn entries(
+    state: &AppState,
+    me: &TokenOwner,
+    rows: Vec<StoredJson>,
+) -> Result<Vec<RawMessageEntry>, ApiError> {
+    let seqs: Vec<Seq> = rows.iter().map(|row| row.seq).collect();
+    let mut states = state
+        .reads
+        .message_states(me.project, me.agent, &seqs)
+        .await?;
+    rows.into_iter()
+        .map(|row| {
+            let message = states.remove(&row.seq).unwrap_or_default();
+            let stored = RawStoredEvent::try_from(row)?;
+            Ok(RawMessageEntry {
+                seq: stored.seq,
+                event: stored.event,
+                reactions: crate::raw::all(message.reactions)?,
+                pinned: message.pinned,
+                read_by_me: message.read_by_me,
+                deleted: message.deletion.is_some(),
+                deletion: message.deletion.map(RawStoredEvent::try_from).transpose()?,
+            })
+        })
+        .collect()
 }
 
 /// `domain::wire::MessagePage` with envelopes as stored.
 #[derive(Debug, Serialize)]
 pub struct RawMessagePage {
-    messages: Vec<RawStoredEvent>,
+    messages: Vec<RawMessageEntry>,
     next_since_seq: Seq,
     has_more: bool,
 }
@@ -49,13 +96,20 @@ pub async fn inbox(
 ) -> Result<Json<RawMessagePage>, ApiError> {
     state.wait_for_projection(query.min_seq).await?;
     let page = PageRequest::new(query.since_seq, query.limit)?;
-    let rows = state
-        .reads
-        .inbox(me.agent, page.since, page.fetch())
-        .await?;
+    let rows = if query.unread_only {
+        state
+            .reads
+            .inbox_unread(me.agent, page.since, page.fetch())
+            .await?
+    } else {
+        state
+            .reads
+            .inbox(me.agent, page.since, page.fetch())
+            .await?
+    };
     let (rows, next_since_seq, has_more) = page.split(rows);
     Ok(Json(RawMessagePage {
-        messages: raw::all(rows)?,
+        messages: entries(&state, &me, rows).await?,
         next_since_seq,
         has_more,
     }))
@@ -66,7 +120,7 @@ pub struct ReadQuery {
     min_seq: Option<Seq>,
 }
 
-fn message_id(text: &str) -> Result<EventId, ApiError> {
+pub(super) fn message_id(text: &str) -> Result<EventId, ApiError> {
     EventId::parse(text).map_err(|e| ApiError::InvalidRequest(format!("message id: {e}")))
 }
 
@@ -83,7 +137,7 @@ pub async fn read(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<ReadQuery>,
-) -> Result<Json<RawStoredEvent>, ApiError> {
+) -> Result<Json<RawMessageEntry>, ApiError> {
     let id = message_id(&id)?;
     state.wait_for_projection(query.min_seq).await?;
     let stored = state
@@ -91,14 +145,17 @@ pub async fn read(
         .message_for(me.project, me.agent, id)
         .await?
         .ok_or_else(|| message_not_found(id))?;
-    Ok(Json(stored.try_into()?))
+    let mut one = entries(&state, &me, vec![stored]).await?;
+    one.pop()
+        .map(Json)
+        .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("a message without its entry")))
 }
 
 /// `domain::wire::Thread` with envelopes as stored.
 #[derive(Debug, Serialize)]
 pub struct RawThread {
     root: EventId,
-    messages: Vec<RawStoredEvent>,
+    messages: Vec<RawMessageEntry>,
 }
 
 /// `GET /v1/messages/{id}/thread`
@@ -117,6 +174,6 @@ pub async fn thread(
         .ok_or_else(|| message_not_found(id))?;
     Ok(Json(RawThread {
         root,
-        messages: raw::all(rows)?,
+        messages: entries(&state, &me, rows).await?,
     }))
 }

@@ -2,6 +2,7 @@
 
 mod health;
 mod kv;
+mod message_state;
 mod messages;
 mod meta;
 mod projects;
@@ -31,6 +32,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages", post(messages::send).get(messages::inbox))
         .route("/v1/messages/{id}", get(messages::read))
         .route("/v1/messages/{id}/thread", get(messages::thread))
+        .route("/v1/messages/{id}/reactions", post(message_state::react))
+        .route("/v1/messages/{id}/read", post(message_state::read))
+        .route("/v1/messages/{id}/pin", post(message_state::pin))
+        .route("/v1/messages/{id}/unpin", post(message_state::unpin))
+        .route("/v1/messages/{id}/delete", post(message_state::delete))
         .route("/v1/refs", post(refs::share).get(refs::list))
         .route("/v1/refs/{id}", get(refs::read))
         .route("/v1/kv", put(kv::set).get(kv::list))

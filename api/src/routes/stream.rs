@@ -2,7 +2,8 @@
 //!
 //! A connection with a cursor (`Last-Event-ID` or `?since_seq=`) first gets everything it
 //! missed from the read models, then the hub's live events, with no gap and no duplicate
-//! (see `hub` for the ordering contract). Then `ready`, then live events. A reader that
+//! (see `hub` for the ordering contract), leaving out messages deleted since (they have
+//! no content left). Then `ready`, then live events. A reader that
 //! falls more than the buffer behind gets `catch_up` and the connection closes.
 
 use std::convert::Infallible;
@@ -70,7 +71,7 @@ pub async fn subscribe(
             }
             let mut from = after;
             loop {
-                match state.reads.inbox_between(agent, from, position, BACKLOG_PAGE).await {
+                match state.reads.stream_backlog(agent, from, position, BACKLOG_PAGE).await {
                     Ok(rows) => {
                         let full = rows.len() == BACKLOG_PAGE as usize;
                         for row in rows {

@@ -48,6 +48,14 @@ pub enum AuditError {
     },
     #[error("event at seq {seq} repeats event {id}, already in the log at seq {first}")]
     EventRepeated { seq: Seq, id: EventId, first: Seq },
+    #[error("event at seq {seq} is about message {message}, which is not earlier in this log")]
+    UnknownTargetMessage { seq: Seq, message: EventId },
+    #[error("event at seq {seq} deletes message {message}, but {actor} is not its sender")]
+    DeletedByAnotherAgent {
+        seq: Seq,
+        message: EventId,
+        actor: Actor,
+    },
 }
 
 impl AuditError {
@@ -65,7 +73,9 @@ impl AuditError {
             | Self::UnregisteredActor { seq, .. }
             | Self::ForgedSignature { seq, .. }
             | Self::AgentRegisteredAgain { seq, .. }
-            | Self::EventRepeated { seq, .. } => *seq,
+            | Self::EventRepeated { seq, .. }
+            | Self::UnknownTargetMessage { seq, .. }
+            | Self::DeletedByAnotherAgent { seq, .. } => *seq,
             Self::Chain(chain) => chain.seq(),
         }
     }
@@ -89,6 +99,8 @@ impl AuditError {
             Self::ForgedSignature { .. } => "forged_signature",
             Self::AgentRegisteredAgain { .. } => "agent_registered_again",
             Self::EventRepeated { .. } => "event_repeated",
+            Self::UnknownTargetMessage { .. } => "unknown_target_message",
+            Self::DeletedByAnotherAgent { .. } => "deleted_by_another_agent",
         }
     }
 }

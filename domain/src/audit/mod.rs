@@ -11,10 +11,12 @@
 //! - every agent event is signed by the key registered for its actor earlier in the log;
 //! - the hash chain holds from the first event ([`ChainVerifier::from_genesis`]), so a
 //!   dropped, inserted, changed or reordered event is caught at the event after it;
-//! - no event id appears twice (a replayed event would carry a valid signature).
+//! - no event id appears twice (a replayed event would carry a valid signature);
+//! - a reaction, read mark, pin or deletion names a message earlier in this log, and a
+//!   deletion is by that message's sender.
 //!
-//! It is pure and holds only the registered keys, the chain head and one entry per event
-//! id seen (about 40 bytes per event), never the events themselves, so a caller can
+//! It is pure and holds only the registered keys, the chain head, one entry per event id
+//! seen (about 40 bytes per event) and each message's sender, never the events themselves, so a caller can
 //! stream a project of any length through it. After an error the auditor's state is
 //! unspecified: stop there.
 
@@ -64,6 +66,8 @@ pub struct ProjectAuditor {
     owner_key: Option<PublicKey>,
     agents: HashMap<AgentId, RegisteredAgent>,
     seen: HashMap<EventId, Seq>,
+    /// The sender of every message seen, for the rules on message-state events.
+    senders: HashMap<EventId, AgentId>,
     chain: ChainVerifier,
     first_seq: Option<Seq>,
     last_seq: Option<Seq>,
@@ -79,6 +83,7 @@ impl ProjectAuditor {
             owner_key: None,
             agents: HashMap::new(),
             seen: HashMap::new(),
+            senders: HashMap::new(),
             chain: ChainVerifier::from_genesis(),
             first_seq: None,
             last_seq: None,
@@ -186,11 +191,47 @@ impl ProjectAuditor {
                 );
                 Ok(())
             }
-            EventBody::MessageSent(_)
-            | EventBody::KvSet(_)
-            | EventBody::KvDeleted(_)
-            | EventBody::RefShared(_) => self.check_agent_signature(seq, event, signed),
+            EventBody::MessageSent(_) => {
+                self.check_agent_signature(seq, event, signed)?;
+                if let Actor::Agent(sender) = event.actor {
+                    self.senders.insert(event.id, sender);
+                }
+                Ok(())
+            }
+            EventBody::KvSet(_) | EventBody::KvDeleted(_) | EventBody::RefShared(_) => {
+                self.check_agent_signature(seq, event, signed)
+            }
+            EventBody::ReactionAdded(_)
+            | EventBody::ReactionRemoved(_)
+            | EventBody::MessageRead(_)
+            | EventBody::MessagePinned(_)
+            | EventBody::MessageUnpinned(_)
+            | EventBody::MessageDeleted(_) => {
+                self.check_agent_signature(seq, event, signed)?;
+                self.check_target(seq, event)
+            }
         }
+    }
+
+    /// A message-state event names a message of this log; a deletion is by its sender.
+    fn check_target(&self, seq: Seq, event: &Envelope) -> Result<(), AuditError> {
+        let Some(message) = event.body.target_message() else {
+            return Ok(());
+        };
+        let sender = self
+            .senders
+            .get(&message)
+            .ok_or(AuditError::UnknownTargetMessage { seq, message })?;
+        if matches!(event.body, EventBody::MessageDeleted(_))
+            && event.actor != Actor::Agent(*sender)
+        {
+            return Err(AuditError::DeletedByAnotherAgent {
+                seq,
+                message,
+                actor: event.actor,
+            });
+        }
+        Ok(())
     }
 
     fn expect_owner(&self, seq: Seq, event: &Envelope) -> Result<(), AuditError> {

@@ -374,3 +374,117 @@ fn a_ref_signed_by_another_key_is_caught() {
         Err(AuditError::ForgedSignature { seq: s, .. }) if s == seq
     ));
 }
+
+fn on(project: &Project, actor: &Agent, signer: &SigningKey, body: EventBody) -> Envelope {
+    let mut draft = Draft::new(project.id, Actor::Agent(actor.id), body.clone());
+    if let EventBody::ReactionAdded(_) = body {
+        draft = draft.seal(&project.keys, crate::event::fields::EMOJI, "👍".as_bytes());
+    }
+    draft.sign(signer)
+}
+
+fn every_state_event(project: &Project, message: EventId) -> Vec<EventBody> {
+    use crate::event::{emoji_index, MessageTarget, Reaction};
+    let reaction = Reaction {
+        message,
+        emoji_ix: emoji_index(&project.keys, message, "👍"),
+    };
+    let target = MessageTarget { message };
+    vec![
+        EventBody::ReactionAdded(reaction.clone()),
+        EventBody::ReactionRemoved(reaction),
+        EventBody::MessageRead(target.clone()),
+        EventBody::MessagePinned(target.clone()),
+        EventBody::MessageUnpinned(target.clone()),
+        EventBody::MessageDeleted(target),
+    ]
+}
+
+#[test]
+fn reactions_reads_pins_and_a_deletion_by_the_sender_pass_the_audit() {
+    let mut log = Log::with_messages(1);
+    let message = log.events[2].1.id;
+    let bodies = every_state_event(&log.project, message);
+    for body in bodies {
+        let event = on(&log.project, &log.alice, &log.alice.key, body);
+        log.append(event);
+    }
+    assert_eq!(log.audit().unwrap().events, 9);
+}
+
+#[test]
+fn a_message_state_event_signed_by_another_key_is_caught() {
+    for body in every_state_event(&Project::new(), EventId::generate()) {
+        let mut log = Log::with_messages(1);
+        let body = retarget(body, log.events[2].1.id);
+        let forged = on(&log.project, &log.alice, &SigningKey::generate(), body);
+        let seq = log.append(forged);
+        assert!(matches!(
+            log.audit(),
+            Err(AuditError::ForgedSignature { seq: s, .. }) if s == seq
+        ));
+    }
+}
+
+fn retarget(body: EventBody, message: EventId) -> EventBody {
+    match body {
+        EventBody::ReactionAdded(mut r) => {
+            r.message = message;
+            EventBody::ReactionAdded(r)
+        }
+        EventBody::ReactionRemoved(mut r) => {
+            r.message = message;
+            EventBody::ReactionRemoved(r)
+        }
+        EventBody::MessageRead(_) => {
+            EventBody::MessageRead(crate::event::MessageTarget { message })
+        }
+        EventBody::MessagePinned(_) => {
+            EventBody::MessagePinned(crate::event::MessageTarget { message })
+        }
+        EventBody::MessageUnpinned(_) => {
+            EventBody::MessageUnpinned(crate::event::MessageTarget { message })
+        }
+        EventBody::MessageDeleted(_) => {
+            EventBody::MessageDeleted(crate::event::MessageTarget { message })
+        }
+        other => other,
+    }
+}
+
+#[test]
+fn a_deletion_by_another_agent_or_of_a_message_not_in_the_log_is_caught() {
+    let mut log = Log::with_messages(1);
+    let message = log.events[2].1.id;
+    let bob = log.project.agent("bob");
+    log.append(log.project.registration_of(&bob));
+    let target = crate::event::MessageTarget { message };
+    let deletion = on(
+        &log.project,
+        &bob,
+        &bob.key,
+        EventBody::MessageDeleted(target),
+    );
+    let seq = log.append(deletion);
+    assert!(matches!(
+        log.audit(),
+        Err(AuditError::DeletedByAnotherAgent { seq: s, message: m, .. }) if s == seq && m == message
+    ));
+
+    let mut log = Log::with_messages(0);
+    let elsewhere = EventId::generate();
+    let pin = on(
+        &log.project,
+        &log.alice,
+        &log.alice.key,
+        EventBody::MessagePinned(crate::event::MessageTarget { message: elsewhere }),
+    );
+    let seq = log.append(pin);
+    assert_eq!(
+        log.audit().unwrap_err(),
+        AuditError::UnknownTargetMessage {
+            seq,
+            message: elsewhere
+        }
+    );
+}

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{BlindIndex, PublicKey, TokenHash};
+use crate::crypto::{BlindIndex, ContentKeys, PublicKey, TokenHash};
 use crate::ids::{AgentId, AgentName, EventId, ProjectName};
 
 /// What happened, with the clear metadata the server needs to route it.
@@ -17,6 +17,12 @@ pub enum EventBody {
     KvSet(KvSet),
     KvDeleted(KvDeleted),
     RefShared(RefShared),
+    ReactionAdded(Reaction),
+    ReactionRemoved(Reaction),
+    MessageRead(MessageTarget),
+    MessagePinned(MessageTarget),
+    MessageUnpinned(MessageTarget),
+    MessageDeleted(MessageTarget),
 }
 
 impl EventBody {
@@ -29,6 +35,24 @@ impl EventBody {
             Self::KvSet(_) => EventKind::KvSet,
             Self::KvDeleted(_) => EventKind::KvDeleted,
             Self::RefShared(_) => EventKind::RefShared,
+            Self::ReactionAdded(_) => EventKind::ReactionAdded,
+            Self::ReactionRemoved(_) => EventKind::ReactionRemoved,
+            Self::MessageRead(_) => EventKind::MessageRead,
+            Self::MessagePinned(_) => EventKind::MessagePinned,
+            Self::MessageUnpinned(_) => EventKind::MessageUnpinned,
+            Self::MessageDeleted(_) => EventKind::MessageDeleted,
+        }
+    }
+
+    /// The message a message-state event (reaction, read, pin, delete) is about.
+    pub fn target_message(&self) -> Option<EventId> {
+        match self {
+            Self::ReactionAdded(r) | Self::ReactionRemoved(r) => Some(r.message),
+            Self::MessageRead(t)
+            | Self::MessagePinned(t)
+            | Self::MessageUnpinned(t)
+            | Self::MessageDeleted(t) => Some(t.message),
+            _ => None,
         }
     }
 }
@@ -43,6 +67,12 @@ pub enum EventKind {
     KvSet,
     KvDeleted,
     RefShared,
+    ReactionAdded,
+    ReactionRemoved,
+    MessageRead,
+    MessagePinned,
+    MessageUnpinned,
+    MessageDeleted,
 }
 
 impl EventKind {
@@ -54,6 +84,12 @@ impl EventKind {
             Self::KvSet => "kv_set",
             Self::KvDeleted => "kv_deleted",
             Self::RefShared => "ref_shared",
+            Self::ReactionAdded => "reaction_added",
+            Self::ReactionRemoved => "reaction_removed",
+            Self::MessageRead => "message_read",
+            Self::MessagePinned => "message_pinned",
+            Self::MessageUnpinned => "message_unpinned",
+            Self::MessageDeleted => "message_deleted",
         }
     }
 }
@@ -149,6 +185,35 @@ impl RefShared {
     }
 }
 
+/// The blind-index namespace of reaction emoji; see [`emoji_index`].
+pub const EMOJI_NAMESPACE: &str = "emoji";
+
+/// The blind index of `emoji` on `message`. The message id is part of the input, so equal
+/// emoji on different messages get unrelated indexes: the server can tell that an agent
+/// already reacted with this emoji to this message, not which reactions are alike across
+/// the project.
+pub fn emoji_index(keys: &ContentKeys, message: EventId, emoji: &str) -> BlindIndex {
+    keys.blind_index(EMOJI_NAMESPACE, &format!("{message}\0{emoji}"))
+}
+
+/// An agent added (`reaction_added`) or took back (`reaction_removed`) an emoji reaction
+/// to a message. `reaction_added` seals the emoji (field `emoji`); `reaction_removed`
+/// carries nothing sealed: the index names the reaction it takes back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    pub message: EventId,
+    /// [`emoji_index`] of the emoji.
+    pub emoji_ix: BlindIndex,
+}
+
+/// An agent marked a message read (`message_read`), pinned or unpinned it for the
+/// project (`message_pinned`, `message_unpinned`), or, as its sender, deleted it
+/// (`message_deleted`). No sealed fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageTarget {
+    pub message: EventId,
+}
+
 /// Sealed field names.
 pub mod fields {
     pub const BODY: &str = "body";
@@ -167,4 +232,6 @@ pub mod fields {
     pub const LANGUAGE: &str = "language";
     /// A code reference's optional commit or branch (`ref_shared`).
     pub const COMMIT: &str = "commit";
+    /// A reaction's emoji (`reaction_added`).
+    pub const EMOJI: &str = "emoji";
 }

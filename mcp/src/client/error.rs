@@ -37,6 +37,8 @@ pub enum ClientError {
     Rejected(#[from] RejectedMessage),
     #[error("message content is {size} bytes; the limit is {limit} bytes")]
     ContentTooLarge { size: usize, limit: usize },
+    #[error("not a usable reaction emoji: {reason}")]
+    InvalidEmoji { reason: &'static str },
     #[error("ttl_s must be between 1 and {max} seconds, not {ttl_s}")]
     InvalidTtl { ttl_s: u32, max: u32 },
     #[error("invalid line range {start_line}..={end_line}: start_line must be at least 1, end_line at least start_line, and the span at most {max} lines")]

@@ -7,6 +7,7 @@ use std::fmt;
 use nexysync_domain::ids::{AgentName, EventId, Seq};
 use serde::Serialize;
 
+use super::state::MessageReaction;
 use super::verify::VerifyError;
 
 /// A message that passed every check (owner-signed sender registration, sender
@@ -25,6 +26,15 @@ pub struct Message {
     /// When the sender says it sent the message (RFC 3339, from the signed `at`).
     pub sent_at: String,
     pub ttl_s: Option<u32>,
+    /// Reactions that verified, oldest first (none on a live-stream message).
+    pub reactions: Vec<MessageReaction>,
+    /// Pinned for the project (the server's word).
+    pub pinned: bool,
+    /// This agent marked it read (the server's word).
+    pub read_by_me: bool,
+    /// Deleted by its sender (proven by the sender's signature): `body` is empty and
+    /// `topic` absent; the message stays as a node of its thread.
+    pub deleted: bool,
 }
 
 impl fmt::Debug for Message {
@@ -40,6 +50,10 @@ impl fmt::Debug for Message {
             .field("reply_to", &self.reply_to)
             .field("sent_at", &self.sent_at)
             .field("ttl_s", &self.ttl_s)
+            .field("reactions", &self.reactions.len())
+            .field("pinned", &self.pinned)
+            .field("read_by_me", &self.read_by_me)
+            .field("deleted", &self.deleted)
             .finish()
     }
 }

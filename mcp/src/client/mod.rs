@@ -9,6 +9,8 @@
 //!   sealed, compare-and-set by revision, verified on read.
 //! - [`SharedRef`]: shared code references (`share_ref`/`refs`/`get_ref`), every textual
 //!   field sealed, verified on read.
+//! - Message state (`react`, `ack`, `pin`, `unpin`, `delete_message`): signed events on a
+//!   message; reactions and deletions verified on read ([`MessageReaction`]).
 //!
 //! No key, no send: a [`Client`] exists only with a key file, and every body it sends is
 //! sealed under the project key first.
@@ -20,6 +22,7 @@ mod http;
 mod kv;
 mod message;
 mod refs;
+mod state;
 mod stream;
 #[cfg(test)]
 pub(crate) mod test_events;
@@ -44,6 +47,7 @@ pub use error::{ApiError, ClientError};
 pub use kv::{KvListPage, KvValue};
 pub use message::{InboxPage, Incoming, Message, NewMessage, RejectedMessage, ThreadPage};
 pub use refs::{NewRef, RefListPage, SharedRef};
+pub use state::{valid_emoji, MessageReaction, Toggled, MAX_EMOJI_BYTES};
 pub use stream::{MessageStream, Pending, StreamOptions, StreamStatus};
 pub use verify::{verify_message, Reader, VerifyError};
 
@@ -261,10 +265,23 @@ impl Client {
     /// `GET /v1/messages`: direct messages to this agent and broadcasts by others after
     /// `since`, oldest first, each verified.
     pub async fn inbox(&self, since: Seq, limit: u32) -> Result<InboxPage, ClientError> {
+        self.inbox_filtered(since, limit, false).await
+    }
+
+    /// [`Client::inbox`]; with `unread_only`, only messages this agent has not marked read.
+    pub async fn inbox_filtered(
+        &self,
+        since: Seq,
+        limit: u32,
+        unread_only: bool,
+    ) -> Result<InboxPage, ClientError> {
         let mut query = vec![
             ("since_seq", since.0.to_string()),
             ("limit", limit.to_string()),
         ];
+        if unread_only {
+            query.push(("unread_only", "true".into()));
+        }
         query.extend(self.min_seq());
         let page: MessagePage = self
             .inner
@@ -272,8 +289,8 @@ impl Client {
             .get("v1/messages", &query, Attempts::Retry)
             .await?;
         let mut items = Vec::with_capacity(page.messages.len());
-        for stored in &page.messages {
-            items.push(self.verify(stored).await?);
+        for entry in &page.messages {
+            items.push(self.verify_entry(entry).await?);
         }
         Ok(InboxPage {
             items,
@@ -284,16 +301,8 @@ impl Client {
 
     /// `GET /v1/messages/{id}`, verified: a message that fails verification is an error.
     pub async fn message(&self, id: EventId) -> Result<Message, ClientError> {
-        let stored: StoredEvent = self
-            .inner
-            .http
-            .get(
-                &format!("v1/messages/{id}"),
-                &self.min_seq(),
-                Attempts::Retry,
-            )
-            .await?;
-        match self.verify(&stored).await? {
+        let entry = self.message_entry(id).await?;
+        match self.verify_entry(&entry).await? {
             Incoming::Message(message) => Ok(message),
             Incoming::Rejected(rejected) => Err(rejected.into()),
         }
@@ -311,8 +320,8 @@ impl Client {
             )
             .await?;
         let mut items = Vec::with_capacity(thread.messages.len());
-        for stored in &thread.messages {
-            items.push(self.verify(stored).await?);
+        for entry in &thread.messages {
+            items.push(self.verify_entry(entry).await?);
         }
         Ok(ThreadPage {
             root: thread.root,

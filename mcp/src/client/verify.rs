@@ -53,6 +53,14 @@ pub enum VerifyError {
     KeyIndexMismatch,
     #[error("it is a {kind} event, not a ref_shared")]
     NotARef { kind: &'static str },
+    #[error("it is served as deleted without its sender's signed message_deleted")]
+    DeletionUnproven,
+    #[error("it is a {kind} event, not a reaction_added")]
+    NotAReaction { kind: &'static str },
+    #[error("the reaction is about another message")]
+    ReactionElsewhere,
+    #[error("its emoji does not match its emoji index")]
+    EmojiIndexMismatch,
 }
 
 impl VerifyError {
@@ -80,14 +88,14 @@ pub fn verify_message(
     chain: &mut ChainMemory,
     stored: &StoredEvent,
 ) -> Result<Message, RejectedMessage> {
-    check(reader, directory, chain, stored).map_err(|reason| RejectedMessage {
+    check_message(reader, directory, chain, stored).map_err(|reason| RejectedMessage {
         id: stored.event.id,
         seq: stored.seq,
         reason,
     })
 }
 
-fn check(
+pub(crate) fn check_message(
     reader: Reader<'_>,
     directory: &Directory,
     chain: &mut ChainMemory,
@@ -123,6 +131,10 @@ fn check(
         reply_to: sent.reply_to,
         sent_at: rfc3339(event.at),
         ttl_s: sent.ttl_s,
+        reactions: Vec::new(),
+        pinned: false,
+        read_by_me: false,
+        deleted: false,
     })
 }
 

@@ -8,7 +8,7 @@ use rmcp::model::{CallToolResult, ContentBlock};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::client::{ClientError, Incoming, Message, RejectedMessage};
+use crate::client::{ClientError, Incoming, Message, MessageReaction, RejectedMessage};
 
 /// Longest body, in characters, shown in list answers (`check`, `thread`, `wait`).
 pub(crate) const BODY_PREVIEW_CHARS: usize = 4000;
@@ -84,6 +84,7 @@ impl From<ClientError> for ToolError {
             ClientError::Rejected(_) => "verification_failed",
             ClientError::ContentTooLarge { .. } => "content_too_large",
             ClientError::InvalidTtl { .. } => "invalid_ttl",
+            ClientError::InvalidEmoji { .. } => "invalid_emoji",
             ClientError::InvalidLineRange { .. } => "invalid_line_range",
             ClientError::IdentityMismatch { .. } => "identity_mismatch",
             ClientError::NotRegistered { .. } => "not_registered",
@@ -131,6 +132,8 @@ pub(crate) struct MessageView<'a> {
     pub broadcast: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub topic: Option<&'a str>,
+    /// Absent on a deleted message.
+    #[serde(skip_serializing_if = "is_empty")]
     pub body: Cow<'a, str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub body_truncated: bool,
@@ -142,6 +145,20 @@ pub(crate) struct MessageView<'a> {
     pub sent_at: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl_s: Option<u32>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub reactions: &'a [MessageReaction],
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pinned: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub read_by_me: bool,
+    /// Deleted by its sender: no body, no topic, still a node of its thread.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+#[allow(clippy::ptr_arg)] // serde's `skip_serializing_if` hands over `&Cow`.
+fn is_empty(body: &Cow<'_, str>) -> bool {
+    body.is_empty()
 }
 
 impl<'a> MessageView<'a> {
@@ -176,6 +193,10 @@ impl<'a> MessageView<'a> {
             reply_to: message.reply_to,
             sent_at: &message.sent_at,
             ttl_s: message.ttl_s,
+            reactions: &message.reactions,
+            pinned: message.pinned,
+            read_by_me: message.read_by_me,
+            deleted: message.deleted,
         }
     }
 }
@@ -260,6 +281,10 @@ mod tests {
             reply_to: None,
             sent_at: "2025-01-01T00:00:00.000Z".into(),
             ttl_s: None,
+            reactions: Vec::new(),
+            pinned: false,
+            read_by_me: false,
+            deleted: false,
         }
     }
 

@@ -1,5 +1,5 @@
-//! `ns_message`: send, broadcast, check the inbox, read one message, read a thread, and
-//! wait for the next message.
+//! `ns_message`: send, broadcast, check the inbox, read one message, read a thread, wait
+//! for the next message; react, ack, pin, unpin and delete a message.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use serde_json::json;
 use super::answer::{count_summary, list_views, Answer, MessageView, ToolError};
 use super::session::Session;
 use super::NexySyncMcp;
-use crate::client::NewMessage;
+use crate::client::{NewMessage, Toggled};
 
 const DEFAULT_LIMIT: u32 = 20;
 const MAX_LIMIT: u32 = 100;
@@ -25,7 +25,11 @@ pub struct MessageParams {
     /// every agent of the project (needs `body`). `check`: read the inbox after a cursor.
     /// `read`: one whole message (needs `id`). `thread`: the whole conversation a message
     /// belongs to (needs `id`). `wait`: block until a new message arrives or `timeout_s`
-    /// passes.
+    /// passes. `react`: add an emoji reaction (needs `id`, `emoji`); reacting again with the
+    /// same emoji takes it back. `ack`: mark a message read (needs `id`). `pin` / `unpin`:
+    /// pin a message for everyone who may read it, or unpin it (needs `id`). `delete`:
+    /// delete a message you sent (needs `id`); its content is erased, the thread keeps a
+    /// "deleted" node.
     pub action: MessageAction,
     /// send: the recipient agent's name (e.g. `bob`).
     #[serde(default)]
@@ -49,9 +53,18 @@ pub struct MessageParams {
     /// check, wait: most messages to return (default 20, max 100).
     #[serde(default)]
     pub limit: Option<u32>,
-    /// read, thread: a message id, as returned by send, check or wait.
+    /// read, thread, react, ack, pin, unpin, delete: a message id, as returned by send,
+    /// check or wait.
     #[serde(default)]
     pub id: Option<String>,
+    /// react: one emoji (or a short label without spaces, up to 64 bytes), e.g. `👍`.
+    /// Encrypted before it leaves.
+    #[serde(default)]
+    pub emoji: Option<String>,
+    /// check: only messages you have not marked read with `ack`, from the start of your
+    /// inbox unless `since` is given; does not move the check cursor.
+    #[serde(default)]
+    pub unread_only: Option<bool>,
     /// wait: seconds to wait for a message (default 30, max 300).
     #[serde(default)]
     pub timeout_s: Option<u32>,
@@ -68,6 +81,11 @@ pub enum MessageAction {
     Read,
     Thread,
     Wait,
+    React,
+    Ack,
+    Pin,
+    Unpin,
+    Delete,
 }
 
 pub(crate) async fn run(server: &NexySyncMcp, params: MessageParams) -> Result<Answer, ToolError> {
@@ -79,7 +97,55 @@ pub(crate) async fn run(server: &NexySyncMcp, params: MessageParams) -> Result<A
         MessageAction::Read => read(&session, params).await,
         MessageAction::Thread => thread(&session, params).await,
         MessageAction::Wait => wait(&session, params).await,
+        MessageAction::React => react(&session, params).await,
+        MessageAction::Ack | MessageAction::Pin | MessageAction::Unpin | MessageAction::Delete => {
+            update(&session, params).await
+        }
     }
+}
+
+async fn react(session: &Session, params: MessageParams) -> Result<Answer, ToolError> {
+    let id = required_id(params.id.as_deref())?;
+    let emoji = params.emoji.ok_or_else(|| {
+        ToolError::invalid("`emoji` is required for `react`: one emoji such as 👍")
+    })?;
+    let emoji = crate::client::valid_emoji(&emoji)?.to_owned();
+    let (toggled, appended) = session.client.react(id, &emoji).await?;
+    let what = match toggled {
+        Toggled::Added => format!("reacted {emoji} to {id}"),
+        Toggled::Removed => format!("took back your {emoji} reaction from {id}"),
+    };
+    Ok(Answer::new(
+        format!("{what} (seq {})", appended.seq),
+        json!({
+            "id": id,
+            "emoji": emoji,
+            "reaction": toggled,
+            "seq": appended.seq,
+            "duplicate": appended.duplicate,
+        }),
+    ))
+}
+
+/// ack, pin, unpin, delete: one signed event naming the message.
+async fn update(session: &Session, params: MessageParams) -> Result<Answer, ToolError> {
+    let id = required_id(params.id.as_deref())?;
+    let client = &session.client;
+    let (appended, done) = match params.action {
+        MessageAction::Ack => (client.ack(id).await?, "marked read"),
+        MessageAction::Pin => (client.pin(id).await?, "pinned"),
+        MessageAction::Unpin => (client.unpin(id).await?, "unpinned"),
+        _ => (client.delete_message(id).await?, "deleted"),
+    };
+    Ok(Answer::new(
+        format!("{done} {id} (seq {})", appended.seq),
+        json!({
+            "id": id,
+            "done": done,
+            "seq": appended.seq,
+            "duplicate": appended.duplicate,
+        }),
+    ))
 }
 
 async fn send(
@@ -142,16 +208,29 @@ async fn send(
 }
 
 async fn check(session: &Session, params: MessageParams) -> Result<Answer, ToolError> {
-    let since = params
-        .since
-        .map(Seq)
-        .unwrap_or_else(|| session.stream.cursor());
+    let unread_only = params.unread_only.unwrap_or(false);
+    let since = match (params.since, unread_only) {
+        (Some(since), _) => Seq(since),
+        // Unread messages may be older than the cursor: look from the start.
+        (None, true) => Seq(0),
+        (None, false) => session.stream.cursor(),
+    };
     let limit = clamp_limit(params.limit)?;
-    let page = session.client.inbox(since, limit).await?;
-    session.stream.mark_delivered(page.next_since);
-    session.save_cursor();
+    let page = session
+        .client
+        .inbox_filtered(since, limit, unread_only)
+        .await?;
+    if !unread_only {
+        session.stream.mark_delivered(page.next_since);
+        session.save_cursor();
+    }
     let (messages, rejected) = list_views(&page.items);
-    let mut summary = count_summary(&messages, &rejected, "no new messages");
+    let none = if unread_only {
+        "no unread messages"
+    } else {
+        "no new messages"
+    };
+    let mut summary = count_summary(&messages, &rejected, none);
     summary.push_str(&format!(", next_since={}", page.next_since));
     if page.has_more {
         summary.push_str(" (more waiting: check again)");
@@ -165,16 +244,25 @@ async fn check(session: &Session, params: MessageParams) -> Result<Answer, ToolE
 async fn read(session: &Session, params: MessageParams) -> Result<Answer, ToolError> {
     let id = required_id(params.id.as_deref())?;
     let message = session.client.message(id).await?;
-    Ok(Answer::new(
+    let summary = if message.deleted {
         format!(
-            "message {} from {} (seq {}), {} characters",
+            "message {} from {} (seq {}) was deleted by its sender",
+            message.id, message.from, message.seq
+        )
+    } else {
+        format!(
+            "message {} from {} (seq {}), {} characters{}",
             message.id,
             message.from,
             message.seq,
-            message.body.chars().count()
-        ),
-        MessageView::full(&message),
-    ))
+            message.body.chars().count(),
+            match message.reactions.len() {
+                0 => String::new(),
+                n => format!(", {n} reaction{}", if n == 1 { "" } else { "s" }),
+            }
+        )
+    };
+    Ok(Answer::new(summary, MessageView::full(&message)))
 }
 
 async fn thread(session: &Session, params: MessageParams) -> Result<Answer, ToolError> {

@@ -179,7 +179,7 @@ impl NexySyncMcp {
     /// Messaging between the project's agents.
     #[tool(
         name = "ns_message",
-        description = "Talk to the other AI agents of this project; end-to-end encrypted and signature-verified. action `send` (to, body, optional topic, reply_to, ttl_s): message one agent. `broadcast` (body, optional topic): message every agent. `check` (optional since, limit): your inbox after a cursor, oldest first, with next_since. `read` (id): one whole message. `thread` (id): the conversation it belongs to. `wait` (optional timeout_s, default 30): returns as soon as a new message arrives, or timed_out."
+        description = "Talk to the other AI agents of this project; end-to-end encrypted and signature-verified. action `send` (to, body, optional topic, reply_to, ttl_s): message one agent. `broadcast` (body, optional topic): message every agent. `check` (optional since, limit): your inbox after a cursor, oldest first, with next_since. `read` (id): one whole message. `thread` (id): the conversation it belongs to. `wait` (optional timeout_s, default 30): returns as soon as a new message arrives, or timed_out. `react` (id, emoji): add an emoji reaction; the same emoji again takes it back. `ack` (id): mark read; `check` with unread_only=true lists what you have not acked. `pin` / `unpin` (id). `delete` (id): delete a message you sent; its content is erased and its thread shows a deleted node. read/thread show reactions, pinned and deleted."
     )]
     async fn ns_message(&self, Parameters(params): Parameters<MessageParams>) -> CallToolResult {
         into_result(message_tool::run(self, params).await)
@@ -207,6 +207,6 @@ impl NexySyncMcp {
 #[tool_handler(
     router = self.tool_router,
     name = "nexysync-mcp",
-    instructions = "NexySync connects the AI agents working on this project. Messages are end-to-end encrypted and every message shown to you was verified (sender signature, project, hash chain). Start with ns_auth {\"action\":\"status\"}. Use ns_message: `send`/`broadcast` to talk, `check` for your inbox, `wait` to block until someone writes, `read`/`thread` for whole messages and conversations. Use ns_kv for shared state and leases (compare-and-set on `revision`). Use ns_ref to point others at code (`share`, `list`, `get`)."
+    instructions = "NexySync connects the AI agents working on this project. Messages are end-to-end encrypted and every message shown to you was verified (sender signature, project, hash chain). Start with ns_auth {\"action\":\"status\"}. Use ns_message: `send`/`broadcast` to talk, `check` for your inbox, `wait` to block until someone writes, `read`/`thread` for whole messages and conversations, `react`/`ack`/`pin`/`unpin`/`delete` on a message. Use ns_kv for shared state and leases (compare-and-set on `revision`). Use ns_ref to point others at code (`share`, `list`, `get`)."
 )]
 impl ServerHandler for NexySyncMcp {}

@@ -15,7 +15,19 @@ async fn the_server_offers_exactly_ns_auth_and_ns_message() {
     let schema = serde_json::to_value(&*message.input_schema).unwrap();
     assert_eq!(
         schema["properties"]["action"]["enum"],
-        json!(["send", "broadcast", "check", "read", "thread", "wait"]),
+        json!([
+            "send",
+            "broadcast",
+            "check",
+            "read",
+            "thread",
+            "wait",
+            "react",
+            "ack",
+            "pin",
+            "unpin",
+            "delete"
+        ]),
         "{schema}"
     );
     assert!(schema["properties"]["body"]["description"]

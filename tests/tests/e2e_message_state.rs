@@ -1,0 +1,265 @@
+//! Message state end to end through the real binaries: `nexysync up`, two agents each on
+//! their own `nexysync-mcp` over stdio. React (twice takes it back), ack and
+//! `unread_only`, pin and unpin, delete (the thread shows the deleted node); then the
+//! server's storage is searched for the canary reaction and message text.
+
+// A test: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use nexysync_tests::processes::{binary, nexysync, RunningServer, ThrowawayNats};
+use nexysync_tests::{eventually, postgres_server_url, unique_name};
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::RunningService;
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{json, Value};
+
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// One agent's `nexysync-mcp`, started in the agent's directory like an AI tool would.
+struct Agent {
+    client: RunningService<RoleClient, ()>,
+}
+
+impl Agent {
+    async fn start(dir: &Path) -> Self {
+        let command = tokio::process::Command::new(binary("nexysync-mcp")).configure(|cmd| {
+            cmd.current_dir(dir).env_remove("NEXYSYNC_KEY_FILE");
+        });
+        let (transport, _) = TokioChildProcess::builder(command)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nexysync-mcp starts");
+        let client = ().serve(transport).await.expect("MCP handshake");
+        Self { client }
+    }
+
+    async fn raw(&self, arguments: Value) -> CallToolResult {
+        self.client
+            .peer()
+            .call_tool(
+                CallToolRequestParams::new("ns_message")
+                    .with_arguments(arguments.as_object().cloned().unwrap()),
+            )
+            .await
+            .expect("a tool answers")
+    }
+
+    async fn message(&self, arguments: Value) -> Value {
+        let result = self.raw(arguments.clone()).await;
+        assert_ne!(
+            result.is_error,
+            Some(true),
+            "{arguments} failed: {result:?}"
+        );
+        result.structured_content.expect("structured answer")
+    }
+
+    async fn stop(self) {
+        let _ = self.client.cancel().await;
+    }
+}
+
+fn ids(answer: &Value) -> Vec<String> {
+    answer["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    found
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_react_ack_pin_and_delete_through_the_real_binaries() {
+    nexysync_tests::init_logging();
+    let root = tempfile::tempdir().unwrap();
+    let dir = |name: &str| {
+        let path = root.path().join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        path
+    };
+    let nats = ThrowawayNats::start(&dir("nats")).await;
+    let database = unique_name("e2estate");
+    let data_dir = dir("data");
+    let envs = vec![
+        ("NEXYSYNC_NATS_URL", nats.url.clone()),
+        (
+            "DATABASE_URL",
+            format!("{}/{database}", postgres_server_url()),
+        ),
+        ("NEXYSYNC_HOME", dir("home").display().to_string()),
+        ("NEXYSYNC_DATA_DIR", data_dir.display().to_string()),
+        ("NEXYSYNC_ADMIN_TOKEN", String::new()),
+    ];
+    let server = RunningServer::start(&envs, &data_dir).await;
+    nexysync(
+        &["project", "create", "demo", "--server", &server.url],
+        &envs,
+    )
+    .await;
+    for name in ["alice", "bob"] {
+        let agent_dir = dir(name).display().to_string();
+        nexysync(&["agent", "add", "demo", name, "--dir", &agent_dir], &envs).await;
+    }
+    let alice = Agent::start(&dir("alice")).await;
+    let bob = Agent::start(&dir("bob")).await;
+    let canary = format!("canary-{}", hex::encode(rand::random::<[u8; 8]>()));
+    // The reaction is a short label rather than an emoji, so it can be searched for.
+    let label = format!("{canary}-react");
+
+    let plan = alice
+        .message(json!({"action": "broadcast", "body": format!("{canary} the plan")}))
+        .await;
+    let plan_id = plan["id"].as_str().unwrap().to_owned();
+    let notes = alice
+        .message(json!({"action": "broadcast", "body": format!("{canary} notes")}))
+        .await;
+    let notes_id = notes["id"].as_str().unwrap().to_owned();
+    let unread = eventually("bob to have both messages unread", DEADLINE, || async {
+        let answer = bob
+            .message(json!({"action": "check", "unread_only": true}))
+            .await;
+        (ids(&answer).len() == 2).then_some(answer)
+    })
+    .await;
+    assert_eq!(ids(&unread), [plan_id.clone(), notes_id.clone()]);
+
+    // React twice with the same emoji: the second takes it back.
+    let reacted = bob
+        .message(json!({"action": "react", "id": plan_id, "emoji": "👍"}))
+        .await;
+    assert_eq!(reacted["reaction"], "added");
+    let read = eventually("alice to see bob's reaction", DEADLINE, || async {
+        let answer = alice
+            .message(json!({"action": "read", "id": plan_id}))
+            .await;
+        answer.get("reactions").is_some().then_some(answer)
+    })
+    .await;
+    assert_eq!(read["reactions"][0]["emoji"], "👍");
+    assert_eq!(read["reactions"][0]["by"], "bob");
+    let again = bob
+        .message(json!({"action": "react", "id": plan_id, "emoji": "👍"}))
+        .await;
+    assert_eq!(again["reaction"], "removed");
+    eventually("alice to see the reaction gone", DEADLINE, || async {
+        let answer = alice
+            .message(json!({"action": "read", "id": plan_id}))
+            .await;
+        answer.get("reactions").is_none().then_some(())
+    })
+    .await;
+    bob.message(json!({"action": "react", "id": notes_id, "emoji": label}))
+        .await;
+
+    // Ack one; unread_only shows the other.
+    bob.message(json!({"action": "ack", "id": plan_id})).await;
+    let unread = bob
+        .message(json!({"action": "check", "unread_only": true}))
+        .await;
+    assert_eq!(ids(&unread), std::slice::from_ref(&notes_id));
+
+    // Pin, then unpin.
+    bob.message(json!({"action": "pin", "id": notes_id})).await;
+    eventually("alice to see the pin", DEADLINE, || async {
+        let answer = alice
+            .message(json!({"action": "read", "id": notes_id}))
+            .await;
+        (answer["pinned"] == true).then_some(())
+    })
+    .await;
+    bob.message(json!({"action": "unpin", "id": notes_id}))
+        .await;
+    let read = bob.message(json!({"action": "read", "id": notes_id})).await;
+    assert!(read.get("pinned").is_none(), "{read}");
+    assert_eq!(read["reactions"][0]["emoji"], label);
+
+    // Bob replies to the plan; bob may not delete it, alice may; the thread keeps it.
+    let reply = bob
+        .message(
+            json!({"action": "broadcast", "body": format!("{canary} agreed"), "reply_to": plan_id}),
+        )
+        .await;
+    let refused = bob.raw(json!({"action": "delete", "id": plan_id})).await;
+    assert_eq!(refused.is_error, Some(true));
+    assert!(
+        format!("{refused:?}").contains("not_the_sender"),
+        "{refused:?}"
+    );
+    alice
+        .message(json!({"action": "delete", "id": plan_id}))
+        .await;
+    let thread = eventually("bob to see the deleted node", DEADLINE, || async {
+        let answer = bob
+            .message(json!({"action": "thread", "id": reply["id"]}))
+            .await;
+        (answer["messages"][0]["deleted"] == true).then_some(answer)
+    })
+    .await;
+    let nodes = thread["messages"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{thread}");
+    assert_eq!(nodes[0]["id"], plan_id);
+    assert_eq!(nodes[0]["from"], "alice");
+    assert!(nodes[0].get("body").is_none(), "{thread}");
+    assert_eq!(nodes[1]["body"], format!("{canary} agreed"));
+
+    alice.stop().await;
+    bob.stop().await;
+    let dump = tokio::process::Command::new("pg_dump")
+        .arg(format!("{}/{database}", postgres_server_url()))
+        .output()
+        .await
+        .expect("pg_dump runs");
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    server.stop().await;
+    nats.stop().await;
+
+    let mut stored = files_under(&root.path().join("nats"));
+    stored.extend(files_under(&data_dir));
+    assert!(contains(&dump.stdout, b"message_reactions"));
+    stored.push((PathBuf::from("pg_dump"), dump.stdout));
+    for (path, bytes) in &stored {
+        assert!(
+            !contains(bytes, canary.as_bytes()),
+            "the canary is in {}",
+            path.display()
+        );
+    }
+
+    let pool = sqlx::PgPool::connect(&format!("{}/postgres", postgres_server_url()))
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+}
