@@ -10,10 +10,10 @@ use nexysync_domain::ids::{AgentName, Seq};
 use nexysync_domain::wire::{KvAppended, KvEntry, KvPage, StoredEvent};
 use serde::Serialize;
 
+use super::arrival::KvChange;
 use super::http::Attempts;
 use super::message::RejectedMessage;
 use super::verify::{author, open_text, rfc3339, Reader, VerifyError};
-use super::arrival::KvChange;
 use super::{ChainMemory, Client, ClientError, Directory, SEAL_OVERHEAD};
 
 /// A verified, decrypted KV entry.

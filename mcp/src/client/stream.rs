@@ -24,7 +24,7 @@ use futures::StreamExt;
 use nexysync_domain::ids::Seq;
 use nexysync_domain::wire::{sse, StoredEvent};
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use super::arrival::{Arrival, Cursors, StreamKind};
@@ -113,6 +113,8 @@ struct Shared {
     client: Client,
     options: StreamOptions,
     tx: broadcast::Sender<Arrival>,
+    /// Moves whenever a gap opens without an arrival (on `ready`), so waiters look again.
+    gaps_opened: watch::Sender<u64>,
     state: Mutex<State>,
 }
 
@@ -145,6 +147,7 @@ impl MessageStream {
             client,
             options,
             tx,
+            gaps_opened: watch::channel(0).0,
             state: Mutex::new(State {
                 cursors: from,
                 status: StreamStatus {
@@ -193,9 +196,7 @@ impl MessageStream {
     /// Up to `limit` messages that arrived after the cursor, at once if some are waiting,
     /// else as soon as one arrives, else empty after `timeout`. Advances the cursor.
     pub async fn next(&self, timeout: Duration, limit: usize) -> Result<Pending, ClientError> {
-        let arrivals = self
-            .next_of(&[StreamKind::Message], timeout, limit)
-            .await?;
+        let arrivals = self.next_of(&[StreamKind::Message], timeout, limit).await?;
         Ok(Pending {
             items: arrivals
                 .items
@@ -234,9 +235,13 @@ impl MessageStream {
                 } else if let Some(arrivals) = state.take(kinds, limit) {
                     Step::Deliver(arrivals)
                 } else {
-                    // Subscribed under the lock the task delivers under: no arrival
-                    // between the look at the buffer and the subscription goes unnoticed.
-                    Step::Wait(self.shared.tx.subscribe())
+                    // Subscribed under the lock the task delivers under: no arrival (or
+                    // gap) between the look at the buffer and the subscription goes
+                    // unnoticed.
+                    Step::Wait(
+                        self.shared.tx.subscribe(),
+                        self.shared.gaps_opened.subscribe(),
+                    )
                 }
             };
             match step {
@@ -246,16 +251,24 @@ impl MessageStream {
                         return Ok(arrivals);
                     }
                 }
-                Step::Wait(mut arrivals) => {
-                    match tokio::time::timeout_at(deadline, arrivals.recv()).await {
-                        Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => {
+                Step::Wait(mut arrivals, mut gaps) => {
+                    let woken = async {
+                        tokio::select! {
+                            received = arrivals.recv() => {
+                                !matches!(received, Err(broadcast::error::RecvError::Closed))
+                            }
+                            changed = gaps.changed() => changed.is_ok(),
+                        }
+                    };
+                    match tokio::time::timeout_at(deadline, woken).await {
+                        Err(_) | Ok(false) => {
                             return Ok(Arrivals {
                                 items: Vec::new(),
                                 has_more: false,
                                 cursors: self.cursors(),
                             })
                         }
-                        Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+                        Ok(true) => {}
                     }
                 }
             }
@@ -444,6 +457,7 @@ impl Shared {
         state.status.last_error = None;
         if let Some(seq) = ready_at {
             state.note_unreplayed(seq);
+            self.gaps_opened.send_modify(|n| *n += 1);
             // The log holds `seq`: reads of what the stream did not replay wait for the
             // read models to have applied it.
             self.client.note_known(seq);
@@ -459,7 +473,7 @@ impl Shared {
 enum Step {
     Deliver(Arrivals),
     ReadGap { kind: StreamKind, since: Seq },
-    Wait(broadcast::Receiver<Arrival>),
+    Wait(broadcast::Receiver<Arrival>, watch::Receiver<u64>),
 }
 
 /// How one connection ended.
@@ -778,7 +792,7 @@ mod tests {
             ..State::default()
         };
         let refs = state.take(&[StreamKind::Ref], 10).unwrap();
-        assert_eq!(refs.items, [reference.clone()]);
+        assert_eq!(refs.items, [reference]);
         assert!(!refs.has_more);
         assert_eq!(refs.cursors.get(StreamKind::Message), Seq(0));
         assert!(state.take(&[StreamKind::Kv], 10).is_none());

@@ -13,6 +13,7 @@ mod client_flow;
 mod kv;
 mod mcp_session;
 mod provision;
+mod push;
 mod refs;
 mod tools_with_key;
 mod tools_without_key;
