@@ -369,3 +369,59 @@ async fn lists_are_brief_by_default_and_full_on_request_with_long_texts_cut_and_
     api.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_restarted_server_neither_repeats_nor_skips_refs_and_leaves_messages_to_their_own_wait() {
+    let (env, api, project) = provision::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = nexysync_mcp::KeyFile::path_in(dir.path());
+    nexysync_mcp::KeyFile::write_new(&path, &project.agent(&api, "bob").await, false).unwrap();
+    let alice = McpSession::start(Some(project.agent(&api, "alice").await)).await;
+    let share = |path: &str| {
+        json!({"action": "share", "path": path, "start_line": 1, "end_line": 1,
+               "snippet": "x", "to": "bob"})
+    };
+    let wait_for_refs = json!({"action": "wait", "kinds": ["ref"], "timeout_s": 10});
+    let paths = |answer: &Value| -> Vec<String> {
+        answer["refs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["ref"]["path"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let sent = alice
+        .call(
+            "ns_message",
+            json!({"action": "send", "to": "bob", "body": "kept for later"}),
+        )
+        .await;
+    assert!(!is_error(&sent), "{}", text_of(&sent));
+    assert!(!is_error(
+        &alice.call("ns_ref", share("src/first.rs")).await
+    ));
+    let bob = McpSession::with_server(NexySyncMcp::discover(None, dir.path())).await;
+    let got = structured(&bob.call("ns_message", wait_for_refs.clone()).await);
+    assert_eq!(paths(&got), ["src/first.rs"], "{got}");
+    drop(bob);
+
+    assert!(!is_error(
+        &alice.call("ns_ref", share("src/while_away.rs")).await
+    ));
+    let bob = McpSession::with_server(NexySyncMcp::discover(None, dir.path())).await;
+    let got = structured(&bob.call("ns_message", wait_for_refs).await);
+    assert_eq!(paths(&got), ["src/while_away.rs"], "{got}");
+    let messages = structured(
+        &bob.call("ns_message", json!({"action": "wait", "timeout_s": 10}))
+            .await,
+    );
+    assert_eq!(
+        messages["messages"][0]["body"], "kept for later",
+        "{messages}"
+    );
+
+    drop((alice, bob));
+    api.stop().await;
+    env.cleanup().await;
+}
