@@ -315,7 +315,8 @@ impl MessageStream {
         let mut state = self.shared.state();
         state.advance(kind, next_since);
         if items.is_empty() {
-            if !has_more {
+            // A page that does not move the cursor would be asked for again and again.
+            if !has_more || next_since <= since {
                 // The server holds nothing more (what was missed may have been pruned):
                 // the gap is closed, and no read is repeated for it.
                 let cursor = state.cursors.get(kind);
