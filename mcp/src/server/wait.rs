@@ -70,6 +70,14 @@ pub(crate) async fn run(session: &Session, params: MessageParams) -> Result<Answ
         message_cursor,
         arrivals.has_more,
     );
+    let cut = messages.iter().any(|m| m.body_truncated)
+        || refs.iter().any(|r| r.get("snippet_cut").is_some())
+        || kv.iter().any(|c| c.get("value_cut").is_some());
+    let summary = if cut {
+        format!("{summary}; long texts are cut (`full: true` shows more; ns_message `read`, ns_ref `get`, ns_kv `get` show all)")
+    } else {
+        summary
+    };
     let mut rejected = json!(rejected);
     if let Some(all) = rejected.as_array_mut() {
         all.extend(other_rejected);

@@ -223,6 +223,7 @@ async fn long_bodies_are_cut_in_lists_and_whole_in_read() {
         assert_eq!(listed.get("sent_at").is_some(), shown == 4000);
     }
     assert!(text_of(&checked).contains("`full: true` shows more"));
+    assert!(text_of(&waited).contains("long texts are cut"));
     let read = bob
         .call("ns_message", json!({"action": "read", "id": id}))
         .await;
