@@ -5,10 +5,12 @@
 //! - [`key_file`]: the agent's key file (`.nexysync/key`, mode 0600): load, write, discover.
 //! - [`client`]: the API client: seals and signs what it sends; verifies (owner-signed
 //!   registrations, sender signatures, project, hash chain; reactions and deletions) and
-//!   opens what it receives;
-//!   the live SSE stream with reconnects, a buffer and a delivery cursor.
+//!   opens what it receives; the live SSE stream with reconnects, a buffer and a delivery
+//!   cursor per kind (messages, refs, KV changes).
 //! - [`server`]: the MCP server ([`NexySyncMcp`]): tools `ns_auth`, `ns_message`, `ns_kv` and `ns_ref`,
-//!   structured answers, errors as `isError` results.
+//!   structured answers (lists brief or full, within one budget), errors as `isError`
+//!   results; `wait` for any kind of arrival, and a channel notification to the client for
+//!   each verified one.
 //! - `main.rs`: reads the environment, sets up stderr logging, serves on stdio.
 //!
 //! # Invariants
@@ -18,6 +20,8 @@
 //!   rejection naming the check, never shown as plaintext.
 //! - stdout belongs to the MCP protocol; logs go to stderr and never carry plaintext,
 //!   keys or tokens.
+//! - A notification never consumes an arrival: `wait` and `check` deliver the same events,
+//!   each once, by their cursors.
 //! - The library never reads the environment; the binary passes what it read.
 
 pub mod client;

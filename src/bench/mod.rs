@@ -9,6 +9,10 @@
 //!   time from the start of the send to each subscriber's receipt. Floor: JetStream
 //!   publish to an ordered consumer's receipt; and, as the floor of the fan-out itself,
 //!   the same bytes written to as many plain loopback TCP sockets (`raw_fanout_*`).
+//! - `kv`: set and get latency of one key through the API (floors: a JetStream publish
+//!   conditional on the subject's last sequence, a read of a subject's last message), and
+//!   compare-and-set throughput with `cas_agents` agents on one key, successes and
+//!   conflicts per second (floor: as many tasks publishing conditionally on one subject).
 //!
 //! - [`replay`] (`nexysync bench replay`): rebuild and audit-verify rates over a log of its
 //!   own, beside the raw replay and a plain PostgreSQL insert.
@@ -18,7 +22,9 @@
 
 mod delivery;
 mod fixture;
+mod kv;
 mod raw;
+mod raw_kv;
 pub mod replay;
 mod report;
 mod send;
@@ -27,7 +33,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-pub use report::{BenchReport, Delivery, Latency, Throughput};
+pub use report::{BenchReport, Cas, Delivery, Kv, Latency, Throughput};
 
 /// What to measure and how hard.
 #[derive(Debug, Clone)]
@@ -44,6 +50,11 @@ pub struct BenchOptions {
     pub throughput_for: Duration,
     pub subscribers: usize,
     pub deliveries: usize,
+    /// Sequential KV sets, and as many gets, for the KV latency figures.
+    pub kv_ops: usize,
+    /// Agents contending on one key for the compare-and-set figure (for
+    /// `throughput_for`).
+    pub cas_agents: usize,
 }
 
 /// Runs every measurement and returns the report.
@@ -98,6 +109,8 @@ async fn measure(options: &BenchOptions, raw: &raw::RawFloor) -> anyhow::Result<
     )
     .await?;
 
+    let kv = measure_kv(options, raw).await?;
+
     Ok(BenchReport {
         send: Latency {
             p50_us: send.value_at_quantile(0.5),
@@ -118,6 +131,46 @@ async fn measure(options: &BenchOptions, raw: &raw::RawFloor) -> anyhow::Result<
             raw_p99_us: raw_delivery.value_at_quantile(0.99),
             raw_fanout_p50_us: fanout.value_at_quantile(0.5),
             raw_fanout_p99_us: fanout.value_at_quantile(0.99),
+        },
+        kv,
+    })
+}
+
+async fn measure_kv(options: &BenchOptions, raw: &raw::RawFloor) -> anyhow::Result<Kv> {
+    eprintln!(
+        "bench: kv set and get ({} each), compare-and-set ({} agents on one key, {:?})…",
+        options.kv_ops, options.cas_agents, options.throughput_for
+    );
+    let fixture = fixture::Fixture::provision(options, options.cas_agents.max(2)).await?;
+    let payload_len = fixture::typical_payload_len();
+    let raw_set = raw
+        .conditional_publish_latency(options.kv_ops, payload_len)
+        .await?;
+    let set = kv::set_latency(&fixture, options.kv_ops).await?;
+    fixture.settle().await?;
+    let raw_get = raw.last_message_latency(options.kv_ops).await?;
+    let get = kv::get_latency(&fixture, options.kv_ops).await?;
+    let raw_cas = raw
+        .cas_contention(options.cas_agents, options.throughput_for, payload_len)
+        .await?;
+    let cas = kv::cas_contention(&fixture, options.cas_agents, options.throughput_for).await?;
+    fixture.settle().await?;
+    let latency =
+        |api: &hdrhistogram::Histogram<u64>, floor: &hdrhistogram::Histogram<u64>| Latency {
+            p50_us: api.value_at_quantile(0.5),
+            p99_us: api.value_at_quantile(0.99),
+            raw_p50_us: floor.value_at_quantile(0.5),
+            raw_p99_us: floor.value_at_quantile(0.99),
+        };
+    Ok(Kv {
+        set: latency(&set, &raw_set),
+        get: latency(&get, &raw_get),
+        cas: Cas {
+            agents: options.cas_agents,
+            successes_per_s: cas.successes_per_s,
+            conflicts_per_s: cas.conflicts_per_s,
+            raw_successes_per_s: raw_cas.successes_per_s,
+            raw_conflicts_per_s: raw_cas.conflicts_per_s,
         },
     })
 }

@@ -47,8 +47,21 @@ impl RawFloor {
         let _ = self.jetstream.delete_stream(&self.name).await;
     }
 
-    fn payload(len: usize) -> Bytes {
+    pub(super) fn payload(len: usize) -> Bytes {
         Bytes::from(vec![b'x'; len])
+    }
+
+    pub(super) fn jetstream(&self) -> &jetstream::Context {
+        &self.jetstream
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where this floor's subjects live: `<name>.events`, inside the stream's subjects.
+    pub(super) fn subject_prefix(&self) -> String {
+        format!("{}.events", self.name)
     }
 
     async fn publish(&self, payload: Bytes) -> anyhow::Result<()> {

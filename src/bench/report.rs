@@ -7,6 +7,29 @@ pub struct BenchReport {
     pub send: Latency,
     pub throughput: Throughput,
     pub delivery: Delivery,
+    pub kv: Kv,
+}
+
+/// The shared store: set and get latency, and compare-and-set under contention.
+#[derive(Debug, Clone, Serialize)]
+pub struct Kv {
+    /// `PUT /v1/kv`, unconditional; floor: a JetStream publish conditional on the
+    /// subject's last sequence.
+    pub set: Latency,
+    /// `GET /v1/kv/{key_ix}`; floor: a JetStream read of a subject's last message.
+    pub get: Latency,
+    pub cas: Cas,
+}
+
+/// `agents` agents compare-and-set one key back to back.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cas {
+    pub agents: usize,
+    pub successes_per_s: f64,
+    pub conflicts_per_s: f64,
+    /// As many tasks publishing conditionally on one subject, re-reading it when refused.
+    pub raw_successes_per_s: f64,
+    pub raw_conflicts_per_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -47,7 +70,34 @@ impl BenchReport {
         let send_p50 = ratio(s.p50_us as f64, s.raw_p50_us as f64);
         let send_p99 = ratio(s.p99_us as f64, s.raw_p99_us as f64);
         let share = ratio(t.sends_per_s, t.raw_per_s);
-        format!(
+        let kv = &self.kv;
+        let kv_rows = format!(
+            "kv set p50                   {:>9} µs   {:>9} µs   {:>5.1}x\n\
+             kv set p99                   {:>9} µs   {:>9} µs   {:>5.1}x\n\
+             kv get p50                   {:>9} µs   {:>9} µs   {:>5.1}x\n\
+             kv get p99                   {:>9} µs   {:>9} µs   {:>5.1}x\n\
+             kv cas ok ({:>2} agents, 1 key) {:>8.0} /s   {:>9.0} /s   {:>5.0}%\n\
+             kv cas conflicts             {:>9.0} /s   {:>9.0} /s\n",
+            kv.set.p50_us,
+            kv.set.raw_p50_us,
+            ratio(kv.set.p50_us as f64, kv.set.raw_p50_us as f64),
+            kv.set.p99_us,
+            kv.set.raw_p99_us,
+            ratio(kv.set.p99_us as f64, kv.set.raw_p99_us as f64),
+            kv.get.p50_us,
+            kv.get.raw_p50_us,
+            ratio(kv.get.p50_us as f64, kv.get.raw_p50_us as f64),
+            kv.get.p99_us,
+            kv.get.raw_p99_us,
+            ratio(kv.get.p99_us as f64, kv.get.raw_p99_us as f64),
+            kv.cas.agents,
+            kv.cas.successes_per_s,
+            kv.cas.raw_successes_per_s,
+            ratio(kv.cas.successes_per_s, kv.cas.raw_successes_per_s) * 100.0,
+            kv.cas.conflicts_per_s,
+            kv.cas.raw_conflicts_per_s,
+        );
+        let table = format!(
             "figure                         nexysync        raw floor   ratio    target\n\
              send p50                     {:>9} µs   {:>9} µs   {:>5.1}x   ≤ 5x   {}\n\
              send p99                     {:>9} µs   {:>9} µs   {:>5.1}x   ≤ 10x  {}\n\
@@ -77,6 +127,7 @@ impl BenchReport {
             d.raw_p99_us,
             verdict(d.p99_us < 25_000),
             d.raw_fanout_p99_us,
-        )
+        );
+        table + &kv_rows
     }
 }

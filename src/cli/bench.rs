@@ -49,6 +49,14 @@ pub struct BenchArgs {
     /// Broadcasts timed to every subscriber.
     #[arg(long, default_value_t = 50)]
     pub deliveries: usize,
+
+    /// Sequential KV sets, and as many gets, for the KV latency figures.
+    #[arg(long, default_value_t = 2000)]
+    pub kv_ops: usize,
+
+    /// Agents compare-and-setting one key for the CAS figure (for --seconds).
+    #[arg(long, default_value_t = 8)]
+    pub cas_agents: usize,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -104,6 +112,10 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         args.subscribers > 0 && args.deliveries > 0,
         "--subscribers and --deliveries must be positive"
     );
+    anyhow::ensure!(
+        args.kv_ops > 0 && args.cas_agents > 0,
+        "--kv-ops and --cas-agents must be positive"
+    );
     let options = BenchOptions {
         server,
         admin_token,
@@ -114,6 +126,8 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         throughput_for: Duration::from_secs(args.seconds.max(1)),
         subscribers: args.subscribers,
         deliveries: args.deliveries,
+        kv_ops: args.kv_ops,
+        cas_agents: args.cas_agents,
     };
     let report = bench::run(&options).await?;
     if args.json {

@@ -1,7 +1,9 @@
 //! End to end through the real binaries, as a new user runs them: `nexysync up`,
 //! `nexysync project create`, `nexysync agent add` three times, and one `nexysync-mcp`
 //! process per agent over stdio. Then the server's storage is searched for the
-//! plaintext and the project key: neither may be anywhere.
+//! plaintext and the project key: neither may be anywhere. And push the MCP way through
+//! the real binary: a channel notification on its stdout when another agent writes, and
+//! `wait` with `kinds`.
 
 // A test: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -13,10 +15,10 @@ use std::time::Duration;
 use base64::Engine;
 use nexysync_tests::processes::{binary, nexysync, RunningServer, ThrowawayNats};
 use nexysync_tests::{postgres_server_url, unique_name};
-use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::RunningService;
+use rmcp::model::{CallToolRequestParams, CallToolResult, CustomNotification};
+use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
-use rmcp::{RoleClient, ServiceExt};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{json, Value};
 
 /// One agent's `nexysync-mcp`, started in the agent's directory like an AI tool would.
@@ -264,6 +266,166 @@ async fn two_agents_talk_through_the_real_binaries_and_the_server_learns_nothing
         }
     }
 
+    let pool = sqlx::PgPool::connect(&format!("{}/postgres", postgres_server_url()))
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+}
+
+/// An MCP client that records the custom notifications its server sends.
+#[derive(Clone)]
+struct Recorder {
+    tx: tokio::sync::mpsc::UnboundedSender<CustomNotification>,
+}
+
+impl ClientHandler for Recorder {
+    async fn on_custom_notification(
+        &self,
+        notification: CustomNotification,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.tx.send(notification);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_binary_notifies_its_client_and_waits_for_the_kinds_asked() {
+    nexysync_tests::init_logging();
+    let root = tempfile::tempdir().unwrap();
+    let dir = |name: &str| {
+        let path = root.path().join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        path
+    };
+    let nats = ThrowawayNats::start(&dir("nats")).await;
+    let database = unique_name("e2e_push");
+    let data_dir = dir("data");
+    let envs = vec![
+        ("NEXYSYNC_NATS_URL", nats.url.clone()),
+        (
+            "DATABASE_URL",
+            format!("{}/{database}", postgres_server_url()),
+        ),
+        ("NEXYSYNC_HOME", dir("home").display().to_string()),
+        ("NEXYSYNC_DATA_DIR", data_dir.display().to_string()),
+        ("NEXYSYNC_ADMIN_TOKEN", String::new()),
+    ];
+    let server = RunningServer::start(&envs, &data_dir).await;
+    nexysync(
+        &["project", "create", "demo", "--server", &server.url],
+        &envs,
+    )
+    .await;
+    for name in ["alice", "bob"] {
+        let agent_dir = dir(name).display().to_string();
+        nexysync(&["agent", "add", "demo", name, "--dir", &agent_dir], &envs).await;
+    }
+
+    // Bob's tool listens for notifications, over the binary's stdio.
+    let command = tokio::process::Command::new(binary("nexysync-mcp")).configure(|cmd| {
+        cmd.current_dir(dir("bob")).env_remove("NEXYSYNC_KEY_FILE");
+    });
+    let (transport, _) = TokioChildProcess::builder(command)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nexysync-mcp starts");
+    let (tx, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+    let bob = Recorder { tx }
+        .serve(transport)
+        .await
+        .expect("MCP handshake");
+    let bob_peer = bob.peer().clone();
+    let alice = Agent::start(&dir("alice")).await;
+
+    let info = bob.peer_info().expect("the server introduced itself");
+    assert!(info
+        .capabilities
+        .experimental
+        .as_ref()
+        .is_some_and(|e| e.contains_key("claude/channel")));
+    let deadline = Duration::from_secs(30);
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        let status = call(&bob_peer, "ns_auth", json!({"action": "status"})).await;
+        if status
+            .structured_content
+            .is_some_and(|s| s.to_string().contains("\"live\":true"))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "bob's stream went live"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A wait for refs is woken by a ref, not by the message sent first.
+    let waiting = {
+        let peer = bob_peer.clone();
+        tokio::spawn(async move {
+            call(
+                &peer,
+                "ns_message",
+                json!({"action": "wait", "kinds": ["ref"], "timeout_s": 60}),
+            )
+            .await
+        })
+    };
+    let sent = alice
+        .call(
+            "ns_message",
+            json!({"action": "send", "to": "bob", "body": "the build is green", "topic": "ci"}),
+        )
+        .await;
+    let shared = alice
+        .call(
+            "ns_ref",
+            json!({"action": "share", "path": "src/ci.rs", "start_line": 4, "end_line": 8,
+                   "snippet": "fn green() {}", "to": "bob"}),
+        )
+        .await;
+    let woken = waiting.await.unwrap();
+    assert_ne!(woken.is_error, Some(true), "{woken:?}");
+    let woken = woken.structured_content.unwrap();
+    assert_eq!(woken["refs"][0]["ref"]["id"], shared["id"], "{woken}");
+    assert!(woken.get("messages").is_none());
+
+    // The message was announced on stdout, as a channel notification…
+    let told = loop {
+        let notification = tokio::time::timeout(deadline, notifications.recv())
+            .await
+            .expect("a notification within the deadline")
+            .expect("the client runs");
+        assert_eq!(notification.method, "notifications/claude/channel");
+        let params = notification.params.unwrap();
+        if params["meta"]["kind"] == "message" {
+            break params;
+        }
+    };
+    assert_eq!(told["meta"]["from"], "alice");
+    assert_eq!(told["meta"]["id"], sent["id"]);
+    assert_eq!(told["meta"]["topic"], "ci");
+    // …and is still there for a message wait.
+    let waited = call(
+        &bob_peer,
+        "ns_message",
+        json!({"action": "wait", "timeout_s": 30}),
+    )
+    .await
+    .structured_content
+    .unwrap();
+    assert_eq!(bodies(&waited), ["the build is green"]);
+
+    let _ = bob.cancel().await;
+    alice.stop().await;
+    server.stop().await;
+    nats.stop().await;
     let pool = sqlx::PgPool::connect(&format!("{}/postgres", postgres_server_url()))
         .await
         .unwrap();

@@ -10,6 +10,7 @@ use nexysync_domain::ids::{AgentName, Seq};
 use nexysync_domain::wire::{KvAppended, KvEntry, KvPage, StoredEvent};
 use serde::Serialize;
 
+use super::arrival::KvChange;
 use super::http::Attempts;
 use super::message::RejectedMessage;
 use super::verify::{author, open_text, rfc3339, Reader, VerifyError};
@@ -183,6 +184,85 @@ impl Client {
             tracing::warn!(event = %rejected.id, seq = %rejected.seq, reason = %rejected.reason, "kv entry failed verification");
         }
         Ok(outcome)
+    }
+
+    /// Verifies one `kv_set` or `kv_deleted` the stream pushed, fetching the agents again
+    /// when its writer is unknown. The outer error means it could not be judged.
+    pub(super) async fn verify_kv_change(
+        &self,
+        stored: &StoredEvent,
+    ) -> Result<Result<KvChange, RejectedMessage>, ClientError> {
+        let directory = self.directory().await?;
+        let mut outcome = self.verify_kv_change_with(&directory, stored);
+        if matches!(&outcome, Err(r) if r.reason.may_be_stale_directory()) {
+            let fresh = self.agents().await?;
+            outcome = self.verify_kv_change_with(&fresh, stored);
+        }
+        match &outcome {
+            Ok(change) => self.note_known(Seq(change.revision)),
+            Err(rejected) => {
+                tracing::warn!(event = %rejected.id, seq = %rejected.seq, reason = %rejected.reason, "kv update failed verification");
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn verify_kv_change_with(
+        &self,
+        directory: &Directory,
+        stored: &StoredEvent,
+    ) -> Result<KvChange, RejectedMessage> {
+        let reader = Reader {
+            project: self.inner.key.project.id,
+            keys: &self.inner.keys,
+        };
+        let rejected = |reason| RejectedMessage {
+            id: stored.event.id,
+            seq: stored.seq,
+            reason,
+        };
+        match &stored.event.body {
+            EventBody::KvSet(set) => {
+                // The same checks as an entry read back, with the event as its own entry.
+                let entry = KvEntry {
+                    key_ix: set.key_ix.clone(),
+                    revision: stored.seq.0,
+                    expires_at_ms: None,
+                    event: stored.event.clone(),
+                };
+                let value = check_kv(reader, directory, &mut self.chain(), &entry, stored)
+                    .map_err(rejected)?;
+                Ok(KvChange {
+                    key: Some(value.key),
+                    key_ix: set.key_ix.clone(),
+                    value: Some(value.value),
+                    deleted: false,
+                    revision: value.revision,
+                    by: value.updated_by,
+                    at: value.updated_at,
+                    id: stored.event.id,
+                })
+            }
+            EventBody::KvDeleted(deleted) => {
+                let writer = author(reader, directory, &stored.event).map_err(rejected)?;
+                self.chain()
+                    .observe(stored.seq, &stored.event)
+                    .map_err(|e| rejected(e.into()))?;
+                Ok(KvChange {
+                    key: None,
+                    key_ix: deleted.key_ix.clone(),
+                    value: None,
+                    deleted: true,
+                    revision: stored.seq.0,
+                    by: writer.name.clone(),
+                    at: rfc3339(stored.event.at),
+                    id: stored.event.id,
+                })
+            }
+            other => Err(rejected(VerifyError::NotAKvSet {
+                kind: other.kind().as_str(),
+            })),
+        }
     }
 
     fn verify_kv_with(

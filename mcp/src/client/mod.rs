@@ -2,7 +2,8 @@
 //! verifies and opens what it receives, and keeps a live stream of incoming messages.
 //!
 //! - [`Client`]: one agent's connection, built from its [`KeyFile`]; HTTP calls.
-//! - [`MessageStream`]: the SSE subscription with reconnects, a buffer and a cursor.
+//! - [`MessageStream`]: the SSE subscription with reconnects, a buffer and a cursor per
+//!   [`StreamKind`]; it hands over [`Arrival`]s (messages, refs, KV changes).
 //! - [`Message`] / [`RejectedMessage`] / [`Incoming`]: what reaches the agent.
 //! - [`Directory`]: the agents whose owner-signed registrations verified.
 //! - [`KvValue`]: the shared key-value store (`kv_set`/`kv_get`/`kv_delete`/`kv_list`),
@@ -15,6 +16,7 @@
 //! No key, no send: a [`Client`] exists only with a key file, and every body it sends is
 //! sealed under the project key first.
 
+mod arrival;
 mod chain;
 mod directory;
 mod error;
@@ -41,6 +43,7 @@ use reqwest::Url;
 use crate::key_file::KeyFile;
 use http::{Attempts, Http};
 
+pub use arrival::{Arrival, Cursors, KvChange, StreamKind};
 pub use chain::{ChainError, ChainMemory};
 pub use directory::{Directory, RegistrationError, VerifiedAgent};
 pub use error::{ApiError, ClientError};
@@ -48,7 +51,7 @@ pub use kv::{KvListPage, KvValue};
 pub use message::{InboxPage, Incoming, Message, NewMessage, RejectedMessage, ThreadPage};
 pub use refs::{NewRef, RefListPage, SharedRef};
 pub use state::{valid_emoji, MessageReaction, Toggled, MAX_EMOJI_BYTES};
-pub use stream::{MessageStream, Pending, StreamOptions, StreamStatus};
+pub use stream::{Arrivals, MessageStream, Pending, StreamOptions, StreamStatus};
 pub use verify::{verify_message, Reader, VerifyError};
 
 /// The AES-GCM tag each sealed field adds to its plaintext.

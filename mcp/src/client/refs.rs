@@ -156,7 +156,7 @@ impl Client {
     /// Verifies one served reference, fetching the agents again when its sender or
     /// recipient is unknown (they may have joined since). The outer error means it could
     /// not be judged.
-    async fn verify_ref(
+    pub(super) async fn verify_ref(
         &self,
         stored: &StoredEvent,
     ) -> Result<Result<SharedRef, RejectedMessage>, ClientError> {

@@ -1,15 +1,21 @@
-//! The live inbox: a background task that holds `GET /v1/stream` open and pushes every
-//! verified incoming message to a broadcast channel and a small buffer.
+//! The live stream: a background task that holds `GET /v1/stream` open and pushes every
+//! verified arrival (messages, code references, KV changes: see [`StreamKind`]) to a
+//! broadcast channel and a small buffer.
 //!
-//! Two positions are tracked. `resume_after` is the last stream id received: reconnects
-//! (with backoff and jitter, capped by [`StreamOptions::max_backoff`]) send it as
-//! `Last-Event-ID`, so nothing is missed or repeated. `cursor` is the last sequence
-//! *delivered to the agent* (by [`MessageStream::next`] or [`MessageStream::mark_delivered`]):
-//! the buffer holds what arrived after it, so a wait returns at once when something came
-//! in since the last look. When the buffer overflows, the overflowed messages are read
-//! back over HTTP rather than dropped.
+//! Two kinds of position are tracked. `resume_after` is the last stream id received:
+//! reconnects (with backoff and jitter, capped by [`StreamOptions::max_backoff`]) send it
+//! as `Last-Event-ID`, so nothing is missed or repeated. The [`Cursors`] are the last
+//! sequence *delivered to the agent*, one per kind (by [`MessageStream::next_of`] or
+//! [`MessageStream::mark_delivered`]): a wait for refs does not consume messages. The
+//! buffer holds what arrived after them, so a wait returns at once when something came in
+//! since the last look.
+//!
+//! What the buffer could not keep, and what the server does not replay on resume (only
+//! messages are replayed), is a *gap* of that kind: it is read back over HTTP (the inbox,
+//! the refs list) rather than lost. KV changes have no history to read back: a wait for
+//! them sees the changes made while it listens; `ns_kv list` shows the current state.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -18,9 +24,10 @@ use futures::StreamExt;
 use nexysync_domain::ids::Seq;
 use nexysync_domain::wire::{sse, StoredEvent};
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+use super::arrival::{Arrival, Cursors, StreamKind};
 use super::http::{api_error, error_chain, jittered};
 use super::{Client, ClientError, Incoming};
 
@@ -32,7 +39,7 @@ pub struct StreamOptions {
     pub idle_timeout: Duration,
     /// Longest wait between reconnection attempts.
     pub max_backoff: Duration,
-    /// Messages kept for delivery; older undelivered ones are re-read over HTTP.
+    /// Arrivals kept for delivery; older undelivered ones are re-read over HTTP.
     pub buffer: usize,
 }
 
@@ -55,9 +62,11 @@ pub struct StreamStatus {
     pub live: bool,
     /// The last stream id received; a reconnect resumes after it.
     pub resume_after: Seq,
-    /// The last sequence delivered to the agent.
+    /// The last message sequence delivered to the agent.
     pub cursor: Seq,
-    /// Messages received and not yet delivered.
+    /// The last sequence delivered to the agent, per kind.
+    pub cursors: Cursors,
+    /// Arrivals received and not yet delivered.
     pub pending: usize,
     pub reconnects: u64,
     /// Why the last connection failed, until a stream is live again.
@@ -73,6 +82,17 @@ pub struct Pending {
     pub has_more: bool,
     /// The cursor after these messages (pass as `since` to an inbox read).
     pub cursor: Seq,
+}
+
+/// Arrivals handed to the agent by one [`MessageStream::next_of`].
+#[derive(Debug, Clone)]
+pub struct Arrivals {
+    /// Oldest first within each kind.
+    pub items: Vec<Arrival>,
+    /// More of the asked kinds are waiting: call again.
+    pub has_more: bool,
+    /// The cursors after these arrivals.
+    pub cursors: Cursors,
 }
 
 /// The running subscription. Dropping it stops the background task.
@@ -92,33 +112,46 @@ impl std::fmt::Debug for MessageStream {
 struct Shared {
     client: Client,
     options: StreamOptions,
-    tx: broadcast::Sender<Incoming>,
+    tx: broadcast::Sender<Arrival>,
+    /// Moves whenever a gap opens without an arrival (on `ready`), so waiters look again.
+    gaps_opened: watch::Sender<u64>,
     state: Mutex<State>,
 }
 
 #[derive(Default)]
 struct State {
-    buffer: VecDeque<Incoming>,
-    cursor: Seq,
-    /// The highest sequence evicted from the buffer before delivery: while it is above
-    /// the cursor, the buffer has a hole and delivery goes through HTTP.
-    evicted_up_to: Seq,
+    /// Every kind, in stream order.
+    buffer: VecDeque<Arrival>,
+    cursors: Cursors,
+    /// Per kind, the highest sequence that may be missing from the buffer (evicted before
+    /// delivery, or not replayed on resume): while it is above the kind's cursor, that
+    /// kind is delivered through HTTP.
+    gaps: BTreeMap<StreamKind, Seq>,
     status: StreamStatus,
 }
 
 impl MessageStream {
-    /// Subscribes for `client`, delivering messages after `from` (exclusive). Spawns the
+    /// Subscribes for `client`, delivering every kind after `from` (exclusive). Spawns the
     /// background task, so it must be called inside a Tokio runtime.
     pub fn start(client: Client, from: Seq, options: StreamOptions) -> MessageStream {
+        Self::start_at(client, Cursors::all_at(from), options)
+    }
+
+    /// Subscribes for `client`, delivering each kind after its cursor in `from`.
+    pub fn start_at(client: Client, from: Cursors, options: StreamOptions) -> MessageStream {
         let (tx, _) = broadcast::channel(options.buffer.max(16));
+        // The server replays messages after the resume position; the other kinds'
+        // cursors are honoured by the delivery side.
+        let resume_after = from.get(StreamKind::Message);
         let shared = Arc::new(Shared {
             client,
             options,
             tx,
+            gaps_opened: watch::channel(0).0,
             state: Mutex::new(State {
-                cursor: from,
+                cursors: from,
                 status: StreamStatus {
-                    resume_after: from,
+                    resume_after,
                     ..StreamStatus::default()
                 },
                 ..State::default()
@@ -130,96 +163,172 @@ impl MessageStream {
 
     /// Every verified arrival, from now on (including ones already delivered through an
     /// inbox read).
-    pub fn subscribe(&self) -> broadcast::Receiver<Incoming> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arrival> {
         self.shared.tx.subscribe()
     }
 
     pub fn status(&self) -> StreamStatus {
         let state = self.shared.state();
         StreamStatus {
-            cursor: state.cursor,
+            cursor: state.cursors.get(StreamKind::Message),
+            cursors: state.cursors.clone(),
             pending: state.buffer.len(),
             ..state.status.clone()
         }
     }
 
-    /// The last sequence delivered to the agent.
+    /// The last message sequence delivered to the agent.
     pub fn cursor(&self) -> Seq {
-        self.shared.state().cursor
+        self.shared.state().cursors.get(StreamKind::Message)
     }
 
-    /// Records that everything up to `seq` reached the agent (e.g. through an inbox read),
-    /// so it is not delivered again. The cursor never moves back.
+    /// The last sequence delivered to the agent, per kind.
+    pub fn cursors(&self) -> Cursors {
+        self.shared.state().cursors.clone()
+    }
+
+    /// Records that every message up to `seq` reached the agent (e.g. through an inbox
+    /// read), so it is not delivered again. The cursor never moves back.
     pub fn mark_delivered(&self, seq: Seq) {
-        self.shared.state().advance(seq);
+        self.shared.state().advance(StreamKind::Message, seq);
     }
 
     /// Up to `limit` messages that arrived after the cursor, at once if some are waiting,
     /// else as soon as one arrives, else empty after `timeout`. Advances the cursor.
     pub async fn next(&self, timeout: Duration, limit: usize) -> Result<Pending, ClientError> {
+        let arrivals = self.next_of(&[StreamKind::Message], timeout, limit).await?;
+        Ok(Pending {
+            items: arrivals
+                .items
+                .into_iter()
+                .filter_map(Arrival::into_incoming)
+                .collect(),
+            has_more: arrivals.has_more,
+            cursor: arrivals.cursors.get(StreamKind::Message),
+        })
+    }
+
+    /// Up to `limit` arrivals of `kinds` (none: messages) after their cursors, at once if
+    /// some are waiting, else as soon as one arrives, else empty after `timeout`. Advances
+    /// the cursors of what it returns; other kinds stay waiting for their own reader.
+    pub async fn next_of(
+        &self,
+        kinds: &[StreamKind],
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<Arrivals, ClientError> {
+        let kinds = if kinds.is_empty() {
+            &[StreamKind::Message][..]
+        } else {
+            kinds
+        };
         let limit = limit.max(1);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let step = {
                 let mut state = self.shared.state();
-                if state.evicted_up_to > state.cursor {
-                    Step::ReadOverflow {
-                        since: state.cursor,
+                if let Some(kind) = state.gap_in(kinds) {
+                    Step::ReadGap {
+                        kind,
+                        since: state.cursors.get(kind),
                     }
-                } else if let Some(pending) = state.take(limit) {
-                    Step::Deliver(pending)
+                } else if let Some(arrivals) = state.take(kinds, limit) {
+                    Step::Deliver(arrivals)
                 } else {
-                    // Subscribed under the lock the task delivers under: no arrival
-                    // between the look at the buffer and the subscription goes unnoticed.
-                    Step::Wait(self.shared.tx.subscribe(), state.cursor)
+                    // Subscribed under the lock the task delivers under: no arrival (or
+                    // gap) between the look at the buffer and the subscription goes
+                    // unnoticed.
+                    Step::Wait(
+                        self.shared.tx.subscribe(),
+                        self.shared.gaps_opened.subscribe(),
+                    )
                 }
             };
             match step {
-                Step::Deliver(pending) => return Ok(pending),
-                Step::ReadOverflow { since } => {
-                    if let Some(pending) = self.read_overflow(since, limit).await? {
-                        return Ok(pending);
+                Step::Deliver(arrivals) => return Ok(arrivals),
+                Step::ReadGap { kind, since } => {
+                    if let Some(arrivals) = self.read_gap(kinds, kind, since, limit).await? {
+                        return Ok(arrivals);
                     }
                 }
-                Step::Wait(mut arrivals, cursor) => {
-                    match tokio::time::timeout_at(deadline, arrivals.recv()).await {
-                        Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => {
-                            return Ok(Pending {
+                Step::Wait(mut arrivals, mut gaps) => {
+                    let woken = async {
+                        tokio::select! {
+                            received = arrivals.recv() => {
+                                !matches!(received, Err(broadcast::error::RecvError::Closed))
+                            }
+                            changed = gaps.changed() => changed.is_ok(),
+                        }
+                    };
+                    match tokio::time::timeout_at(deadline, woken).await {
+                        Err(_) | Ok(false) => {
+                            return Ok(Arrivals {
                                 items: Vec::new(),
                                 has_more: false,
-                                cursor,
+                                cursors: self.cursors(),
                             })
                         }
-                        Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+                        Ok(true) => {}
                     }
                 }
             }
         }
     }
 
-    /// Delivers what the buffer lost, from the server. `None` when there was nothing.
-    async fn read_overflow(
+    /// Delivers what the stream could not of `kind`, from the server. `None` when that
+    /// read found nothing to show (the gap is then closed, or narrowed for the next look).
+    async fn read_gap(
         &self,
+        kinds: &[StreamKind],
+        kind: StreamKind,
         since: Seq,
         limit: usize,
-    ) -> Result<Option<Pending>, ClientError> {
-        let page = self
-            .shared
-            .client
-            .inbox(since, u32::try_from(limit).unwrap_or(u32::MAX))
-            .await?;
+    ) -> Result<Option<Arrivals>, ClientError> {
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        let client = &self.shared.client;
+        let (items, next_since, has_more) = match kind {
+            StreamKind::Message => {
+                let page = client.inbox(since, limit).await?;
+                let items = page.items.into_iter().map(Arrival::from).collect();
+                (items, page.next_since, page.has_more)
+            }
+            StreamKind::Ref => {
+                let page = client.refs(since, limit).await?;
+                let me = &client.key_file().agent.name;
+                // The refs list also holds what this agent shared with others, which its
+                // stream does not carry.
+                let items = page
+                    .items
+                    .into_iter()
+                    .filter_map(|item| match item {
+                        Ok(r) if r.to.as_ref() == Some(me) || (r.to.is_none() && r.from != *me) => {
+                            Some(Arrival::Ref(r))
+                        }
+                        Ok(_) => None,
+                        Err(rejected) => Some(Arrival::Rejected(kind, rejected)),
+                    })
+                    .collect();
+                (items, page.next_since, page.has_more)
+            }
+            StreamKind::Kv => (Vec::new(), since, false),
+        };
         let mut state = self.shared.state();
-        state.advance(page.next_since);
-        if page.items.is_empty() && !page.has_more {
-            // The server holds nothing more (the evicted messages may have been pruned):
-            // the hole is closed, and no read is repeated for it.
-            state.evicted_up_to = state.evicted_up_to.min(state.cursor);
+        state.advance(kind, next_since);
+        if items.is_empty() {
+            // A page that does not move the cursor would be asked for again and again.
+            if !has_more || next_since <= since {
+                // The server holds nothing more (what was missed may have been pruned):
+                // the gap is closed, and no read is repeated for it.
+                let cursor = state.cursors.get(kind);
+                state.gaps.insert(kind, cursor);
+            }
             return Ok(None);
         }
-        Ok(Some(Pending {
-            items: page.items,
-            has_more: page.has_more || !state.buffer.is_empty(),
-            cursor: state.cursor,
+        let more = has_more || state.gap_in(kinds).is_some() || state.waiting(kinds);
+        Ok(Some(Arrivals {
+            items,
+            has_more: more,
+            cursors: state.cursors.clone(),
         }))
     }
 }
@@ -231,30 +340,65 @@ impl Drop for MessageStream {
 }
 
 impl State {
-    fn advance(&mut self, seq: Seq) {
-        if seq > self.cursor {
-            self.cursor = seq;
-        }
-        let cursor = self.cursor;
-        self.buffer.retain(|item| item.seq() > cursor);
+    fn advance(&mut self, kind: StreamKind, seq: Seq) {
+        self.cursors.advance(kind, seq);
+        let cursors = &self.cursors;
+        self.buffer
+            .retain(|item| item.seq() > cursors.get(item.kind()));
     }
 
-    fn take(&mut self, limit: usize) -> Option<Pending> {
-        let cursor = self.cursor;
-        let items: Vec<Incoming> = self
+    /// The first of `kinds` with a gap above its cursor.
+    fn gap_in(&self, kinds: &[StreamKind]) -> Option<StreamKind> {
+        kinds.iter().copied().find(|kind| {
+            self.gaps
+                .get(kind)
+                .is_some_and(|gap| *gap > self.cursors.get(*kind))
+        })
+    }
+
+    /// Whether the buffer holds something of `kinds` not yet delivered.
+    fn waiting(&self, kinds: &[StreamKind]) -> bool {
+        self.buffer
+            .iter()
+            .any(|item| kinds.contains(&item.kind()) && item.seq() > self.cursors.get(item.kind()))
+    }
+
+    fn take(&mut self, kinds: &[StreamKind], limit: usize) -> Option<Arrivals> {
+        let cursors = &self.cursors;
+        let items: Vec<Arrival> = self
             .buffer
             .iter()
-            .filter(|item| item.seq() > cursor)
+            .filter(|item| kinds.contains(&item.kind()) && item.seq() > cursors.get(item.kind()))
             .take(limit)
             .cloned()
             .collect();
-        let last = items.last()?.seq();
-        self.advance(last);
-        Some(Pending {
+        if items.is_empty() {
+            return None;
+        }
+        // What is taken is, per kind, the oldest of that kind: each cursor moves to the
+        // last one taken.
+        for item in &items {
+            self.cursors.advance(item.kind(), item.seq());
+        }
+        let cursors = &self.cursors;
+        self.buffer
+            .retain(|item| item.seq() > cursors.get(item.kind()));
+        Some(Arrivals {
             items,
-            has_more: !self.buffer.is_empty(),
-            cursor: self.cursor,
+            has_more: self.waiting(kinds),
+            cursors: self.cursors.clone(),
         })
+    }
+
+    /// After `ready` at `seq`: what the server did not replay of the kinds it does not
+    /// replay, up to `seq`, is a gap, unless already delivered.
+    fn note_unreplayed(&mut self, seq: Seq) {
+        for kind in StreamKind::ALL {
+            if !kind.replayed_on_resume() && kind.has_history() && seq > self.cursors.get(kind) {
+                let gap = self.gaps.entry(kind).or_insert(Seq(0));
+                *gap = (*gap).max(seq);
+            }
+        }
     }
 }
 
@@ -269,22 +413,26 @@ impl Shared {
     }
 
     /// Hands one verified arrival to the buffer and the subscribers, once.
-    fn deliver(&self, item: Incoming) {
+    fn deliver(&self, item: Arrival) {
         let mut state = self.state();
         let seq = item.seq();
         if seq <= state.status.resume_after {
             return;
         }
         state.status.resume_after = seq;
-        if seq > state.cursor {
+        if seq > state.cursors.get(item.kind()) {
             state.buffer.push_back(item.clone());
             while state.buffer.len() > self.options.buffer.max(1) {
                 if let Some(evicted) = state.buffer.pop_front() {
-                    state.evicted_up_to = state.evicted_up_to.max(evicted.seq());
+                    let kind = evicted.kind();
+                    if kind.has_history() {
+                        let gap = state.gaps.entry(kind).or_insert(Seq(0));
+                        *gap = (*gap).max(evicted.seq());
+                    }
                 }
             }
         }
-        // No subscriber is not an error: the buffer keeps the message.
+        // No subscriber is not an error: the buffer keeps the arrival.
         let _ = self.tx.send(item);
     }
 
@@ -304,10 +452,17 @@ impl Shared {
         }
     }
 
-    fn set_live(&self) {
+    fn set_live(&self, ready_at: Option<Seq>) {
         let mut state = self.state();
         state.status.live = true;
         state.status.last_error = None;
+        if let Some(seq) = ready_at {
+            state.note_unreplayed(seq);
+            self.gaps_opened.send_modify(|n| *n += 1);
+            // The log holds `seq`: reads of what the stream did not replay wait for the
+            // read models to have applied it.
+            self.client.note_known(seq);
+        }
     }
 
     fn count_reconnect(&self) {
@@ -315,11 +470,11 @@ impl Shared {
     }
 }
 
-/// What [`MessageStream::next`] does next.
+/// What [`MessageStream::next_of`] does next.
 enum Step {
-    Deliver(Pending),
-    ReadOverflow { since: Seq },
-    Wait(broadcast::Receiver<Incoming>, Seq),
+    Deliver(Arrivals),
+    ReadGap { kind: StreamKind, since: Seq },
+    Wait(broadcast::Receiver<Arrival>, watch::Receiver<u64>),
 }
 
 /// How one connection ended.
@@ -427,18 +582,18 @@ async fn read_stream(shared: &Shared, backoff: &mut Backoff) -> Ended {
         };
         backoff.reset();
         match classify(&event) {
-            Received::Message(stored) => match client.verify(&stored).await {
+            Received::Event(kind, stored) => match client.verify_arrival(kind, &stored).await {
                 Ok(item) => shared.deliver(item),
                 // Not judged (agents unavailable): reconnect, and the event comes again.
                 Err(error) => return Ended::Failed(error.to_string()),
             },
-            Received::Unreadable { seq, error } => {
-                tracing::warn!(id = %event.id, %error, "unreadable new_message event skipped");
+            Received::Unreadable { kind, seq, error } => {
+                tracing::warn!(id = %event.id, %kind, %error, "unreadable stream event skipped");
                 if let Some(seq) = seq {
                     shared.skip_to(seq);
                 }
             }
-            Received::Ready => shared.set_live(),
+            Received::Ready(seq) => shared.set_live(seq),
             Received::End(ended) => {
                 if let Ended::CursorTooOld { oldest } = &ended {
                     tracing::warn!(oldest = %oldest, "stream cursor older than the retained history");
@@ -453,29 +608,40 @@ async fn read_stream(shared: &Shared, backoff: &mut Backoff) -> Ended {
 
 /// What one SSE event asks of the reader.
 enum Received {
-    /// A message to verify and deliver.
-    Message(Box<StoredEvent>),
-    /// A `new_message` whose data does not parse: skipped, past its id when it has one,
-    /// so a reconnect does not fetch it again and again.
-    Unreadable { seq: Option<Seq>, error: String },
-    /// The backlog is sent; what follows is live.
-    Ready,
+    /// An event of a followed kind to verify and deliver.
+    Event(StreamKind, Box<StoredEvent>),
+    /// An event whose data does not parse: skipped, past its id when it has one, so a
+    /// reconnect does not fetch it again and again.
+    Unreadable {
+        kind: StreamKind,
+        seq: Option<Seq>,
+        error: String,
+    },
+    /// The backlog is sent, up to the sequence it names; what follows is live.
+    Ready(Option<Seq>),
     /// The server ends this connection (`catch_up`, `cursor_too_old`).
     End(Ended),
-    /// Kinds added later (refs, files, kv…) are not this stream's business yet.
+    /// Kinds this client does not follow (yet).
     Other,
 }
 
 fn classify(event: &eventsource_stream::Event) -> Received {
-    match event.event.as_str() {
-        sse::NEW_MESSAGE => match serde_json::from_str::<StoredEvent>(&event.data) {
-            Ok(stored) => Received::Message(Box::new(stored)),
+    if let Some(kind) = StreamKind::from_sse_event(&event.event) {
+        return match serde_json::from_str::<StoredEvent>(&event.data) {
+            Ok(stored) => Received::Event(kind, Box::new(stored)),
             Err(error) => Received::Unreadable {
+                kind,
                 seq: event.id.parse::<u64>().ok().map(Seq),
                 error: error.to_string(),
             },
-        },
-        sse::READY => Received::Ready,
+        };
+    }
+    match event.event.as_str() {
+        sse::READY => Received::Ready(
+            serde_json::from_str::<sse::Ready>(&event.data)
+                .ok()
+                .map(|ready| ready.seq),
+        ),
         sse::CATCH_UP => Received::End(Ended::CatchUp),
         sse::CURSOR_TOO_OLD => match serde_json::from_str::<sse::CursorTooOld>(&event.data) {
             Ok(too_old) => Received::End(Ended::CursorTooOld {
@@ -499,7 +665,7 @@ async fn reread_from(shared: &Shared, oldest: Seq) -> Result<(), ClientError> {
             .inbox(since, nexysync_domain::wire::MAX_LIMIT)
             .await?;
         for item in page.items {
-            shared.deliver(item);
+            shared.deliver(item.into());
         }
         shared.skip_to(page.next_since);
         if !page.has_more || page.next_since <= since {
@@ -544,7 +710,7 @@ mod tests {
     use crate::client::{Directory, Reader};
     use nexysync_domain::wire::AgentList;
 
-    fn incoming(n: usize) -> Vec<Incoming> {
+    fn incoming(n: usize) -> Vec<Arrival> {
         let project = Project::new();
         let alice = project.agent("alice");
         let bob = project.agent("bob");
@@ -561,10 +727,29 @@ mod tests {
                     project: project.id,
                     keys: &project.keys,
                 };
-                Incoming::Message(verify_message(reader, &directory, &mut chain, &stored).unwrap())
+                Arrival::Message(verify_message(reader, &directory, &mut chain, &stored).unwrap())
             })
             .collect()
     }
+
+    fn a_ref(seq: u64) -> Arrival {
+        Arrival::Ref(crate::client::SharedRef {
+            id: nexysync_domain::ids::EventId::generate(),
+            seq: Seq(seq),
+            from: nexysync_domain::ids::AgentName::parse("alice").unwrap(),
+            to: None,
+            path: "src/lib.rs".into(),
+            start_line: 1,
+            end_line: 2,
+            snippet: "fn main() {}".into(),
+            language: None,
+            commit: None,
+            note: None,
+            shared_at: "2025-01-01T00:00:00.000Z".into(),
+        })
+    }
+
+    const MESSAGES: &[StreamKind] = &[StreamKind::Message];
 
     #[test]
     fn taking_from_the_buffer_delivers_each_message_once_in_order() {
@@ -573,14 +758,14 @@ mod tests {
             buffer: items.iter().cloned().collect(),
             ..State::default()
         };
-        let first = state.take(2).unwrap();
+        let first = state.take(MESSAGES, 2).unwrap();
         assert_eq!(first.items, items[..2]);
         assert!(first.has_more);
-        let second = state.take(2).unwrap();
+        let second = state.take(MESSAGES, 2).unwrap();
         assert_eq!(second.items, items[2..]);
         assert!(!second.has_more);
-        assert!(state.take(2).is_none());
-        assert_eq!(state.cursor, items[2].seq());
+        assert!(state.take(MESSAGES, 2).is_none());
+        assert_eq!(state.cursors.get(StreamKind::Message), items[2].seq());
     }
 
     #[test]
@@ -590,11 +775,46 @@ mod tests {
             buffer: items.iter().cloned().collect(),
             ..State::default()
         };
-        state.advance(items[1].seq());
-        assert_eq!(state.take(10).unwrap().items, items[2..]);
+        state.advance(StreamKind::Message, items[1].seq());
+        assert_eq!(state.take(MESSAGES, 10).unwrap().items, items[2..]);
         // The cursor never moves back.
-        state.advance(Seq(0));
-        assert_eq!(state.cursor, items[2].seq());
+        state.advance(StreamKind::Message, Seq(0));
+        assert_eq!(state.cursors.get(StreamKind::Message), items[2].seq());
+    }
+
+    #[test]
+    fn a_wait_for_one_kind_leaves_the_other_kinds_to_their_own_readers() {
+        let messages = incoming(2);
+        let reference = a_ref(messages[0].seq().0 + 1);
+        let mut state = State {
+            buffer: [messages[0].clone(), reference.clone(), messages[1].clone()]
+                .into_iter()
+                .collect(),
+            ..State::default()
+        };
+        let refs = state.take(&[StreamKind::Ref], 10).unwrap();
+        assert_eq!(refs.items, [reference]);
+        assert!(!refs.has_more);
+        assert_eq!(refs.cursors.get(StreamKind::Message), Seq(0));
+        assert!(state.take(&[StreamKind::Kv], 10).is_none());
+        let got = state.take(MESSAGES, 10).unwrap();
+        assert_eq!(got.items, messages);
+        assert!(state.take(&StreamKind::ALL, 10).is_none());
+    }
+
+    #[test]
+    fn what_a_resume_does_not_replay_is_a_gap_of_the_kinds_with_a_history() {
+        let mut state = State::default();
+        state.cursors.advance(StreamKind::Ref, Seq(5));
+        state.note_unreplayed(Seq(20));
+        assert_eq!(state.gap_in(&[StreamKind::Ref]), Some(StreamKind::Ref));
+        assert_eq!(state.gap_in(&[StreamKind::Message, StreamKind::Kv]), None);
+        // Once delivered up to the gap, it is closed.
+        state.advance(StreamKind::Ref, Seq(20));
+        assert_eq!(state.gap_in(&[StreamKind::Ref]), None);
+        // A resume at a position already delivered opens none.
+        state.note_unreplayed(Seq(20));
+        assert_eq!(state.gap_in(&StreamKind::ALL), None);
     }
 
     #[test]
@@ -672,13 +892,28 @@ mod tests {
         let stored = project.message(&alice, Sent::broadcast(), "hi");
         let data = serde_json::to_string(&stored).unwrap();
         let event = sse_event(sse::NEW_MESSAGE, &stored.seq.0.to_string(), &data);
-        assert!(matches!(classify(&event), Received::Message(m) if *m == stored));
         assert!(matches!(
-            classify(&sse_event(sse::READY, "", r#"{"seq":9}"#)),
-            Received::Ready
+            classify(&event),
+            Received::Event(StreamKind::Message, m) if *m == stored
+        ));
+        let as_ref = sse_event(sse::NEW_REF, &stored.seq.0.to_string(), &data);
+        assert!(matches!(
+            classify(&as_ref),
+            Received::Event(StreamKind::Ref, _)
         ));
         assert!(matches!(
-            classify(&sse_event("kv_update", "10", "{}")),
+            classify(&sse_event(sse::READY, "", r#"{"seq":9}"#)),
+            Received::Ready(Some(Seq(9)))
+        ));
+        assert!(matches!(
+            classify(&sse_event(sse::KV_UPDATE, "10", "{}")),
+            Received::Unreadable {
+                kind: StreamKind::Kv,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify(&sse_event("presence_change", "11", "{}")),
             Received::Other
         ));
     }

@@ -1,5 +1,7 @@
 //! How tools answer: a short summary for people plus structured JSON, or an `isError`
-//! result whose message says what to do. Bodies in lists are cut to keep answers small.
+//! result whose message says what to do. Long texts in lists (bodies, snippets, values)
+//! are cut to keep answers small, their whole length shown: every list answer has a brief
+//! form (the default) and a full one ([`ListForm`]), both within one budget.
 
 use std::borrow::Cow;
 
@@ -10,8 +12,10 @@ use serde_json::{json, Value};
 
 use crate::client::{ClientError, Incoming, Message, MessageReaction, RejectedMessage};
 
-/// Longest body, in characters, shown in list answers (`check`, `thread`, `wait`).
+/// Longest body, in characters, shown in a `full` list answer (`check`, `thread`, `wait`).
 pub(crate) const BODY_PREVIEW_CHARS: usize = 4000;
+/// Longest text (body, snippet, value, note) shown in a brief list answer.
+pub(crate) const BRIEF_PREVIEW_CHARS: usize = 200;
 
 /// What to tell the user when no key file is in use.
 pub(crate) const PROVISIONING_ADVICE: &str =
@@ -142,7 +146,8 @@ pub(crate) struct MessageView<'a> {
     pub body_len: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<EventId>,
-    pub sent_at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl_s: Option<u32>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
@@ -169,14 +174,16 @@ impl<'a> MessageView<'a> {
 
     /// The message with its body cut to `max_chars` characters.
     pub fn preview(message: &'a Message, max_chars: usize) -> Self {
-        match message.body.char_indices().nth(max_chars) {
-            Some((cut, _)) => Self::with_body(
-                message,
-                Cow::Borrowed(&message.body[..cut]),
-                Some(message.body.chars().count()),
-            ),
-            None => Self::full(message),
-        }
+        let (body, body_len) = cut(&message.body, max_chars);
+        Self::with_body(message, Cow::Borrowed(body), body_len)
+    }
+
+    /// The row of a brief list: the body cut short, and no timestamps.
+    pub fn brief(message: &'a Message) -> Self {
+        let mut view = Self::preview(message, BRIEF_PREVIEW_CHARS);
+        view.sent_at = None;
+        view.ttl_s = None;
+        view
     }
 
     fn with_body(message: &'a Message, body: Cow<'a, str>, body_len: Option<usize>) -> Self {
@@ -191,7 +198,7 @@ impl<'a> MessageView<'a> {
             body_truncated: body_len.is_some(),
             body_len,
             reply_to: message.reply_to,
-            sent_at: &message.sent_at,
+            sent_at: Some(&message.sent_at),
             ttl_s: message.ttl_s,
             reactions: &message.reactions,
             pinned: message.pinned,
@@ -225,17 +232,85 @@ pub(crate) const LIST_BODY_BUDGET_CHARS: usize = 32_000;
 /// The shortest preview a list cuts a body to, however long the list.
 pub(crate) const MIN_BODY_PREVIEW_CHARS: usize = 280;
 
-/// Messages and rejections of a list, bodies cut to [`BODY_PREVIEW_CHARS`], or shorter
-/// when the list is long (an even share of [`LIST_BODY_BUDGET_CHARS`]).
-pub(crate) fn list_views(items: &[Incoming]) -> (Vec<MessageView<'_>>, Vec<RejectedView>) {
-    let count = items.len().max(1);
-    let preview =
-        (LIST_BODY_BUDGET_CHARS / count).clamp(MIN_BODY_PREVIEW_CHARS, BODY_PREVIEW_CHARS);
+/// How much of each item a list answer shows: `brief` (the default) cuts long texts to
+/// [`BRIEF_PREVIEW_CHARS`] and leaves out secondary fields; `full` shows every field and
+/// texts up to [`BODY_PREVIEW_CHARS`], or shorter when the list is long (an even share of
+/// [`LIST_BODY_BUDGET_CHARS`]). Either way a cut text says its whole length, and the
+/// tool's `read`/`get` gives it whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListForm {
+    Brief,
+    Full,
+}
+
+impl ListForm {
+    /// The form a tool's `full` parameter asks for.
+    pub fn from_flag(full: Option<bool>) -> ListForm {
+        if full == Some(true) {
+            ListForm::Full
+        } else {
+            ListForm::Brief
+        }
+    }
+
+    /// Characters of each long text shown in a list of `count` items.
+    pub fn preview_chars(self, count: usize) -> usize {
+        match self {
+            ListForm::Brief => BRIEF_PREVIEW_CHARS,
+            ListForm::Full => (LIST_BODY_BUDGET_CHARS / count.max(1))
+                .clamp(MIN_BODY_PREVIEW_CHARS, BODY_PREVIEW_CHARS),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListForm::Brief => "brief",
+            ListForm::Full => "full",
+        }
+    }
+}
+
+/// `text` cut to `max_chars` characters, with its whole length in characters when it was
+/// cut.
+pub(crate) fn cut(text: &str, max_chars: usize) -> (&str, Option<usize>) {
+    match text.char_indices().nth(max_chars) {
+        Some((at, _)) => (&text[..at], Some(text.chars().count())),
+        None => (text, None),
+    }
+}
+
+/// Cuts the string at `field` of `object` to `max_chars`; its whole length when it was cut.
+pub(crate) fn cut_field(object: &mut Value, field: &str, max_chars: usize) -> Option<usize> {
+    let text = object.get_mut(field)?;
+    let (shown, whole) = cut(text.as_str()?, max_chars);
+    let whole = whole?;
+    *text = Value::String(shown.to_owned());
+    Some(whole)
+}
+
+/// Leaves out `fields` of a JSON object (the secondary fields of a brief row).
+pub(crate) fn drop_fields(object: &mut Value, fields: &[&str]) {
+    if let Some(map) = object.as_object_mut() {
+        for field in fields {
+            map.remove(*field);
+        }
+    }
+}
+
+/// Messages and rejections of a list in `form`.
+pub(crate) fn list_views(
+    items: &[Incoming],
+    form: ListForm,
+) -> (Vec<MessageView<'_>>, Vec<RejectedView>) {
+    let preview = form.preview_chars(items.len());
     let mut messages = Vec::new();
     let mut rejected = Vec::new();
     for item in items {
         match item {
-            Incoming::Message(message) => messages.push(MessageView::preview(message, preview)),
+            Incoming::Message(message) => messages.push(match form {
+                ListForm::Brief => MessageView::brief(message),
+                ListForm::Full => MessageView::preview(message, preview),
+            }),
             Incoming::Rejected(r) => rejected.push(RejectedView::from(r)),
         }
     }
@@ -261,7 +336,9 @@ pub(crate) fn count_summary(
         ));
     }
     if messages.iter().any(|m| m.body_truncated) {
-        summary.push_str("; long bodies are cut (read the message by id for all of it)");
+        summary.push_str(
+            "; long bodies are cut (`full: true` shows more, `read` by id shows all of it)",
+        );
     }
     summary
 }
@@ -328,7 +405,7 @@ mod tests {
             Incoming::Message(genuine),
             Incoming::Rejected(rejected.clone()),
         ];
-        let (messages, rejections) = list_views(&items);
+        let (messages, rejections) = list_views(&items, ListForm::Brief);
         assert_eq!(messages.len(), 1);
         let shown = serde_json::to_value(&rejections).unwrap();
         assert_eq!(shown[0]["id"], json!(rejected.id));
@@ -349,7 +426,7 @@ mod tests {
         let items: Vec<Incoming> = (0..100)
             .map(|_| Incoming::Message(message(&"y".repeat(BODY_PREVIEW_CHARS))))
             .collect();
-        let (messages, _) = list_views(&items);
+        let (messages, _) = list_views(&items, ListForm::Full);
         let shown = serde_json::to_value(&messages).unwrap();
         let total: usize = shown
             .as_array()
@@ -363,6 +440,34 @@ mod tests {
         );
         assert_eq!(shown[0]["body_truncated"], true);
         assert_eq!(shown[0]["body_len"], BODY_PREVIEW_CHARS);
+    }
+
+    #[test]
+    fn a_brief_list_cuts_bodies_shorter_than_a_full_one_and_both_show_the_length() {
+        let long = "z".repeat(BODY_PREVIEW_CHARS * 2);
+        let items = [Incoming::Message(message(&long))];
+        for (form, shown_chars) in [
+            (ListForm::Brief, BRIEF_PREVIEW_CHARS),
+            (ListForm::Full, BODY_PREVIEW_CHARS),
+        ] {
+            let (messages, _) = list_views(&items, form);
+            let row = serde_json::to_value(&messages[0]).unwrap();
+            assert_eq!(row["body"].as_str().unwrap().len(), shown_chars, "{form:?}");
+            assert_eq!(row["body_len"], long.len());
+            assert_eq!(row["body_truncated"], true);
+            assert_eq!(row.get("sent_at").is_some(), form == ListForm::Full);
+        }
+    }
+
+    #[test]
+    fn a_cut_field_says_its_whole_length_and_a_short_one_is_left_alone() {
+        let mut row = json!({ "snippet": "abcdef", "note": "ok" });
+        assert_eq!(cut_field(&mut row, "snippet", 3), Some(6));
+        assert_eq!(row["snippet"], "abc");
+        assert_eq!(cut_field(&mut row, "note", 3), None);
+        assert_eq!(cut_field(&mut row, "missing", 3), None);
+        drop_fields(&mut row, &["note"]);
+        assert_eq!(row, json!({ "snippet": "abc" }));
     }
 
     #[test]

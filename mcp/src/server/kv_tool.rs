@@ -7,15 +7,13 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::answer::{Answer, ToolError};
+use super::answer::{cut_field, drop_fields, Answer, ListForm, ToolError};
 use super::session::Session;
 use super::NexySyncMcp;
 use crate::client::ClientError;
 
 const DEFAULT_LIMIT: u32 = 20;
 const MAX_LIMIT: u32 = 100;
-/// Longest value shown in a `list` answer; `get` shows the whole value.
-const LIST_VALUE_CHARS: usize = 200;
 
 /// Parameters of `ns_kv`. Which fields apply depends on `action`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -42,6 +40,10 @@ pub struct KvParams {
     /// list: the `next_cursor` of a previous answer, for the next page.
     #[serde(default)]
     pub cursor: Option<String>,
+    /// list: `true` for every field and longer values; default brief (key, a short value,
+    /// revision, writer; long values are cut, their length shown; `get` shows all).
+    #[serde(default)]
+    pub full: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -167,21 +169,22 @@ async fn list(session: &Session, params: KvParams) -> Result<Answer, ToolError> 
             })
         })
         .transpose()?;
+    let form = ListForm::from_flag(params.full);
     let page = session.client.kv_list(cursor.as_ref(), limit).await?;
+    let chars = form.preview_chars(page.items.len());
     let mut entries = Vec::new();
     let mut rejected = Vec::new();
     for item in page.items {
         match item {
-            Ok(mut entry) => {
-                let full_len = entry.value.chars().count();
-                if let Some((cut, _)) = entry.value.char_indices().nth(LIST_VALUE_CHARS) {
-                    entry.value.truncate(cut);
-                    entries.push(
-                        json!({ "entry": entry, "value_cut": true, "value_chars": full_len }),
-                    );
-                } else {
-                    entries.push(json!({ "entry": entry }));
+            Ok(entry) => {
+                let mut row = json!(entry);
+                if form == ListForm::Brief {
+                    drop_fields(&mut row, &["updated_at"]);
                 }
+                entries.push(match cut_field(&mut row, "value", chars) {
+                    Some(whole) => json!({ "entry": row, "value_cut": true, "value_chars": whole }),
+                    None => json!({ "entry": row }),
+                });
             }
             Err(r) => rejected
                 .push(json!({ "id": r.id, "revision": r.seq, "error": r.reason.to_string() })),
@@ -201,6 +204,9 @@ async fn list(session: &Session, params: KvParams) -> Result<Answer, ToolError> 
     if page.has_more {
         summary.push_str("; more with `cursor`");
     }
+    if entries.iter().any(|e| e.get("value_cut").is_some()) {
+        summary.push_str("; long values are cut (`get` by key shows all)");
+    }
     Ok(Answer::new(
         summary,
         json!({
@@ -208,6 +214,7 @@ async fn list(session: &Session, params: KvParams) -> Result<Answer, ToolError> 
             "rejected": rejected,
             "next_cursor": page.next_cursor,
             "has_more": page.has_more,
+            "form": form.as_str(),
         }),
     ))
 }

@@ -1,22 +1,19 @@
 //! `ns_message`: send, broadcast, check the inbox, read one message, read a thread, wait
-//! for the next message; react, ack, pin, unpin and delete a message.
-
-use std::time::Duration;
+//! for the next message (or ref, or KV change: see `wait`); react, ack, pin, unpin and
+//! delete a message.
 
 use nexysync_domain::ids::{AgentName, EventId, Seq};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::answer::{count_summary, list_views, Answer, MessageView, ToolError};
+use super::answer::{count_summary, list_views, Answer, ListForm, MessageView, ToolError};
 use super::session::Session;
 use super::NexySyncMcp;
 use crate::client::{NewMessage, Toggled};
 
 const DEFAULT_LIMIT: u32 = 20;
 const MAX_LIMIT: u32 = 100;
-const DEFAULT_WAIT_S: u32 = 30;
-const MAX_WAIT_S: u32 = 300;
 
 /// Parameters of `ns_message`. Which fields apply depends on `action`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -24,12 +21,12 @@ pub struct MessageParams {
     /// `send`: a direct message to one agent (needs `to`, `body`). `broadcast`: a message to
     /// every agent of the project (needs `body`). `check`: read the inbox after a cursor.
     /// `read`: one whole message (needs `id`). `thread`: the whole conversation a message
-    /// belongs to (needs `id`). `wait`: block until a new message arrives or `timeout_s`
-    /// passes. `react`: add an emoji reaction (needs `id`, `emoji`); reacting again with the
-    /// same emoji takes it back. `ack`: mark a message read (needs `id`). `pin` / `unpin`:
-    /// pin a message for everyone who may read it, or unpin it (needs `id`). `delete`:
-    /// delete a message you sent (needs `id`); its content is erased, the thread keeps a
-    /// "deleted" node.
+    /// belongs to (needs `id`). `wait`: block until a new event of `kinds` arrives or
+    /// `timeout_s` passes. `react`: add an emoji reaction (needs `id`, `emoji`); reacting
+    /// again with the same emoji takes it back. `ack`: mark a message read (needs `id`).
+    /// `pin` / `unpin`: pin a message for everyone who may read it, or unpin it (needs
+    /// `id`). `delete`: delete a message you sent (needs `id`); its content is erased, the
+    /// thread keeps a "deleted" node.
     pub action: MessageAction,
     /// send: the recipient agent's name (e.g. `bob`).
     #[serde(default)]
@@ -48,11 +45,17 @@ pub struct MessageParams {
     pub ttl_s: Option<u32>,
     /// check: return messages after this sequence number (the `next_since` of a previous
     /// answer). Default: where the last check or wait stopped (remembered across restarts).
+    /// thread: return the thread's messages after this sequence number (default 0).
     #[serde(default)]
     pub since: Option<u64>,
-    /// check, wait: most messages to return (default 20, max 100).
+    /// check, thread, wait: most items to return (default 20, max 100).
     #[serde(default)]
     pub limit: Option<u32>,
+    /// check, thread, wait: `true` for every field and longer bodies; default brief (short
+    /// bodies, no timestamps). Long bodies are cut either way, their length shown; `read`
+    /// shows all of one.
+    #[serde(default)]
+    pub full: Option<bool>,
     /// read, thread, react, ack, pin, unpin, delete: a message id, as returned by send,
     /// check or wait.
     #[serde(default)]
@@ -65,9 +68,14 @@ pub struct MessageParams {
     /// inbox unless `since` is given; does not move the check cursor.
     #[serde(default)]
     pub unread_only: Option<bool>,
-    /// wait: seconds to wait for a message (default 30, max 300).
+    /// wait: seconds to wait (default 30, max 300).
     #[serde(default)]
     pub timeout_s: Option<u32>,
+    /// wait: the kinds of event that end the wait: `message` (direct messages and others'
+    /// broadcasts), `ref` (code references shared with you or everyone), `kv` (another
+    /// agent set or deleted a shared key). Default `["message"]`.
+    #[serde(default)]
+    pub kinds: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -96,7 +104,7 @@ pub(crate) async fn run(server: &NexySyncMcp, params: MessageParams) -> Result<A
         MessageAction::Check => check(&session, params).await,
         MessageAction::Read => read(&session, params).await,
         MessageAction::Thread => thread(&session, params).await,
-        MessageAction::Wait => wait(&session, params).await,
+        MessageAction::Wait => super::wait::run(&session, params).await,
         MessageAction::React => react(&session, params).await,
         MessageAction::Ack | MessageAction::Pin | MessageAction::Unpin | MessageAction::Delete => {
             update(&session, params).await
@@ -216,6 +224,7 @@ async fn check(session: &Session, params: MessageParams) -> Result<Answer, ToolE
         (None, false) => session.stream.cursor(),
     };
     let limit = clamp_limit(params.limit)?;
+    let form = ListForm::from_flag(params.full);
     let page = session
         .client
         .inbox_filtered(since, limit, unread_only)
@@ -224,7 +233,7 @@ async fn check(session: &Session, params: MessageParams) -> Result<Answer, ToolE
         session.stream.mark_delivered(page.next_since);
         session.save_cursor();
     }
-    let (messages, rejected) = list_views(&page.items);
+    let (messages, rejected) = list_views(&page.items, form);
     let none = if unread_only {
         "no unread messages"
     } else {
@@ -237,7 +246,7 @@ async fn check(session: &Session, params: MessageParams) -> Result<Answer, ToolE
     }
     Ok(Answer::new(
         summary,
-        list_json(messages, rejected, page.next_since, page.has_more, None),
+        list_json(messages, rejected, page.next_since, page.has_more, form),
     ))
 }
 
@@ -267,81 +276,54 @@ async fn read(session: &Session, params: MessageParams) -> Result<Answer, ToolEr
 
 async fn thread(session: &Session, params: MessageParams) -> Result<Answer, ToolError> {
     let id = required_id(params.id.as_deref())?;
+    let limit = clamp_limit(params.limit)? as usize;
+    let since = Seq(params.since.unwrap_or(0));
+    let form = ListForm::from_flag(params.full);
     let thread = session.client.thread(id).await?;
-    let (messages, rejected) = list_views(&thread.items);
-    let summary = format!(
-        "thread {}: {}",
+    // The server answers the whole thread; pages are cut here, in log order.
+    let after: Vec<_> = thread
+        .items
+        .into_iter()
+        .filter(|item| item.seq() > since)
+        .collect();
+    let has_more = after.len() > limit;
+    let page = &after[..after.len().min(limit)];
+    let next_since = page.last().map_or(since, |item| item.seq());
+    let (messages, rejected) = list_views(page, form);
+    let mut summary = format!(
+        "thread {}: {}, next_since={next_since}",
         thread.root,
         count_summary(&messages, &rejected, "no messages you may read")
     );
-    let mut data = json!({ "root": thread.root, "messages": messages });
-    if !rejected.is_empty() {
-        data["rejected"] = json!(rejected);
+    if has_more {
+        summary.push_str(" (more: thread again with `since`)");
     }
+    let mut data = list_json(messages, rejected, next_since, has_more, form);
+    data["root"] = json!(thread.root);
     Ok(Answer::new(summary, data))
 }
 
-async fn wait(session: &Session, params: MessageParams) -> Result<Answer, ToolError> {
-    let timeout_s = params.timeout_s.unwrap_or(DEFAULT_WAIT_S).min(MAX_WAIT_S);
-    let limit = clamp_limit(params.limit)?;
-    let pending = session
-        .stream
-        .next(Duration::from_secs(u64::from(timeout_s)), limit as usize)
-        .await?;
-    session.save_cursor();
-    let timed_out = pending.items.is_empty();
-    let (messages, rejected) = list_views(&pending.items);
-    let summary = if timed_out {
-        format!(
-            "no message within {timeout_s} s (timed_out), next_since={}",
-            pending.cursor
-        )
-    } else {
-        format!(
-            "{}, next_since={}{}",
-            count_summary(&messages, &rejected, "no messages"),
-            pending.cursor,
-            if pending.has_more {
-                " (more waiting: wait or check again)"
-            } else {
-                ""
-            }
-        )
-    };
-    Ok(Answer::new(
-        summary,
-        list_json(
-            messages,
-            rejected,
-            pending.cursor,
-            pending.has_more,
-            Some(timed_out),
-        ),
-    ))
-}
-
-fn list_json(
+/// A list answer's JSON: its messages, rejections, cursor and form.
+pub(crate) fn list_json(
     messages: Vec<MessageView<'_>>,
     rejected: Vec<super::answer::RejectedView>,
     next_since: Seq,
     has_more: bool,
-    timed_out: Option<bool>,
+    form: ListForm,
 ) -> serde_json::Value {
     let mut data = json!({
         "messages": messages,
         "next_since": next_since,
         "has_more": has_more,
+        "form": form.as_str(),
     });
     if !rejected.is_empty() {
         data["rejected"] = json!(rejected);
     }
-    if let Some(timed_out) = timed_out {
-        data["timed_out"] = json!(timed_out);
-    }
     data
 }
 
-fn clamp_limit(limit: Option<u32>) -> Result<u32, ToolError> {
+pub(crate) fn clamp_limit(limit: Option<u32>) -> Result<u32, ToolError> {
     match limit {
         Some(0) => Err(ToolError::invalid("`limit` must be at least 1")),
         Some(n) => Ok(n.min(MAX_LIMIT)),

@@ -5,9 +5,12 @@
 //!   the binary, `tokio::io::duplex` in tests).
 //! - `auth_tool`: `ns_auth`; `message_tool`: `ns_message`; `kv_tool`: `ns_kv`;
 //!   `ref_tool`: `ns_ref`.
-//! - `answer`: summaries plus structured JSON; errors as `isError` results.
+//! - `wait`: `ns_message wait` for any of the stream's kinds (`message`, `ref`, `kv`).
+//! - `notify`: every verified arrival pushed to the client as a channel notification.
+//! - `answer`: summaries plus structured JSON, list forms (brief, full) within one
+//!   budget; errors as `isError` results.
 //! - `session`: the key in use, its client and its live stream; `cursor_file`: the
-//!   delivery cursor saved beside the key file, so a restart neither repeats nor skips.
+//!   delivery cursors saved beside the key file, so a restart neither repeats nor skips.
 //!
 //! Every failure is an `isError` tool result with a message saying what to do; a tool
 //! never panics and never answers with a protocol error for the caller's mistakes.
@@ -17,18 +20,24 @@ mod auth_tool;
 mod cursor_file;
 mod kv_tool;
 mod message_tool;
+mod notify;
 mod ref_tool;
 mod session;
+mod wait;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::CallToolResult;
-use rmcp::service::{RunningService, ServerInitializeError};
+use rmcp::model::{
+    CallToolResult, ExperimentalCapabilities, Implementation, JsonObject, ServerCapabilities,
+    ServerConfig,
+};
+use rmcp::service::{NotificationContext, RunningService, ServerInitializeError};
 use rmcp::transport::IntoTransport;
-use rmcp::{tool, tool_handler, tool_router, RoleServer, ServerHandler, ServiceExt};
+use rmcp::{tool, tool_handler, tool_router, Peer, RoleServer, ServerHandler, ServiceExt};
 use tokio::sync::RwLock;
 
 use crate::client::StreamOptions;
@@ -47,6 +56,10 @@ pub struct NexySyncMcp {
     auth: Arc<RwLock<Auth>>,
     cwd: Arc<PathBuf>,
     stream_options: StreamOptions,
+    /// The client, once it has initialised: notifications go to it.
+    peer: Arc<Mutex<Option<Peer<RoleServer>>>>,
+    /// Moves on every change of session, so the previous session's notifier stops.
+    session_generation: Arc<AtomicU64>,
     tool_router: ToolRouter<Self>,
 }
 
@@ -119,6 +132,8 @@ impl NexySyncMcp {
             auth: Arc::new(RwLock::new(auth)),
             cwd: Arc::new(std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))),
             stream_options,
+            peer: Arc::new(Mutex::new(None)),
+            session_generation: Arc::new(AtomicU64::new(0)),
             tool_router: Self::tool_router(),
         }
     }
@@ -151,9 +166,29 @@ impl NexySyncMcp {
         }
     }
 
-    /// Switches to `auth`; the previous session's stream stops when its last user is done.
+    /// Switches to `auth`; the previous session's stream stops when its last user is done,
+    /// and its notifications stop at once.
     async fn replace_auth(&self, auth: Auth) {
-        *self.auth.write().await = auth;
+        let mut current = self.auth.write().await;
+        *current = auth;
+        self.session_generation.fetch_add(1, Ordering::AcqRel);
+        self.start_notifications(&current);
+    }
+
+    /// Forwards the session's arrivals to the client, if it has initialised.
+    fn start_notifications(&self, auth: &Auth) {
+        let Auth::Ready(session) = auth else {
+            return;
+        };
+        let peer = self.peer.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(peer) = peer.as_ref() {
+            notify::forward(
+                peer.clone(),
+                session.stream.subscribe(),
+                self.session_generation.clone(),
+                self.session_generation.load(Ordering::Acquire),
+            );
+        }
     }
 
     fn cwd(&self) -> &Path {
@@ -179,7 +214,7 @@ impl NexySyncMcp {
     /// Messaging between the project's agents.
     #[tool(
         name = "ns_message",
-        description = "Talk to the other AI agents of this project; end-to-end encrypted and signature-verified. action `send` (to, body, optional topic, reply_to, ttl_s): message one agent. `broadcast` (body, optional topic): message every agent. `check` (optional since, limit): your inbox after a cursor, oldest first, with next_since. `read` (id): one whole message. `thread` (id): the conversation it belongs to. `wait` (optional timeout_s, default 30): returns as soon as a new message arrives, or timed_out. `react` (id, emoji): add an emoji reaction; the same emoji again takes it back. `ack` (id): mark read; `check` with unread_only=true lists what you have not acked. `pin` / `unpin` (id). `delete` (id): delete a message you sent; its content is erased and its thread shows a deleted node. read/thread show reactions, pinned and deleted."
+        description = "Talk to the other AI agents of this project; end-to-end encrypted and signature-verified. action `send` (to, body, optional topic, reply_to, ttl_s): message one agent. `broadcast` (body, optional topic): message every agent. `check` (optional since, limit): your inbox after a cursor, oldest first, with next_since. `read` (id): one whole message. `thread` (id): the conversation it belongs to. `wait` (optional kinds, timeout_s (default 30), limit): returns as soon as an event of `kinds` arrives (`message` (default), `ref`, `kv`), or timed_out. check, thread and wait take `limit` and answer a cursor (`next_since`); their rows are brief unless `full` is true, long bodies cut with their length shown. `react` (id, emoji): add an emoji reaction; the same emoji again takes it back. `ack` (id): mark read; `check` with unread_only=true lists what you have not acked. `pin` / `unpin` (id). `delete` (id): delete a message you sent; its content is erased and its thread shows a deleted node. read/thread show reactions, pinned and deleted."
     )]
     async fn ns_message(&self, Parameters(params): Parameters<MessageParams>) -> CallToolResult {
         into_result(message_tool::run(self, params).await)
@@ -188,7 +223,7 @@ impl NexySyncMcp {
     /// The project's shared key-value store.
     #[tool(
         name = "ns_kv",
-        description = "Shared key-value store of this project's agents; keys and values end-to-end encrypted, every value signature-verified. Answers carry each entry's `revision`. action `get` (key). `set` (key, value, optional expected_revision, optional ttl_s): expected_revision makes it a compare-and-set (0 = only if the key does not exist); ttl_s makes the key disappear by itself. `delete` (key, optional expected_revision). `list` (optional limit, cursor). Lease pattern: set `lease:<path>` with expected_revision 0 and ttl_s before editing a file; on revision_mismatch someone else holds it; release with delete and your revision."
+        description = "Shared key-value store of this project's agents; keys and values end-to-end encrypted, every value signature-verified. Answers carry each entry's `revision`. action `get` (key). `set` (key, value, optional expected_revision, optional ttl_s): expected_revision makes it a compare-and-set (0 = only if the key does not exist); ttl_s makes the key disappear by itself. `delete` (key, optional expected_revision). `list` (optional limit, cursor, full): brief rows unless `full` is true, long values cut (length shown), with next_cursor. Lease pattern: set `lease:<path>` with expected_revision 0 and ttl_s before editing a file; on revision_mismatch someone else holds it; release with delete and your revision."
     )]
     async fn ns_kv(&self, Parameters(params): Parameters<KvParams>) -> CallToolResult {
         into_result(kv_tool::run(self, params).await)
@@ -197,16 +232,36 @@ impl NexySyncMcp {
     /// Shared code references.
     #[tool(
         name = "ns_ref",
-        description = "Share code references with this project's agents; path, snippet, note, language and commit end-to-end encrypted, every reference signature-verified. action `share` (path, start_line, end_line, snippet, optional language, commit (or branch), note, to): to one agent, or everyone when `to` is omitted. `list` (optional since, limit): references shared with you, with everyone, or by you, oldest first, snippets cut (full length shown), with next_since. `get` (id): one whole reference."
+        description = "Share code references with this project's agents; path, snippet, note, language and commit end-to-end encrypted, every reference signature-verified. action `share` (path, start_line, end_line, snippet, optional language, commit (or branch), note, to): to one agent, or everyone when `to` is omitted. `list` (optional since, limit, full): references shared with you, with everyone, or by you, oldest first, brief unless `full` is true, snippets cut (full length shown), with next_since. `get` (id): one whole reference."
     )]
     async fn ns_ref(&self, Parameters(params): Parameters<RefParams>) -> CallToolResult {
         into_result(ref_tool::run(self, params).await)
     }
 }
 
-#[tool_handler(
-    router = self.tool_router,
-    name = "nexysync-mcp",
-    instructions = "NexySync connects the AI agents working on this project. Messages are end-to-end encrypted and every message shown to you was verified (sender signature, project, hash chain). Start with ns_auth {\"action\":\"status\"}. Use ns_message: `send`/`broadcast` to talk, `check` for your inbox, `wait` to block until someone writes, `read`/`thread` for whole messages and conversations, `react`/`ack`/`pin`/`unpin`/`delete` on a message. Use ns_kv for shared state and leases (compare-and-set on `revision`). Use ns_ref to point others at code (`share`, `list`, `get`)."
-)]
-impl ServerHandler for NexySyncMcp {}
+const INSTRUCTIONS: &str = "NexySync connects the AI agents working on this project. Messages are end-to-end encrypted and every message shown to you was verified (sender signature, project, hash chain). Start with ns_auth {\"action\":\"status\"}. Use ns_message: `send`/`broadcast` to talk, `check` for your inbox, `wait` to block until someone writes (or, with `kinds`, shares a ref or changes a shared key), `read`/`thread` for whole messages and conversations, `react`/`ack`/`pin`/`unpin`/`delete` on a message. Use ns_kv for shared state and leases (compare-and-set on `revision`). Use ns_ref to point others at code (`share`, `list`, `get`). When something arrives, this server also pushes a short channel notification (kind, from, id): read the whole of it with the tool it names.";
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for NexySyncMcp {
+    fn get_info(&self) -> ServerConfig {
+        let mut capabilities = ServerCapabilities::builder().enable_tools().build();
+        // Claude Code registers a listener for `notifications/claude/channel` only for
+        // servers that declare this.
+        capabilities.experimental = Some(ExperimentalCapabilities::from([(
+            notify::CHANNEL_CAPABILITY.to_owned(),
+            JsonObject::new(),
+        )]));
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new(
+                "nexysync-mcp",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        tracing::info!("client initialised; arrivals will be notified");
+        *self.peer.lock().unwrap_or_else(PoisonError::into_inner) = Some(context.peer);
+        self.start_notifications(&*self.auth.read().await);
+    }
+}

@@ -8,15 +8,13 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::answer::{Answer, ToolError};
+use super::answer::{cut_field, drop_fields, Answer, ListForm, ToolError};
 use super::session::Session;
 use super::NexySyncMcp;
 use crate::client::{ClientError, NewRef, SharedRef};
 
 const DEFAULT_LIMIT: u32 = 20;
 const MAX_LIMIT: u32 = 100;
-/// Longest snippet shown in a `list` answer; `get` shows the whole snippet.
-const LIST_SNIPPET_CHARS: usize = 300;
 
 /// Parameters of `ns_ref`. Which fields apply depends on `action`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -56,6 +54,10 @@ pub struct RefParams {
     /// list: most references to return (default 20, max 100).
     #[serde(default)]
     pub limit: Option<u32>,
+    /// list: `true` for every field and longer snippets; default brief (path, lines,
+    /// note and a short snippet; long ones are cut, their length shown; `get` shows all).
+    #[serde(default)]
+    pub full: Option<bool>,
     /// get: the reference's id (from `share` or `list`).
     #[serde(default)]
     pub id: Option<String>,
@@ -146,12 +148,14 @@ async fn list(session: &Session, params: RefParams) -> Result<Answer, ToolError>
         )));
     }
     let since = Seq(params.since.unwrap_or(0));
+    let form = ListForm::from_flag(params.full);
     let page = session.client.refs(since, limit).await?;
+    let count = page.items.len();
     let mut refs = Vec::new();
     let mut rejected = Vec::new();
     for item in page.items {
         match item {
-            Ok(shared) => refs.push(preview(shared)),
+            Ok(shared) => refs.push(ref_row(&shared, form, count)),
             Err(r) => {
                 rejected.push(json!({ "id": r.id, "seq": r.seq, "error": r.reason.to_string() }))
             }
@@ -172,6 +176,9 @@ async fn list(session: &Session, params: RefParams) -> Result<Answer, ToolError>
     if page.has_more {
         summary.push_str("; more with `since`");
     }
+    if refs.iter().any(|r| r.get("snippet_cut").is_some()) {
+        summary.push_str("; long snippets are cut (`get` by id shows all)");
+    }
     Ok(Answer::new(
         summary,
         json!({
@@ -179,19 +186,23 @@ async fn list(session: &Session, params: RefParams) -> Result<Answer, ToolError>
             "rejected": rejected,
             "next_since": page.next_since,
             "has_more": page.has_more,
+            "form": form.as_str(),
         }),
     ))
 }
 
-/// A reference with its snippet cut to [`LIST_SNIPPET_CHARS`], the full length shown.
-fn preview(mut shared: SharedRef) -> serde_json::Value {
-    let full_len = shared.snippet.chars().count();
-    match shared.snippet.char_indices().nth(LIST_SNIPPET_CHARS) {
-        Some((cut, _)) => {
-            shared.snippet.truncate(cut);
-            json!({ "ref": shared, "snippet_cut": true, "snippet_chars": full_len })
-        }
-        None => json!({ "ref": shared }),
+/// A reference as a list row of `count` in `form`: its snippet (and, brief, its note) cut,
+/// the whole length shown.
+pub(crate) fn ref_row(shared: &SharedRef, form: ListForm, count: usize) -> serde_json::Value {
+    let chars = form.preview_chars(count);
+    let mut row = json!(shared);
+    if form == ListForm::Brief {
+        drop_fields(&mut row, &["commit", "shared_at"]);
+        cut_field(&mut row, "note", chars);
+    }
+    match cut_field(&mut row, "snippet", chars) {
+        Some(whole) => json!({ "ref": row, "snippet_cut": true, "snippet_chars": whole }),
+        None => json!({ "ref": row }),
     }
 }
 

@@ -2,13 +2,10 @@
 //! the reason, so every tool can say what is missing).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
-use nexysync_domain::ids::Seq;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::cursor_file::CursorFile;
-use crate::client::{Client, MessageStream, StreamOptions};
+use crate::client::{Client, Cursors, MessageStream, StreamOptions};
 use crate::key_file::KeyFile;
 
 /// An authenticated session: one agent's client and its message stream.
@@ -18,35 +15,43 @@ pub(crate) struct Session {
     pub client: Client,
     pub stream: MessageStream,
     cursor_file: Option<CursorFile>,
-    saved_cursor: AtomicU64,
+    saved_cursors: Mutex<Cursors>,
 }
 
 impl Session {
-    /// Starts the session's stream after the cursor saved beside the key file (from the
-    /// beginning of the inbox when there is none: all of it is new to the agent).
+    /// Starts the session's stream after the cursors saved beside the key file (from the
+    /// beginning when there are none: all of it is new to the agent).
     pub fn start(client: Client, key_path: Option<PathBuf>, options: StreamOptions) -> Session {
         let cursor_file = key_path
             .as_deref()
             .and_then(|path| CursorFile::beside(path, client.key_file().agent.id));
-        let from = cursor_file.as_ref().map_or(Seq(0), CursorFile::load);
-        let stream = MessageStream::start(client.clone(), from, options);
+        let from = cursor_file
+            .as_ref()
+            .map_or_else(Cursors::default, CursorFile::load);
+        let stream = MessageStream::start_at(client.clone(), from.clone(), options);
         Session {
             key_path,
             client,
             stream,
             cursor_file,
-            saved_cursor: AtomicU64::new(from.0),
+            saved_cursors: Mutex::new(from),
         }
     }
 
-    /// Saves the delivery cursor if it moved since the last save.
+    /// Saves the delivery cursors if they moved since the last save.
     pub fn save_cursor(&self) {
         let Some(file) = &self.cursor_file else {
             return;
         };
-        let cursor = self.stream.cursor();
-        if self.saved_cursor.fetch_max(cursor.0, Ordering::Relaxed) < cursor.0 {
-            file.save(cursor);
+        // Held while reading and writing: two saves never race back to older cursors.
+        let mut saved = self
+            .saved_cursors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let cursors = self.stream.cursors();
+        if *saved != cursors {
+            file.save(&cursors);
+            *saved = cursors;
         }
     }
 }

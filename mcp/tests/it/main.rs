@@ -14,6 +14,7 @@ mod kv;
 mod mcp_session;
 mod message_state;
 mod provision;
+mod push;
 mod refs;
 mod tools_with_key;
 mod tools_without_key;

@@ -199,13 +199,31 @@ async fn long_bodies_are_cut_in_lists_and_whole_in_read() {
     let checked = bob
         .call("ns_message", json!({"action": "check", "since": 0}))
         .await;
-    for listed in [&structured(&waited), &structured(&checked)] {
+    let full = bob
+        .call(
+            "ns_message",
+            json!({"action": "check", "since": 0, "full": true}),
+        )
+        .await;
+    let thread = bob
+        .call("ns_message", json!({"action": "thread", "id": id}))
+        .await;
+    for (listed, shown) in [
+        (&structured(&waited), 200),
+        (&structured(&checked), 200),
+        (&structured(&thread), 200),
+        (&structured(&full), 4000),
+    ] {
         let listed = &listed["messages"][0];
         assert_eq!(listed["id"], id);
         assert_eq!(listed["body_truncated"], true);
         assert_eq!(listed["body_len"], 10_000);
-        assert_eq!(listed["body"].as_str().unwrap().len(), 4000);
+        assert_eq!(listed["body"].as_str().unwrap().len(), shown);
+        // Only the full form carries timestamps.
+        assert_eq!(listed.get("sent_at").is_some(), shown == 4000);
     }
+    assert!(text_of(&checked).contains("`full: true` shows more"));
+    assert!(text_of(&waited).contains("long texts are cut"));
     let read = bob
         .call("ns_message", json!({"action": "read", "id": id}))
         .await;
