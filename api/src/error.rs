@@ -90,6 +90,7 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
         | Rejection::RevisionMismatch { .. } => StatusCode::CONFLICT,
         Rejection::UnknownProject(_) | Rejection::KvKeyNotFound => StatusCode::NOT_FOUND,
         Rejection::ContentTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Rejection::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }

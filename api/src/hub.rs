@@ -22,12 +22,14 @@ use tracing::{info, warn};
 /// One event as the hub hands it out.
 #[derive(Debug)]
 pub struct HubEvent {
-    pub seq: Seq,
+    /// The event's sequence in the log; `None` for what is not in the log (presence),
+    /// which streams pass on without moving their cursor.
+    pub seq: Option<Seq>,
     pub actor: Option<AgentId>,
     /// The recipient, or `None` for everyone in the project.
     pub to: Option<AgentId>,
-    /// The SSE frame (`new_message`, `new_ref` or `kv_update`, id, `StoredEvent` JSON), encoded
-    /// once for every subscriber.
+    /// The SSE frame (`new_message`, `new_ref` or `kv_update`, id, `StoredEvent` JSON; or
+    /// `presence_change` without id), encoded once for every subscriber.
     pub frame: bytes::Bytes,
 }
 
@@ -157,6 +159,31 @@ impl Hub {
         }
     }
 
+    /// Hands a presence change to the streams of its project (every agent but the one
+    /// that changed), outside the log's order.
+    pub fn publish_presence(&self, change: nexysync_domain::presence::PresenceChange) {
+        let data = sse::PresenceChange {
+            agent: change.key.agent,
+            online: change.online,
+            at: change.at,
+        };
+        let Ok(json) = serde_json::to_string(&data) else {
+            return;
+        };
+        let event = HubEvent {
+            seq: None,
+            actor: Some(change.key.agent),
+            to: None,
+            frame: crate::sse::frame(sse::PRESENCE_CHANGE, None, &json),
+        };
+        let mut state = self.lock();
+        if let Some(sender) = state.projects.get(&change.key.project) {
+            if sender.send(Arc::new(event)).is_err() {
+                state.projects.remove(&change.key.project);
+            }
+        }
+    }
+
     fn publish(&self, prefix: &nexysync_log::Prefix, raw: nexysync_log::RawEvent) {
         let event = serde_json::from_slice::<Routing>(&raw.payload)
             .ok()
@@ -171,7 +198,7 @@ impl Hub {
                 Some((
                     prefix.project_of(&raw.subject)?,
                     HubEvent {
-                        seq: raw.seq,
+                        seq: Some(raw.seq),
                         actor: match routing.actor {
                             Actor::Agent(id) => Some(id),
                             Actor::Owner => None,

@@ -10,6 +10,8 @@
 //! - `write`: the write path: gather facts, `domain::decide::decide`, append to the log;
 //!   `kv_locks` serialises KV writes per key so compare-and-set holds (ADR 0004).
 //! - `hub`: one tail of the log per instance, fanned out in memory to SSE streams.
+//! - `presence`: this instance's SSE streams as presence events (connected, heartbeat,
+//!   stopped) on the presence stream, and the board that pushes `presence_change`.
 //!
 //! # Invariants
 //! - Every query is scoped to the caller's project.
@@ -22,6 +24,7 @@ mod extract;
 mod hub;
 mod kv_locks;
 mod paging;
+mod presence;
 mod raw;
 mod routes;
 pub mod settings;

@@ -34,6 +34,12 @@ pub struct AppState {
     pub provisioning: Arc<tokio::sync::Mutex<()>>,
     /// Serialises KV writes per key in this instance (compare-and-set).
     pub kv_locks: crate::kv_locks::KvLocks,
+    /// This instance's presence: every SSE stream registers with it.
+    pub presence: crate::presence::Presence,
+    /// The presence bound (an instance silent this long counts as gone).
+    pub presence_timeout: Duration,
+    /// Every project's quota limits.
+    pub quota: nexysync_domain::quota::QuotaLimits,
 }
 
 impl AppState {

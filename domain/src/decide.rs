@@ -9,6 +9,7 @@ use crate::event::{
     fields, Actor, Envelope, EventBody, EventKind, ENVELOPE_VERSION, MAX_REF_LINES,
 };
 use crate::ids::{AgentId, AgentName, EventId, ProjectId};
+use crate::quota::{Quota, QuotaLimit, QuotaReset};
 
 /// Largest total ciphertext of one event's sealed fields (64 KiB of content plus overhead).
 pub const MAX_SEALED_BYTES: usize = 64 * 1024 + 1024;
@@ -52,6 +53,9 @@ pub struct WriteFacts {
     pub token_hash_taken: bool,
     /// For a KV write: the key's current revision, `None` when it is absent or expired.
     pub kv_revision: Option<u64>,
+    /// For an event that counts against the quota (messages, refs): the project's
+    /// limits and usage. `None`: not gathered, nothing is checked.
+    pub quota: Option<Quota>,
     /// The server's clock, Unix milliseconds.
     pub now_ms: u64,
 }
@@ -70,6 +74,7 @@ impl WriteFacts {
             agent_id_taken: false,
             token_hash_taken: false,
             kv_revision: None,
+            quota: None,
             now_ms,
         }
     }
@@ -130,6 +135,13 @@ pub enum Rejection {
     KvKeyNotFound,
     #[error("invalid line range {start_line}..={end_line}: start_line must be at least 1, end_line at least start_line, and the span at most {MAX_REF_LINES} lines")]
     InvalidLineRange { start_line: u32, end_line: u32 },
+    #[error("quota exceeded: this project's {limit} limit is {value} ({used} used); {resets}")]
+    QuotaExceeded {
+        limit: QuotaLimit,
+        value: u64,
+        used: u64,
+        resets: QuotaReset,
+    },
 }
 
 impl Rejection {
@@ -158,6 +170,7 @@ impl Rejection {
             Self::RevisionMismatch { .. } => "revision_mismatch",
             Self::KvKeyNotFound => "key_not_found",
             Self::InvalidLineRange { .. } => "invalid_line_range",
+            Self::QuotaExceeded { .. } => "quota_exceeded",
         }
     }
 }
@@ -273,7 +286,7 @@ pub fn decide(facts: &WriteFacts, event: &Envelope) -> Result<(), Rejection> {
                     return Err(Rejection::ReplyToUnknownMessage(parent));
                 }
             }
-            Ok(())
+            check_quota(facts, sealed_len)
         }
         EventBody::KvSet(set) => {
             let caller_key = facts.caller_key.ok_or(Rejection::BadSignature)?;
@@ -323,8 +336,28 @@ pub fn decide(facts: &WriteFacts, event: &Envelope) -> Result<(), Rejection> {
                     return Err(Rejection::UnknownRecipient(to));
                 }
             }
-            Ok(())
+            check_quota(facts, sealed_len)
         }
+        EventBody::AgentProfileUpdated(_) => {
+            // The profile is the actor's own: the signature by the caller's registered
+            // key is what makes it "only for itself".
+            let caller_key = facts.caller_key.ok_or(Rejection::BadSignature)?;
+            verify(event, &caller_key)?;
+            for field in [fields::ROLE] {
+                if !event.sealed.contains_key(field) {
+                    return Err(Rejection::MissingSealedField(field));
+                }
+            }
+            expect_only_sealed_fields(event, &[fields::ROLE, fields::DESCRIPTION])
+        }
+    }
+}
+
+/// The quota rules of a content-bearing event, when the write path gathered them.
+fn check_quota(facts: &WriteFacts, sealed_len: usize) -> Result<(), Rejection> {
+    match &facts.quota {
+        Some(quota) => quota.check_message(sealed_len as u64, facts.now_ms),
+        None => Ok(()),
     }
 }
 
@@ -779,5 +812,86 @@ mod tests {
         facts.token_hash_taken = false;
         facts.owner_key = Some(SigningKey::generate().public_key());
         assert_eq!(decide(&facts, &registration), Err(Rejection::BadSignature));
+    }
+
+    fn profile(project: &Project, of: &crate::test_support::Agent) -> crate::event::Draft {
+        crate::event::Draft::new(
+            project.id,
+            Actor::Agent(of.id),
+            EventBody::AgentProfileUpdated(crate::event::AgentProfileUpdated {}),
+        )
+        .seal(&project.keys, fields::ROLE, b"reviewer")
+    }
+
+    #[test]
+    fn an_agent_sets_its_own_profile_signed_with_its_key() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let facts = facts_for(&project, &alice);
+        let event = profile(&project, &alice)
+            .seal(&project.keys, fields::DESCRIPTION, b"reads every diff")
+            .sign(&alice.key);
+        assert_eq!(decide(&facts, &event), Ok(()));
+        let forged = profile(&project, &alice).sign(&SigningKey::generate());
+        assert_eq!(decide(&facts, &forged), Err(Rejection::BadSignature));
+        let extra = profile(&project, &alice)
+            .seal(&project.keys, fields::BODY, b"x")
+            .sign(&alice.key);
+        assert_eq!(
+            decide(&facts, &extra),
+            Err(Rejection::UnexpectedSealedField(fields::BODY.into()))
+        );
+    }
+
+    #[test]
+    fn an_agent_cannot_set_another_agents_profile() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let bob = project.agent("bob");
+        // Bob signs a profile naming alice as its actor: the actor is not the caller.
+        let event = profile(&project, &alice).sign(&bob.key);
+        assert!(matches!(
+            decide(&facts_for(&project, &bob), &event),
+            Err(Rejection::ActorIsNotCaller { .. })
+        ));
+    }
+
+    #[test]
+    fn a_message_over_the_daily_quota_is_refused_and_kv_never_counts() {
+        use crate::quota::{QuotaLimits, QuotaUsage};
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let mut facts = facts_for(&project, &alice);
+        facts.quota = Some(Quota {
+            limits: QuotaLimits {
+                messages_per_day: 1,
+                ..QuotaLimits::default()
+            },
+            usage: QuotaUsage {
+                messages_today: 1,
+                stored_bytes: 0,
+            },
+        });
+        let event = message_from(&project, &alice, "one too many");
+        assert!(matches!(
+            decide(&facts, &event),
+            Err(Rejection::QuotaExceeded {
+                limit: QuotaLimit::MessagesPerDay,
+                ..
+            })
+        ));
+        let set = crate::event::Draft::new(
+            project.id,
+            Actor::Agent(alice.id),
+            EventBody::KvSet(crate::event::KvSet {
+                key_ix: project.keys.blind_index("kv", "k"),
+                expected_revision: None,
+                ttl_s: None,
+            }),
+        )
+        .seal(&project.keys, fields::KEY, b"k")
+        .seal(&project.keys, fields::VALUE, b"v")
+        .sign(&alice.key);
+        assert_eq!(decide(&facts, &set), Ok(()));
     }
 }

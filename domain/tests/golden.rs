@@ -12,6 +12,9 @@
 //!
 //! `ref_shared.v1.json` continues the chain at seq 6 in the same way (same actor, same
 //! fixed key); regenerate only it with `NEXYSYNC_BLESS_REF=1`.
+//!
+//! `agent_profile_updated.v1.json` (role and description sealed) continues it at seq 7
+//! the same way; regenerate only it with `NEXYSYNC_BLESS_PROFILE=1`.
 
 // A test: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -20,8 +23,8 @@ use std::path::PathBuf;
 
 use nexysync_domain::crypto::{AgentToken, ProjectKey, SigningKey};
 use nexysync_domain::event::{
-    fields, Actor, AgentRegistered, ChainLink, ChainVerifier, Draft, Envelope, EventBody,
-    KvDeleted, KvSet, MessageSent, ProjectCreated, RefShared, KV_NAMESPACE,
+    fields, Actor, AgentProfileUpdated, AgentRegistered, ChainLink, ChainVerifier, Draft, Envelope,
+    EventBody, KvDeleted, KvSet, MessageSent, ProjectCreated, RefShared, KV_NAMESPACE,
 };
 use nexysync_domain::ids::{AgentId, AgentName, ProjectId, ProjectName, Seq};
 
@@ -32,6 +35,7 @@ const FILES: [&str; 3] = [
 ];
 const KV_FILES: [&str; 2] = ["kv_set.v1.json", "kv_deleted.v1.json"];
 const REF_FILES: [&str; 1] = ["ref_shared.v1.json"];
+const PROFILE_FILES: [&str; 1] = ["agent_profile_updated.v1.json"];
 /// The signing key of the KV golden events (32-byte seed); it signs nothing else.
 const KV_AGENT_KEY: &str = "Z29sZGVuLWt2LWFnZW50LXNpZ25pbmcta2V5LTMyYiE=";
 /// The golden project's key; it protects nothing but these examples.
@@ -174,10 +178,35 @@ fn bless_ref() {
     std::fs::write(golden_dir().join(REF_FILES[0]), pretty + "\n").unwrap();
 }
 
+/// Builds the profile event after the code reference, leaving every older file as it is.
+fn bless_profile() {
+    let keys = ProjectKey::from_base64(PROJECT_KEY).unwrap().content_keys();
+    let mut older = load_files(&FILES);
+    older.extend(load_files(&KV_FILES));
+    older.extend(load_files(&REF_FILES));
+    let last = &older[5];
+    let agent_key = SigningKey::from_base64(KV_AGENT_KEY).unwrap();
+    let mut event = Draft::new(
+        last.project,
+        last.actor,
+        EventBody::AgentProfileUpdated(AgentProfileUpdated {}),
+    )
+    .seal(&keys, fields::ROLE, b"reviewer")
+    .seal(&keys, fields::DESCRIPTION, b"reads every golden diff")
+    .sign(&agent_key);
+    event.prev = Some(ChainLink {
+        seq: Seq(6),
+        hash: last.hash(),
+    });
+    let pretty = serde_json::to_string_pretty(&event).unwrap();
+    std::fs::write(golden_dir().join(PROFILE_FILES[0]), pretty + "\n").unwrap();
+}
+
 fn load() -> Vec<Envelope> {
     let mut events = load_files(&FILES);
     events.extend(load_files(&KV_FILES));
     events.extend(load_files(&REF_FILES));
+    events.extend(load_files(&PROFILE_FILES));
     events
 }
 
@@ -202,6 +231,9 @@ fn golden_events_parse_verify_chain_and_open() {
     }
     if std::env::var("NEXYSYNC_BLESS_REF").is_ok_and(|v| v == "1") {
         bless_ref();
+    }
+    if std::env::var("NEXYSYNC_BLESS_PROFILE").is_ok_and(|v| v == "1") {
+        bless_profile();
     }
     let events = load();
     let EventBody::ProjectCreated(created) = &events[0].body else {
@@ -250,11 +282,24 @@ fn golden_events_parse_verify_chain_and_open() {
     assert_eq!(path, b"src/golden.rs");
     let snippet = events[5].open(&keys, fields::SNIPPET).unwrap().unwrap();
     assert_eq!(snippet, b"fn golden() -> u32 {\n    42\n}");
+
+    events[6].verify_signature(&kv_key).unwrap();
+    assert!(matches!(events[6].body, EventBody::AgentProfileUpdated(_)));
+    let role = events[6].open(&keys, fields::ROLE).unwrap().unwrap();
+    assert_eq!(role, b"reviewer");
+    let description = events[6].open(&keys, fields::DESCRIPTION).unwrap().unwrap();
+    assert_eq!(description, b"reads every golden diff");
 }
 
 #[test]
 fn golden_events_keep_their_exact_shape() {
-    for (file, event) in FILES.iter().chain(&KV_FILES).chain(&REF_FILES).zip(load()) {
+    for (file, event) in FILES
+        .iter()
+        .chain(&KV_FILES)
+        .chain(&REF_FILES)
+        .chain(&PROFILE_FILES)
+        .zip(load())
+    {
         let text = std::fs::read_to_string(golden_dir().join(file)).unwrap();
         let again = serde_json::to_string_pretty(&event).unwrap() + "\n";
         assert_eq!(text, again, "{file} no longer serialises as stored");

@@ -5,10 +5,11 @@
 //! - [`db`]: connect, create the database if missing, migrate (`sqlx::migrate!`).
 //! - [`Projector`]: JetStream → Postgres in batches, each with its checkpoint in one
 //!   transaction; `apply` holds what each event kind does to the tables.
+//! - [`PresenceProjector`]: the presence stream → the presence tables, own checkpoint.
 //! - [`ProjectionWatch`]: how far the read models are, and bounded waits for
 //!   read-your-writes.
 //! - [`ReadModels`]: scoped queries (inbox, message, thread, agents, tokens, KV entries,
-//!   code references).
+//!   code references, profiles, presence, quota usage).
 //!
 //! # Invariants
 //! - Each event takes effect exactly once, across crashes and restarts.
@@ -18,13 +19,16 @@
 mod apply;
 pub mod db;
 mod error;
+mod presence;
 mod projector;
 mod read;
 mod watch;
 
 pub use error::ProjectionError;
+pub use presence::{PresenceProjector, PRESENCE};
 pub use projector::{Projector, CHECKPOINT_CHANNEL, MAX_BATCH, READ_MODELS};
 pub use read::{
-    AgentRecord, KvCurrent, KvRow, MessageFacts, ReadModels, RefFacts, StoredJson, TokenOwner,
+    AgentRecord, KvCurrent, KvRow, MessageFacts, PresenceRow, ReadModels, RefFacts, StoredJson,
+    TokenOwner,
 };
 pub use watch::ProjectionWatch;

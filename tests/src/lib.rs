@@ -123,9 +123,11 @@ impl TestEnv {
     pub async fn cleanup(self) {
         if let Ok(client) = async_nats::connect(nats_url()).await {
             let jetstream = async_nats::jetstream::new(client);
-            let _ = jetstream
-                .delete_stream(format!("{}_events", self.prefix))
-                .await;
+            for stream in ["events", "presence"] {
+                let _ = jetstream
+                    .delete_stream(format!("{}_{stream}", self.prefix))
+                    .await;
+            }
         }
         if let Ok(pool) =
             sqlx::PgPool::connect(&format!("{}/postgres", postgres_server_url())).await

@@ -189,7 +189,8 @@ impl ProjectAuditor {
             EventBody::MessageSent(_)
             | EventBody::KvSet(_)
             | EventBody::KvDeleted(_)
-            | EventBody::RefShared(_) => self.check_agent_signature(seq, event, signed),
+            | EventBody::RefShared(_)
+            | EventBody::AgentProfileUpdated(_) => self.check_agent_signature(seq, event, signed),
         }
     }
 

@@ -17,6 +17,7 @@ pub enum EventBody {
     KvSet(KvSet),
     KvDeleted(KvDeleted),
     RefShared(RefShared),
+    AgentProfileUpdated(AgentProfileUpdated),
 }
 
 impl EventBody {
@@ -29,6 +30,7 @@ impl EventBody {
             Self::KvSet(_) => EventKind::KvSet,
             Self::KvDeleted(_) => EventKind::KvDeleted,
             Self::RefShared(_) => EventKind::RefShared,
+            Self::AgentProfileUpdated(_) => EventKind::AgentProfileUpdated,
         }
     }
 }
@@ -43,6 +45,7 @@ pub enum EventKind {
     KvSet,
     KvDeleted,
     RefShared,
+    AgentProfileUpdated,
 }
 
 impl EventKind {
@@ -54,6 +57,7 @@ impl EventKind {
             Self::KvSet => "kv_set",
             Self::KvDeleted => "kv_deleted",
             Self::RefShared => "ref_shared",
+            Self::AgentProfileUpdated => "agent_profile_updated",
         }
     }
 }
@@ -149,6 +153,13 @@ impl RefShared {
     }
 }
 
+/// An agent set its own profile: who it is to the other agents. The profile is always
+/// the actor's own (there is no field naming another agent), so an agent can only ever
+/// describe itself. Sealed fields: `role` always, `description` when given. No clear
+/// metadata: the server stores and serves the envelope, it never reads the profile.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentProfileUpdated {}
+
 /// Sealed field names.
 pub mod fields {
     pub const BODY: &str = "body";
@@ -167,4 +178,8 @@ pub mod fields {
     pub const LANGUAGE: &str = "language";
     /// A code reference's optional commit or branch (`ref_shared`).
     pub const COMMIT: &str = "commit";
+    /// An agent's role (`agent_profile_updated`).
+    pub const ROLE: &str = "role";
+    /// An agent's optional description of itself (`agent_profile_updated`).
+    pub const DESCRIPTION: &str = "description";
 }
