@@ -131,9 +131,13 @@ pub async fn quota_of(state: &AppState, project: ProjectId) -> Result<Quota, Api
         })
     };
     let quota = read().await?;
-    let near = |used: u64, limit: u64| used.saturating_add(limit / 10 + 16) >= limit;
-    if near(quota.usage.messages_today, quota.limits.messages_per_day)
-        || near(quota.usage.stored_bytes, quota.limits.stored_bytes)
+    // "Near": within what a burst of unprojected writes could add (16 messages of the
+    // largest size, or a tenth of the limit).
+    let near =
+        |used: u64, limit: u64, unit: u64| used.saturating_add(limit / 10 + 16 * unit) >= limit;
+    let largest = nexysync_domain::decide::MAX_SEALED_BYTES as u64;
+    if near(quota.usage.messages_today, quota.limits.messages_per_day, 1)
+        || near(quota.usage.stored_bytes, quota.limits.stored_bytes, largest)
     {
         state.settle_projection().await;
         return read().await;

@@ -130,6 +130,8 @@ pub async fn presence(
     AgentAuth(me): AgentAuth,
     State(state): State<AppState>,
 ) -> Result<Json<PresenceList>, ApiError> {
+    // Like the agents list: include an agent registered a moment ago.
+    state.settle_projection().await;
     Ok(Json(PresenceList {
         agents: presence_of(&state, me.project).await?,
         bound_ms: state.presence_timeout.as_millis().min(u64::MAX as u128) as u64,
