@@ -6,7 +6,7 @@
 //! - [`client`]: the API client: seals and signs what it sends; verifies (owner-signed
 //!   registrations, sender signatures, project, hash chain) and opens what it receives;
 //!   the live SSE stream with reconnects, a buffer and a delivery cursor.
-//! - [`server`]: the MCP server ([`NexySyncMcp`]): tools `ns_auth`, `ns_message`, `ns_kv` and `ns_ref`,
+//! - [`server`]: the MCP server ([`NexySyncMcp`]): tools `ns_auth`, `ns_message`, `ns_kv`, `ns_ref` and `ns_meta`,
 //!   structured answers, errors as `isError` results.
 //! - `main.rs`: reads the environment, sets up stderr logging, serves on stdio.
 //!

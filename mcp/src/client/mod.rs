@@ -7,6 +7,8 @@
 //! - [`Directory`]: the agents whose owner-signed registrations verified.
 //! - [`KvValue`]: the shared key-value store (`kv_set`/`kv_get`/`kv_delete`/`kv_list`),
 //!   sealed, compare-and-set by revision, verified on read.
+//! - [`Me`] / [`AgentMeta`]: `whoami` and the agents with verified profiles and
+//!   presence (`me`/`agents_meta`/`presence`/`quota`/`update_profile`).
 //! - [`SharedRef`]: shared code references (`share_ref`/`refs`/`get_ref`), every textual
 //!   field sealed, verified on read.
 //!
@@ -19,6 +21,7 @@ mod error;
 mod http;
 mod kv;
 mod message;
+mod meta;
 mod refs;
 mod stream;
 #[cfg(test)]
@@ -43,6 +46,7 @@ pub use directory::{Directory, RegistrationError, VerifiedAgent};
 pub use error::{ApiError, ClientError};
 pub use kv::{KvListPage, KvValue};
 pub use message::{InboxPage, Incoming, Message, NewMessage, RejectedMessage, ThreadPage};
+pub use meta::{AgentMeta, Me, Profile};
 pub use refs::{NewRef, RefListPage, SharedRef};
 pub use stream::{MessageStream, Pending, StreamOptions, StreamStatus};
 pub use verify::{verify_message, Reader, VerifyError};

@@ -53,6 +53,10 @@ pub enum VerifyError {
     KeyIndexMismatch,
     #[error("it is a {kind} event, not a ref_shared")]
     NotARef { kind: &'static str },
+    #[error("it is a {kind} event, not an agent_profile_updated")]
+    NotAProfile { kind: &'static str },
+    #[error("it is a profile written by `{0}`, not by the agent it is served for")]
+    ProfileOfAnotherAgent(AgentName),
 }
 
 impl VerifyError {

@@ -12,6 +12,7 @@
 mod client_flow;
 mod kv;
 mod mcp_session;
+mod meta;
 mod provision;
 mod refs;
 mod tools_with_key;
