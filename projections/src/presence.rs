@@ -221,6 +221,16 @@ async fn apply(conn: &mut PgConnection, event: &PresenceEvent) -> Result<(), sql
             .execute(&mut *conn)
             .await?;
             seen(conn, &instance, at).await?;
+            // Instances that died without a word long ago: their rows no longer matter
+            // (they count as gone after the timeout already), so they do not pile up.
+            sqlx::query(
+                "WITH gone AS (DELETE FROM presence_instances
+                               WHERE last_heartbeat < $1 - interval '1 hour' RETURNING instance_id)
+                 DELETE FROM presence_connections c USING gone WHERE c.instance_id = gone.instance_id",
+            )
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
         }
         PresenceEvent::Stopped { .. } => {
             seen(conn, &instance, at).await?;

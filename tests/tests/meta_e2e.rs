@@ -1,7 +1,8 @@
 //! ns_meta end to end through the real binaries: `nexysync up`, provisioning with the
 //! CLI, and one `nexysync-mcp` process per agent over stdio, calling ns_meta whoami,
 //! update_role, agents, presence and quota; a quota set through the environment is what
-//! `quota` reports, and exceeding it is a clear error from ns_message.
+//! `quota` reports, and exceeding it is a clear error from ns_message. Then the NATS
+//! store and a `pg_dump` are searched for the role and description: neither may be there.
 
 // A test: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -95,10 +96,12 @@ async fn agents_use_ns_meta_through_the_real_binaries() {
     let me = alice.call("ns_meta", json!({"action": "whoami"})).await;
     assert_eq!(me["agent_name"], "alice");
     assert_eq!(me["project_name"], "demo");
+    let canary = format!("canary-{}", hex::encode(rand::random::<[u8; 8]>()));
+    let role = format!("planner {canary}");
     alice
         .call(
             "ns_meta",
-            json!({"action": "update_role", "role": "planner", "description": "splits the work"}),
+            json!({"action": "update_role", "role": role, "description": format!("{canary} splits the work")}),
         )
         .await;
 
@@ -109,7 +112,7 @@ async fn agents_use_ns_meta_through_the_real_binaries() {
             let answer = bob.call("ns_meta", json!({"action": "agents"})).await;
             let agents = answer["agents"].as_array()?.clone();
             let alice = agents.iter().find(|a| a["name"] == "alice")?;
-            (alice["role"] == "planner" && agents.iter().all(|a| a["online"] == true))
+            (alice["role"] == role.as_str() && agents.iter().all(|a| a["online"] == true))
                 .then_some(agents)
         },
     )
@@ -154,8 +157,37 @@ async fn agents_use_ns_meta_through_the_real_binaries() {
     for agent in [alice, bob] {
         let _ = agent.client.cancel().await;
     }
+    let dump = tokio::process::Command::new("pg_dump")
+        .arg(format!("{}/{database}", postgres_server_url()))
+        .output()
+        .await
+        .expect("pg_dump runs");
+    assert!(dump.status.success());
     server.stop().await;
     nats.stop().await;
+    let mut stored = vec![(root.path().join("pg_dump"), dump.stdout)];
+    let mut pending = vec![root.path().join("nats")];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                stored.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    assert!(
+        stored.iter().any(|(_, bytes)| bytes.len() > 1000),
+        "the NATS store holds the events"
+    );
+    for (path, bytes) in &stored {
+        assert!(
+            !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+            "the role canary is in {}",
+            path.display()
+        );
+    }
     let pool = sqlx::PgPool::connect(&format!("{}/postgres", postgres_server_url()))
         .await
         .unwrap();
