@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::http::Attempts;
 use super::verify::{author, open_text, rfc3339, Reader, VerifyError};
-use super::{Client, ClientError, Directory, SEAL_OVERHEAD};
+use super::{ChainMemory, Client, ClientError, Directory, SEAL_OVERHEAD};
 
 /// A verified, decrypted profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -173,26 +173,104 @@ impl Client {
         of: AgentId,
         stored: &StoredEvent,
     ) -> Result<Profile, VerifyError> {
-        let event = &stored.event;
-        if !matches!(event.body, EventBody::AgentProfileUpdated(_)) {
-            return Err(VerifyError::NotAProfile {
-                kind: event.body.kind().as_str(),
-            });
-        }
         let reader = Reader {
             project: self.inner.key.project.id,
             keys: &self.inner.keys,
         };
-        let author = author(reader, directory, event)?;
-        if author.id != of {
-            return Err(VerifyError::ProfileOfAnotherAgent(author.name.clone()));
-        }
-        self.chain().observe(stored.seq, event)?;
-        Ok(Profile {
-            role: open_text(reader, stored, fields::ROLE)?
-                .ok_or(VerifyError::MissingField(fields::ROLE))?,
-            description: open_text(reader, stored, fields::DESCRIPTION)?,
-            updated_at: rfc3339(event.at),
-        })
+        check_profile(reader, directory, &mut self.chain(), of, stored)
+    }
+}
+
+/// Verifies and opens `stored` as the profile of agent `of`: an `agent_profile_updated`
+/// of this project, written by `of` itself, signed with its registered key, consistent
+/// with the hash chain seen so far.
+fn check_profile(
+    reader: Reader<'_>,
+    directory: &Directory,
+    chain: &mut ChainMemory,
+    of: AgentId,
+    stored: &StoredEvent,
+) -> Result<Profile, VerifyError> {
+    let event = &stored.event;
+    if !matches!(event.body, EventBody::AgentProfileUpdated(_)) {
+        return Err(VerifyError::NotAProfile {
+            kind: event.body.kind().as_str(),
+        });
+    }
+    let author = author(reader, directory, event)?;
+    if author.id != of {
+        return Err(VerifyError::ProfileOfAnotherAgent(author.name.clone()));
+    }
+    chain.observe(stored.seq, event)?;
+    Ok(Profile {
+        role: open_text(reader, stored, fields::ROLE)?
+            .ok_or(VerifyError::MissingField(fields::ROLE))?,
+        description: open_text(reader, stored, fields::DESCRIPTION)?,
+        updated_at: rfc3339(event.at),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::test_events::{Agent, Project, Sent};
+    use nexysync_domain::crypto::SigningKey;
+    use nexysync_domain::wire::AgentList;
+
+    fn profile_of(project: &Project, agent: &Agent, signer: &SigningKey) -> StoredEvent {
+        project.append(
+            Draft::new(
+                project.id,
+                Actor::Agent(agent.id),
+                EventBody::AgentProfileUpdated(AgentProfileUpdated {}),
+            )
+            .seal(&project.keys, fields::ROLE, b"reviewer")
+            .sign(signer),
+        )
+    }
+
+    fn directory(project: &Project, agents: &[&Agent]) -> Directory {
+        Directory::verify(
+            project.id,
+            &project.owner.public_key(),
+            &AgentList {
+                agents: agents.iter().map(|a| project.agent_info(a)).collect(),
+            },
+            &mut ChainMemory::new(),
+        )
+    }
+
+    #[test]
+    fn a_profile_signed_by_its_agent_opens_and_others_are_refused() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let bob = project.agent("bob");
+        let directory = directory(&project, &[&alice, &bob]);
+        let reader = Reader {
+            project: project.id,
+            keys: &project.keys,
+        };
+        let mut chain = ChainMemory::new();
+
+        let good = profile_of(&project, &alice, &alice.key);
+        let opened = check_profile(reader, &directory, &mut chain, alice.id, &good).unwrap();
+        assert_eq!(opened.role, "reviewer");
+
+        let forged = profile_of(&project, &alice, &SigningKey::generate());
+        assert!(matches!(
+            check_profile(reader, &directory, &mut chain, alice.id, &forged),
+            Err(VerifyError::BadSignature(_))
+        ));
+        // Bob's own profile, served as alice's.
+        let bobs = profile_of(&project, &bob, &bob.key);
+        assert!(matches!(
+            check_profile(reader, &directory, &mut chain, alice.id, &bobs),
+            Err(VerifyError::ProfileOfAnotherAgent(_))
+        ));
+        let message = project.message(&alice, Sent::broadcast(), "hi");
+        assert!(matches!(
+            check_profile(reader, &directory, &mut chain, alice.id, &message),
+            Err(VerifyError::NotAProfile { .. })
+        ));
     }
 }
