@@ -8,7 +8,8 @@
 //! - `auth`: bearer tokens (agent tokens by hash, the admin token in constant time).
 //! - `error`: the one place errors become `{ "error": { "code", "message" } }`.
 //! - `write`: the write path: gather facts, `domain::decide::decide`, append to the log;
-//!   `kv_locks` serialises KV writes per key so compare-and-set holds (ADR 0004).
+//!   `kv_locks` serialises KV writes per key so compare-and-set holds (ADR 0004);
+//!   `quota_cache` keeps recent quota usage so sends rarely query it (ADR 0007).
 //! - `hub`: one tail of the log per instance, fanned out in memory to SSE streams.
 //! - `presence`: this instance's SSE streams as presence events (connected, heartbeat,
 //!   stopped) on the presence stream, and the board that pushes `presence_change`.
@@ -25,6 +26,7 @@ mod hub;
 mod kv_locks;
 mod paging;
 mod presence;
+mod quota_cache;
 mod raw;
 mod routes;
 pub mod settings;

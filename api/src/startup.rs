@@ -100,6 +100,7 @@ impl Application {
             presence,
             presence_timeout: settings.presence_timeout,
             quota: settings.quota,
+            quota_cache: Default::default(),
         };
         Ok(Self {
             listener,

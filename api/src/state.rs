@@ -40,6 +40,8 @@ pub struct AppState {
     pub presence_timeout: Duration,
     /// Every project's quota limits.
     pub quota: nexysync_domain::quota::QuotaLimits,
+    /// Recent quota usage per project, so sends need not query it each time.
+    pub quota_cache: crate::quota_cache::QuotaCache,
 }
 
 impl AppState {

@@ -110,8 +110,16 @@ pub async fn submit(
     if let Some(appended) = already_applied {
         return Ok(appended);
     }
+    let counts = matches!(
+        event.body,
+        EventBody::MessageSent(_) | EventBody::RefShared(_)
+    );
+    let sealed_bytes = event.sealed_len() as u64;
     let outcome = state.log.append(event).await?;
     state.note_appended(outcome.seq);
+    if counts && !outcome.duplicate {
+        state.quota_cache.note_appended(project, sealed_bytes);
+    }
     Ok(Appended {
         id: outcome.event.id,
         seq: outcome.seq,
@@ -119,18 +127,28 @@ pub async fn submit(
     })
 }
 
-/// The project's quota limits and usage as the read models count them. Near a limit the
-/// count must not lag behind what this instance appended, so it first waits (bounded)
-/// for the read models to catch up: exact where it matters, cheap elsewhere.
+/// The project's quota limits and usage as the read models count them (cached for a
+/// moment, plus this instance's appends since, see `quota_cache`). Near a limit the count
+/// must not lag behind what this instance appended, so it then waits (bounded) for the
+/// read models to catch up and reads them again: exact where it matters, cheap elsewhere.
 pub async fn quota_of(state: &AppState, project: ProjectId) -> Result<Quota, ApiError> {
+    let now = chrono::Utc::now();
+    let day = now.timestamp().max(0) as u64 / 86_400;
     let read = || async {
-        let now = chrono::Utc::now();
+        let usage = state.reads.quota_usage(project, now).await?;
+        state.quota_cache.put(project, day, usage);
         Ok::<_, ApiError>(Quota {
             limits: state.quota,
-            usage: state.reads.quota_usage(project, now).await?,
+            usage,
         })
     };
-    let quota = read().await?;
+    let quota = match state.quota_cache.get(project, day) {
+        Some(usage) => Quota {
+            limits: state.quota,
+            usage,
+        },
+        None => read().await?,
+    };
     // "Near": within what a burst of unprojected writes could add (16 messages of the
     // largest size, or a tenth of the limit).
     let near =

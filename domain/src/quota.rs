@@ -27,7 +27,7 @@ pub struct QuotaLimits {
 impl Default for QuotaLimits {
     fn default() -> Self {
         Self {
-            messages_per_day: 10_000,
+            messages_per_day: 100_000,
             message_bytes: crate::decide::MAX_SEALED_BYTES as u64,
             stored_bytes: 1024 * 1024 * 1024,
         }
