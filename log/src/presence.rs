@@ -84,6 +84,15 @@ impl PresenceLog {
         Ok(ack.sequence)
     }
 
+    /// The stream's last sequence (0 when it never held an event).
+    pub async fn last_seq(&self) -> Result<u64, LogError> {
+        let info =
+            self.stream.get_info().await.map_err(|e| {
+                LogError::Stream(format!("failed to read presence stream info: {e}"))
+            })?;
+        Ok(info.state.last_sequence)
+    }
+
     /// Every retained event with a sequence greater than `after`, then live.
     pub async fn read(&self, after: u64) -> Result<PresenceStream, LogError> {
         let consumer = self
