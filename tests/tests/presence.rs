@@ -147,3 +147,37 @@ async fn another_projects_agent_sees_none_of_this_projects_presence() {
     api.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_instance_that_shuts_down_takes_its_agents_offline_without_waiting_for_the_bound() {
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    // A bound far beyond this test's deadline: only the goodbye can explain "offline".
+    settings.presence_heartbeat = Duration::from_secs(60);
+    settings.presence_timeout = Duration::from_secs(240);
+    let survivor = env.spawn_api_with(settings.clone()).await;
+    let leaving = env.spawn_api_with(settings).await;
+    let project = TestProject::create(&survivor, "presence").await;
+    let alice = project.add_agent(&survivor, "alice").await;
+    let bob = project.add_agent(&survivor, "bob").await;
+    eventually("the leaving instance to know bob", DEADLINE, || async {
+        let (status, _) = bob.get(&leaving, "/v1/whoami").await;
+        (status == 200).then_some(())
+    })
+    .await;
+
+    let mut alice_events = alice.stream(&survivor).await;
+    let _bob_stream = bob.stream(&leaving).await;
+    let online = next_presence_change(&mut alice_events, DEADLINE).await;
+    assert_eq!(online["online"], true);
+    wait_online(&alice, &survivor, &bob, true).await;
+
+    leaving.stop().await;
+    let offline = next_presence_change(&mut alice_events, DEADLINE).await;
+    assert_eq!(offline["agent"], bob.id.to_string());
+    assert_eq!(offline["online"], false);
+    wait_online(&alice, &survivor, &bob, false).await;
+
+    survivor.stop().await;
+    env.cleanup().await;
+}
