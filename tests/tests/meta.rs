@@ -240,3 +240,47 @@ async fn the_role_and_description_are_stored_only_as_ciphertext() {
     api.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn meta_endpoints_answer_bad_requests_in_the_one_error_shape() {
+    let env = TestEnv::new();
+    let api = env.spawn_api().await;
+    let project = TestProject::create(&api, "meta").await;
+    let alice = project.add_agent(&api, "alice").await;
+
+    for path in ["/v1/whoami", "/v1/agents", "/v1/presence", "/v1/quota"] {
+        let response = api
+            .http
+            .get(format!("{}{path}", api.url))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = nexysync_tests::json_of(response).await.unwrap();
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("unauthorized")),
+            "{path}"
+        );
+    }
+    let response = api
+        .http
+        .put(format!("{}/v1/profile", api.url))
+        .bearer_auth(alice.token.expose_secret())
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = nexysync_tests::json_of(response).await.unwrap();
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_json")),
+        "{body}"
+    );
+    let (status, body) = alice.get(&api, "/v1/quota?min_seq=soon").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+
+    api.stop().await;
+    env.cleanup().await;
+}
