@@ -135,7 +135,7 @@ pub enum Rejection {
     KvKeyNotFound,
     #[error("invalid line range {start_line}..={end_line}: start_line must be at least 1, end_line at least start_line, and the span at most {MAX_REF_LINES} lines")]
     InvalidLineRange { start_line: u32, end_line: u32 },
-    #[error("quota exceeded: this project's {limit} limit is {value} ({used} used); {resets}")]
+    #[error("quota exceeded: {}", crate::quota::explain(*limit, *value, *used, *resets))]
     QuotaExceeded {
         limit: QuotaLimit,
         value: u64,

@@ -135,6 +135,17 @@ impl Quota {
     }
 }
 
+/// The sentence behind [`Rejection::QuotaExceeded`]: the limit, its value, what is used,
+/// and when it resets.
+pub fn explain(limit: QuotaLimit, value: u64, used: u64, resets: QuotaReset) -> String {
+    let used = match limit {
+        QuotaLimit::MessagesPerDay => format!("{used} sent today"),
+        QuotaLimit::MessageBytes => format!("this message is {used} sealed bytes"),
+        QuotaLimit::StoredBytes => format!("{used} bytes stored"),
+    };
+    format!("this project's {limit} limit is {value} ({used}); {resets}")
+}
+
 /// The first instant of the UTC day after the one `now_ms` falls in.
 pub fn next_utc_midnight_ms(now_ms: u64) -> u64 {
     (now_ms / DAY_MS + 1) * DAY_MS
