@@ -13,6 +13,11 @@
 //! listen = "127.0.0.1:8707"
 //! home = "~/.nexysync"
 //! data_dir = "~/.local/share/nexysync"
+//! quota_messages_per_day = 100000
+//! quota_message_bytes = 66560
+//! quota_stored_bytes = 1073741824
+//! presence_heartbeat_s = 10
+//! presence_timeout_s = 30
 //! # admin_token = "nsadm_…"   (prefer NEXYSYNC_ADMIN_TOKEN or the generated file)
 //! ```
 
@@ -22,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use nexysync_api::Secret;
+use nexysync_domain::quota::QuotaLimits;
 use serde::Deserialize;
 
 /// Where the settings come from; [`Settings::load`] takes one so tests need not touch the
@@ -63,6 +69,13 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `NEXYSYNC_SSE_HEARTBEAT_S`: seconds between SSE heartbeats (default 30).
     pub sse_heartbeat: std::time::Duration,
+    /// `NEXYSYNC_QUOTA_MESSAGES_PER_DAY`, `NEXYSYNC_QUOTA_MESSAGE_BYTES`,
+    /// `NEXYSYNC_QUOTA_STORED_BYTES`: every project's limits.
+    pub quota: nexysync_domain::quota::QuotaLimits,
+    /// `NEXYSYNC_PRESENCE_HEARTBEAT_S`: seconds between presence heartbeats (default 10).
+    pub presence_heartbeat: std::time::Duration,
+    /// `NEXYSYNC_PRESENCE_TIMEOUT_S`: the presence bound, seconds (default 30).
+    pub presence_timeout: std::time::Duration,
 }
 
 /// The optional file layer; every key may be left out.
@@ -78,6 +91,11 @@ struct FileLayer {
     listen: Option<String>,
     data_dir: Option<String>,
     sse_heartbeat_s: Option<u64>,
+    quota_messages_per_day: Option<u64>,
+    quota_message_bytes: Option<u64>,
+    quota_stored_bytes: Option<u64>,
+    presence_heartbeat_s: Option<u64>,
+    presence_timeout_s: Option<u64>,
 }
 
 /// The settings as text, before paths are expanded and values validated.
@@ -91,6 +109,11 @@ struct Raw {
     listen: String,
     data_dir: String,
     sse_heartbeat_s: String,
+    quota_messages_per_day: String,
+    quota_message_bytes: String,
+    quota_stored_bytes: String,
+    presence_heartbeat_s: String,
+    presence_timeout_s: String,
 }
 
 impl Default for Raw {
@@ -105,6 +128,11 @@ impl Default for Raw {
             listen: "127.0.0.1:8707".into(),
             data_dir: "~/.local/share/nexysync".into(),
             sse_heartbeat_s: "30".into(),
+            quota_messages_per_day: QuotaLimits::default().messages_per_day.to_string(),
+            quota_message_bytes: QuotaLimits::default().message_bytes.to_string(),
+            quota_stored_bytes: QuotaLimits::default().stored_bytes.to_string(),
+            presence_heartbeat_s: "10".into(),
+            presence_timeout_s: "30".into(),
         }
     }
 }
@@ -121,6 +149,11 @@ impl Raw {
             listen,
             data_dir,
             sse_heartbeat_s,
+            quota_messages_per_day,
+            quota_message_bytes,
+            quota_stored_bytes,
+            presence_heartbeat_s,
+            presence_timeout_s,
         } = file;
         overwrite(&mut self.nats_url, nats_url);
         overwrite(&mut self.database_url, database_url);
@@ -136,6 +169,15 @@ impl Raw {
             &mut self.sse_heartbeat_s,
             sse_heartbeat_s.map(|s| s.to_string()),
         );
+        for (slot, value) in [
+            (&mut self.quota_messages_per_day, quota_messages_per_day),
+            (&mut self.quota_message_bytes, quota_message_bytes),
+            (&mut self.quota_stored_bytes, quota_stored_bytes),
+            (&mut self.presence_heartbeat_s, presence_heartbeat_s),
+            (&mut self.presence_timeout_s, presence_timeout_s),
+        ] {
+            overwrite(slot, value.map(|v| v.to_string()));
+        }
     }
 
     fn apply_env(&mut self, env: &dyn Environment) {
@@ -153,6 +195,24 @@ impl Raw {
             &mut self.sse_heartbeat_s,
             env.var("NEXYSYNC_SSE_HEARTBEAT_S"),
         );
+        for (slot, name) in [
+            (
+                &mut self.quota_messages_per_day,
+                "NEXYSYNC_QUOTA_MESSAGES_PER_DAY",
+            ),
+            (
+                &mut self.quota_message_bytes,
+                "NEXYSYNC_QUOTA_MESSAGE_BYTES",
+            ),
+            (&mut self.quota_stored_bytes, "NEXYSYNC_QUOTA_STORED_BYTES"),
+            (
+                &mut self.presence_heartbeat_s,
+                "NEXYSYNC_PRESENCE_HEARTBEAT_S",
+            ),
+            (&mut self.presence_timeout_s, "NEXYSYNC_PRESENCE_TIMEOUT_S"),
+        ] {
+            overwrite(slot, env.var(name));
+        }
     }
 }
 
@@ -214,6 +274,26 @@ impl Settings {
                     raw.sse_heartbeat_s
                 )
             })?;
+        let quota = QuotaLimits {
+            messages_per_day: positive(
+                &raw.quota_messages_per_day,
+                "NEXYSYNC_QUOTA_MESSAGES_PER_DAY",
+            )?,
+            message_bytes: positive(&raw.quota_message_bytes, "NEXYSYNC_QUOTA_MESSAGE_BYTES")?,
+            stored_bytes: positive(&raw.quota_stored_bytes, "NEXYSYNC_QUOTA_STORED_BYTES")?,
+        };
+        let seconds =
+            |text: &str, name: &str| positive(text, name).map(std::time::Duration::from_secs);
+        let presence_heartbeat =
+            seconds(&raw.presence_heartbeat_s, "NEXYSYNC_PRESENCE_HEARTBEAT_S")?;
+        let presence_timeout = seconds(&raw.presence_timeout_s, "NEXYSYNC_PRESENCE_TIMEOUT_S")?;
+        if presence_timeout <= presence_heartbeat || presence_timeout.as_secs() >= 300 {
+            bail!(
+                "NEXYSYNC_PRESENCE_TIMEOUT_S ({}) must be longer than NEXYSYNC_PRESENCE_HEARTBEAT_S ({}) and under 300 (the presence stream's retention); a few heartbeats is right",
+                presence_timeout.as_secs(),
+                presence_heartbeat.as_secs()
+            );
+        }
         // The log crate owns the rule (the prefix names a JetStream stream and subjects).
         nexysync_log::Prefix::parse(&raw.stream_prefix)
             .context("invalid NEXYSYNC_STREAM_PREFIX (or stream_prefix in the settings file)")?;
@@ -227,6 +307,9 @@ impl Settings {
             listen,
             data_dir: expand_home(&raw.data_dir, user_home.as_deref())?,
             sse_heartbeat,
+            quota,
+            presence_heartbeat,
+            presence_timeout,
         })
     }
 
@@ -248,8 +331,20 @@ impl fmt::Debug for Settings {
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
             .field("sse_heartbeat", &self.sse_heartbeat)
+            .field("quota", &self.quota)
+            .field("presence_heartbeat", &self.presence_heartbeat)
+            .field("presence_timeout", &self.presence_timeout)
             .finish()
     }
+}
+
+/// A whole number above zero, or an error naming the setting.
+fn positive(text: &str, name: &str) -> anyhow::Result<u64> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .with_context(|| format!("{name} `{text}` must be a whole number above 0"))
 }
 
 /// Checks that `url` is an http(s) URL and drops a trailing slash, so paths can be
@@ -418,6 +513,33 @@ mod tests {
         assert!(Settings::load(None, &env).is_err());
         let env = FakeEnvironment::with(&[("HOME", "/h"), ("NEXYSYNC_STREAM_PREFIX", "a.b")]);
         assert!(Settings::load(None, &env).is_err());
+    }
+
+    #[test]
+    fn quotas_and_presence_come_from_the_environment_and_are_checked() {
+        let env = FakeEnvironment::with(&[
+            ("HOME", "/h"),
+            ("NEXYSYNC_QUOTA_MESSAGES_PER_DAY", "5"),
+            ("NEXYSYNC_QUOTA_STORED_BYTES", "1000"),
+            ("NEXYSYNC_PRESENCE_HEARTBEAT_S", "2"),
+            ("NEXYSYNC_PRESENCE_TIMEOUT_S", "6"),
+        ]);
+        let settings = Settings::load(None, &env).unwrap();
+        assert_eq!(settings.quota.messages_per_day, 5);
+        assert_eq!(settings.quota.stored_bytes, 1000);
+        assert_eq!(
+            settings.quota.message_bytes,
+            QuotaLimits::default().message_bytes
+        );
+        assert_eq!(settings.presence_timeout.as_secs(), 6);
+        let env = FakeEnvironment::with(&[("HOME", "/h"), ("NEXYSYNC_QUOTA_MESSAGE_BYTES", "0")]);
+        let err = Settings::load(None, &env).unwrap_err();
+        assert!(format!("{err:#}").contains("NEXYSYNC_QUOTA_MESSAGE_BYTES"));
+        let env = FakeEnvironment::with(&[("HOME", "/h"), ("NEXYSYNC_PRESENCE_TIMEOUT_S", "5")]);
+        assert!(
+            Settings::load(None, &env).is_err(),
+            "timeout must exceed heartbeat x1"
+        );
     }
 
     #[test]

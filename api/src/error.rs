@@ -99,6 +99,7 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
         | Rejection::UnknownMessage(_)
         | Rejection::ReactionNotFound(_) => StatusCode::NOT_FOUND,
         Rejection::ContentTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Rejection::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }

@@ -27,12 +27,15 @@ use tracing::{info, warn};
 /// One event as the hub hands it out.
 #[derive(Debug)]
 pub struct HubEvent {
-    pub seq: Seq,
+    /// The event's sequence in the log; `None` for what is not in the log (presence),
+    /// which streams pass on without moving their cursor.
+    pub seq: Option<Seq>,
     pub actor: Option<AgentId>,
     /// The recipient, or `None` for everyone in the project.
     pub to: Option<AgentId>,
     /// The SSE frame (`new_message`, `new_ref`, `kv_update` or `message_update`, id,
-    /// `StoredEvent` JSON), encoded once for every subscriber.
+    /// `StoredEvent` JSON; or `presence_change` without id), encoded once for every
+    /// subscriber.
     pub frame: bytes::Bytes,
 }
 
@@ -169,6 +172,31 @@ impl Hub {
         }
     }
 
+    /// Hands a presence change to the streams of its project (every agent but the one
+    /// that changed), outside the log's order.
+    pub fn publish_presence(&self, change: nexysync_domain::presence::PresenceChange) {
+        let data = sse::PresenceChange {
+            agent: change.key.agent,
+            online: change.online,
+            at: change.at,
+        };
+        let Ok(json) = serde_json::to_string(&data) else {
+            return;
+        };
+        let event = HubEvent {
+            seq: None,
+            actor: Some(change.key.agent),
+            to: None,
+            frame: crate::sse::frame(sse::PRESENCE_CHANGE, None, &json),
+        };
+        let mut state = self.lock();
+        if let Some(sender) = state.projects.get(&change.key.project) {
+            if sender.send(Arc::new(event)).is_err() {
+                state.projects.remove(&change.key.project);
+            }
+        }
+    }
+
     async fn publish(&self, prefix: &nexysync_log::Prefix, raw: nexysync_log::RawEvent) {
         let event = self.hub_event(prefix, &raw).await;
         let mut state = self.lock();
@@ -231,7 +259,7 @@ impl Hub {
         Some((
             project,
             HubEvent {
-                seq: raw.seq,
+                seq: Some(raw.seq),
                 actor,
                 to,
                 frame: crate::sse::stored_event_frame(name, raw.seq, payload),

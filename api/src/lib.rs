@@ -9,9 +9,12 @@
 //! - `auth`: bearer tokens (agent tokens by hash, the admin token in constant time).
 //! - `error`: the one place errors become `{ "error": { "code", "message" } }`.
 //! - `write`: the write path: gather facts, `domain::decide::decide`, append to the log;
-//!   `kv_locks` serialises KV writes per key so compare-and-set holds (ADR 0004).
+//!   `kv_locks` serialises KV writes per key so compare-and-set holds (ADR 0004);
+//!   `quota_cache` keeps recent quota usage so sends rarely query it (ADR 0007).
 //! - `hub`: one tail of the log per instance, fanned out in memory to SSE streams (message
 //!   updates routed by the message's audience, looked up in the read models; ADR 0005).
+//! - `presence`: this instance's SSE streams as presence events (connected, heartbeat,
+//!   stopped) on the presence stream, and the board that pushes `presence_change`.
 //!
 //! # Invariants
 //! - Every query is scoped to the caller's project.
@@ -24,6 +27,8 @@ mod extract;
 mod hub;
 mod kv_locks;
 mod paging;
+mod presence;
+mod quota_cache;
 mod raw;
 mod routes;
 pub mod settings;

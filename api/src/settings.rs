@@ -46,6 +46,14 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Run the projectors inside this process (`nexysync up` does).
     pub run_projectors: bool,
+    /// Every project's quota limits (messages per day, message size, stored bytes).
+    pub quota: nexysync_domain::quota::QuotaLimits,
+    /// Interval of this instance's presence heartbeats (and of its presence sweeps).
+    pub presence_heartbeat: Duration,
+    /// The presence bound: an instance not heard from for this long counts as gone, so
+    /// its agents are offline at most this long after it dies without saying so. Keep it
+    /// a few heartbeats (default 3) and under the presence stream's retention (5 min).
+    pub presence_timeout: Duration,
 }
 
 impl Settings {
@@ -62,6 +70,9 @@ impl Settings {
             sse_buffer: 1024,
             max_body_bytes: 256 * 1024,
             run_projectors: true,
+            quota: Default::default(),
+            presence_heartbeat: Duration::from_secs(10),
+            presence_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -79,6 +90,9 @@ impl fmt::Debug for Settings {
             .field("sse_buffer", &self.sse_buffer)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("run_projectors", &self.run_projectors)
+            .field("quota", &self.quota)
+            .field("presence_heartbeat", &self.presence_heartbeat)
+            .field("presence_timeout", &self.presence_timeout)
             .finish()
     }
 }

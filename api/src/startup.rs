@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
-use nexysync_log::{EventLog, Prefix};
-use nexysync_projections::{db, ProjectionError, ProjectionWatch, Projector, ReadModels};
+use nexysync_log::{EventLog, Prefix, PresenceLog, PRESENCE_RETENTION};
+use nexysync_projections::{
+    db, PresenceProjector, ProjectionError, ProjectionWatch, Projector, ReadModels,
+};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -27,6 +29,10 @@ pub struct Application {
     state: AppState,
     stop_background: watch::Sender<bool>,
     projector: Option<tokio::task::JoinHandle<()>>,
+    presence_projector: Option<tokio::task::JoinHandle<()>>,
+    presence_publisher: crate::presence::PresencePublisher,
+    presence_log: PresenceLog,
+    presence_heartbeat: std::time::Duration,
 }
 
 impl Application {
@@ -35,6 +41,17 @@ impl Application {
     /// the hub, and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let prefix = Prefix::parse(&settings.stream_prefix)?;
+        if settings.presence_heartbeat.is_zero()
+            || settings.presence_timeout <= settings.presence_heartbeat
+            || settings.presence_timeout >= PRESENCE_RETENTION
+        {
+            anyhow::bail!(
+                "presence timeout ({:?}) must be longer than the presence heartbeat ({:?}) and shorter than the presence stream's retention ({:?})",
+                settings.presence_timeout,
+                settings.presence_heartbeat,
+                PRESENCE_RETENTION
+            );
+        }
         let nats = async_nats::connect(&settings.nats_url)
             .await
             .with_context(|| {
@@ -43,15 +60,34 @@ impl Application {
                     crate::settings::redact_credentials(&settings.nats_url)
                 )
             })?;
-        let log = EventLog::connect(nats.clone(), prefix).await?;
+        let log = EventLog::connect(nats.clone(), prefix.clone()).await?;
+        let presence_log = PresenceLog::connect(nats.clone(), prefix).await?;
         let pool = connect_read_models(&settings, &log).await?;
         let projection = ProjectionWatch::start(pool.clone()).await?;
         let projector = settings
             .run_projectors
             .then(|| tokio::spawn(Projector::new(pool.clone(), log.clone()).run()));
+        let presence_projector = settings.run_projectors.then(|| {
+            tokio::spawn(PresenceProjector::new(pool.clone(), presence_log.clone()).run())
+        });
         let (stop_background, stopped) = watch::channel(false);
-        let reads = ReadModels::new(pool);
-        let hub = Hub::start(log.clone(), reads.clone(), settings.sse_buffer, stopped).await?;
+        let reads = ReadModels::new(pool.clone());
+        let hub = Hub::start(
+            log.clone(),
+            reads.clone(),
+            settings.sse_buffer,
+            stopped.clone(),
+        )
+        .await?;
+        tokio::spawn(crate::presence::watch_board(
+            presence_log.clone(),
+            hub.clone(),
+            settings.presence_timeout,
+            settings.presence_heartbeat,
+            stopped,
+        ));
+        let (presence, presence_publisher) = crate::presence::Presence::new();
+        info!(instance = %presence.instance(), "presence instance id");
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("failed to listen on {}", settings.listen))?;
@@ -71,6 +107,10 @@ impl Application {
             last_appended: Arc::new(AtomicU64::new(0)),
             provisioning: Default::default(),
             kv_locks: Default::default(),
+            presence,
+            presence_timeout: settings.presence_timeout,
+            quota: settings.quota,
+            quota_cache: Default::default(),
         };
         Ok(Self {
             listener,
@@ -78,6 +118,10 @@ impl Application {
             state,
             stop_background,
             projector,
+            presence_projector,
+            presence_publisher,
+            presence_log,
+            presence_heartbeat: settings.presence_heartbeat,
         })
     }
 
@@ -94,13 +138,20 @@ impl Application {
         self.run_until(crate::shutdown::signal()).await
     }
 
-    /// Serves until `shutdown` completes (tests use this to stop a server).
+    /// Serves until `shutdown` completes (tests use this to stop a server). The presence
+    /// heartbeats run inside this future: dropping it unfinished (a crash, as tests
+    /// simulate by aborting it) silences this instance without a goodbye.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         info!(addr = %self.local_addr, "NexySync API listening");
-        let stop_background = self.stop_background;
+        let stop_background = Arc::new(self.stop_background);
+        let presence = self.presence_publisher.run(
+            self.presence_log,
+            self.presence_heartbeat,
+            stop_background.subscribe(),
+        );
         let app = router(self.state);
         // No Nagle: SSE frames and small answers go out at once instead of waiting for
         // the peer's delayed ACK (up to 40 ms).
@@ -109,16 +160,25 @@ impl Application {
                 tracing::debug!(error = %e, "could not set TCP_NODELAY");
             }
         });
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                // SSE streams end on this, so the graceful shutdown can finish.
-                stop_background.send_replace(true);
-            })
-            .await
-            .context("server failed");
-        if let Some(projector) = self.projector {
-            projector.abort();
+        let stop_on_signal = stop_background.clone();
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            shutdown.await;
+            // SSE streams end on this, so the graceful shutdown can finish; the presence
+            // publisher says goodbye.
+            stop_on_signal.send_replace(true);
+        });
+        let serving = async {
+            let result = serve.await.context("server failed");
+            // Also when serving failed: the background tasks and the publisher stop.
+            stop_background.send_replace(true);
+            result
+        };
+        let (result, ()) = tokio::join!(serving, presence);
+        for task in [self.projector, self.presence_projector]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
         }
         result
     }

@@ -35,6 +35,14 @@ pub struct AppState {
     /// Serialises KV writes per key, and message-state writes per message, in this
     /// instance (ADR 0004, ADR 0005).
     pub kv_locks: crate::kv_locks::KvLocks,
+    /// This instance's presence: every SSE stream registers with it.
+    pub presence: crate::presence::Presence,
+    /// The presence bound (an instance silent this long counts as gone).
+    pub presence_timeout: Duration,
+    /// Every project's quota limits.
+    pub quota: nexysync_domain::quota::QuotaLimits,
+    /// Recent quota usage per project, so sends need not query it each time.
+    pub quota_cache: crate::quota_cache::QuotaCache,
 }
 
 impl AppState {

@@ -9,6 +9,7 @@ use crate::event::{
     fields, Actor, Envelope, EventBody, EventKind, ENVELOPE_VERSION, MAX_REF_LINES,
 };
 use crate::ids::{AgentId, AgentName, EventId, ProjectId};
+use crate::quota::{Quota, QuotaLimit, QuotaReset};
 
 /// Largest total ciphertext of one event's sealed fields (64 KiB of content plus overhead).
 pub const MAX_SEALED_BYTES: usize = 64 * 1024 + 1024;
@@ -95,6 +96,9 @@ pub struct WriteFacts {
     pub kv_revision: Option<u64>,
     /// For a message-state event: the message it names.
     pub target: TargetFacts,
+    /// For an event that counts against the quota (messages, refs): the project's
+    /// limits and usage. `None`: not gathered, nothing is checked.
+    pub quota: Option<Quota>,
     /// The server's clock, Unix milliseconds.
     pub now_ms: u64,
 }
@@ -114,6 +118,7 @@ impl WriteFacts {
             token_hash_taken: false,
             kv_revision: None,
             target: TargetFacts::default(),
+            quota: None,
             now_ms,
         }
     }
@@ -194,6 +199,13 @@ pub enum Rejection {
     AlreadyPinned(EventId),
     #[error("message {0} is not pinned")]
     NotPinned(EventId),
+    #[error("quota exceeded: {}", crate::quota::explain(*limit, *value, *used, *resets))]
+    QuotaExceeded {
+        limit: QuotaLimit,
+        value: u64,
+        used: u64,
+        resets: QuotaReset,
+    },
 }
 
 impl Rejection {
@@ -230,6 +242,7 @@ impl Rejection {
             Self::AlreadyRead(_) => "already_read",
             Self::AlreadyPinned(_) => "already_pinned",
             Self::NotPinned(_) => "not_pinned",
+            Self::QuotaExceeded { .. } => "quota_exceeded",
         }
     }
 }
@@ -345,7 +358,7 @@ pub fn decide(facts: &WriteFacts, event: &Envelope) -> Result<(), Rejection> {
                     return Err(Rejection::ReplyToUnknownMessage(parent));
                 }
             }
-            Ok(())
+            check_quota(facts, sealed_len)
         }
         EventBody::KvSet(set) => {
             let caller_key = facts.caller_key.ok_or(Rejection::BadSignature)?;
@@ -395,7 +408,7 @@ pub fn decide(facts: &WriteFacts, event: &Envelope) -> Result<(), Rejection> {
                     return Err(Rejection::UnknownRecipient(to));
                 }
             }
-            Ok(())
+            check_quota(facts, sealed_len)
         }
         EventBody::ReactionAdded(reaction) => {
             let target = readable_target(facts, event, reaction.message)?;
@@ -456,6 +469,26 @@ pub fn decide(facts: &WriteFacts, event: &Envelope) -> Result<(), Rejection> {
             }
             not_deleted(target, deleted.message)
         }
+        EventBody::AgentProfileUpdated(_) => {
+            // The profile is the actor's own: the signature by the caller's registered
+            // key is what makes it "only for itself".
+            let caller_key = facts.caller_key.ok_or(Rejection::BadSignature)?;
+            verify(event, &caller_key)?;
+            for field in [fields::ROLE] {
+                if !event.sealed.contains_key(field) {
+                    return Err(Rejection::MissingSealedField(field));
+                }
+            }
+            expect_only_sealed_fields(event, &[fields::ROLE, fields::DESCRIPTION])
+        }
+    }
+}
+
+/// The quota rules of a content-bearing event, when the write path gathered them.
+fn check_quota(facts: &WriteFacts, sealed_len: usize) -> Result<(), Rejection> {
+    match &facts.quota {
+        Some(quota) => quota.check_message(sealed_len as u64, facts.now_ms),
+        None => Ok(()),
     }
 }
 
@@ -1142,5 +1175,86 @@ mod tests {
         facts.token_hash_taken = false;
         facts.owner_key = Some(SigningKey::generate().public_key());
         assert_eq!(decide(&facts, &registration), Err(Rejection::BadSignature));
+    }
+
+    fn profile(project: &Project, of: &crate::test_support::Agent) -> crate::event::Draft {
+        crate::event::Draft::new(
+            project.id,
+            Actor::Agent(of.id),
+            EventBody::AgentProfileUpdated(crate::event::AgentProfileUpdated {}),
+        )
+        .seal(&project.keys, fields::ROLE, b"reviewer")
+    }
+
+    #[test]
+    fn an_agent_sets_its_own_profile_signed_with_its_key() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let facts = facts_for(&project, &alice);
+        let event = profile(&project, &alice)
+            .seal(&project.keys, fields::DESCRIPTION, b"reads every diff")
+            .sign(&alice.key);
+        assert_eq!(decide(&facts, &event), Ok(()));
+        let forged = profile(&project, &alice).sign(&SigningKey::generate());
+        assert_eq!(decide(&facts, &forged), Err(Rejection::BadSignature));
+        let extra = profile(&project, &alice)
+            .seal(&project.keys, fields::BODY, b"x")
+            .sign(&alice.key);
+        assert_eq!(
+            decide(&facts, &extra),
+            Err(Rejection::UnexpectedSealedField(fields::BODY.into()))
+        );
+    }
+
+    #[test]
+    fn an_agent_cannot_set_another_agents_profile() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let bob = project.agent("bob");
+        // Bob signs a profile naming alice as its actor: the actor is not the caller.
+        let event = profile(&project, &alice).sign(&bob.key);
+        assert!(matches!(
+            decide(&facts_for(&project, &bob), &event),
+            Err(Rejection::ActorIsNotCaller { .. })
+        ));
+    }
+
+    #[test]
+    fn a_message_over_the_daily_quota_is_refused_and_kv_never_counts() {
+        use crate::quota::{QuotaLimits, QuotaUsage};
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let mut facts = facts_for(&project, &alice);
+        facts.quota = Some(Quota {
+            limits: QuotaLimits {
+                messages_per_day: 1,
+                ..QuotaLimits::default()
+            },
+            usage: QuotaUsage {
+                messages_today: 1,
+                stored_bytes: 0,
+            },
+        });
+        let event = message_from(&project, &alice, "one too many");
+        assert!(matches!(
+            decide(&facts, &event),
+            Err(Rejection::QuotaExceeded {
+                limit: QuotaLimit::MessagesPerDay,
+                ..
+            })
+        ));
+        let set = crate::event::Draft::new(
+            project.id,
+            Actor::Agent(alice.id),
+            EventBody::KvSet(crate::event::KvSet {
+                key_ix: project.keys.blind_index("kv", "k"),
+                expected_revision: None,
+                ttl_s: None,
+            }),
+        )
+        .seal(&project.keys, fields::KEY, b"k")
+        .seal(&project.keys, fields::VALUE, b"v")
+        .sign(&alice.key);
+        assert_eq!(decide(&facts, &set), Ok(()));
     }
 }

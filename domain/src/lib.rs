@@ -7,6 +7,9 @@
 //! - [`event`]: the envelope (version 1), event kinds, canonical signing bytes, the hash
 //!   chain and its verifier.
 //! - [`decide`]: the pure decision whether a signed event may be appended.
+//! - [`presence`]: the server's presence events (no content, unsigned) and the pure
+//!   board that tells who is online, including after an instance goes silent.
+//! - [`quota`]: per-project limits and usage, and the pure checks of the write path.
 //! - [`audit`]: the pure auditor of a project's log (authorship, chain, root of trust,
 //!   message-state events on messages of the log, deletions by their sender).
 //! - [`wire`]: the HTTP API's JSON shapes, shared by server and client.
@@ -22,6 +25,8 @@ pub mod crypto;
 pub mod decide;
 pub mod event;
 pub mod ids;
+pub mod presence;
+pub mod quota;
 pub mod wire;
 
 #[cfg(test)]

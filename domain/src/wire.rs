@@ -128,6 +128,9 @@ pub struct WhoAmI {
     pub project_name: ProjectName,
     pub agent: AgentId,
     pub agent_name: AgentName,
+    /// The caller's latest `agent_profile_updated` (role and description sealed), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<StoredEvent>,
 }
 
 /// One agent of the project, with the signed registration that vouches for its key.
@@ -137,6 +140,45 @@ pub struct AgentInfo {
     pub name: AgentName,
     pub signing_key: PublicKey,
     pub registration: StoredEvent,
+    /// The agent's latest `agent_profile_updated` (role and description sealed; clients
+    /// verify its signature against `signing_key`), if it ever set one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<StoredEvent>,
+    /// Whether the agent holds an SSE stream on a live API instance (see
+    /// [`PresenceEntry`]).
+    #[serde(default)]
+    pub online: bool,
+    /// When the agent was last seen connected (Unix ms), if ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_ms: Option<i64>,
+}
+
+/// One agent's presence: online while it holds at least one SSE stream on an API
+/// instance whose heartbeat is recent (the bound is the server's `presence_timeout`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceEntry {
+    pub agent: AgentId,
+    pub name: AgentName,
+    pub online: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_ms: Option<i64>,
+}
+
+/// `GET /v1/presence`: every agent of the caller's project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceList {
+    pub agents: Vec<PresenceEntry>,
+    /// How long an instance that stops without saying so can keep an agent online (ms).
+    pub bound_ms: u64,
+}
+
+/// `GET /v1/quota`: the project's limits, what it used, and when the daily count resets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaStatus {
+    pub limits: crate::quota::QuotaLimits,
+    pub usage: crate::quota::QuotaUsage,
+    /// The next UTC midnight (Unix ms), when `messages_today` starts again from 0.
+    pub messages_reset_at_ms: u64,
 }
 
 /// The project's agents. Clients verify each registration against the owner key they
@@ -180,6 +222,9 @@ pub mod sse {
     /// Not sent to the agent who acted. Live only: a resumed stream does not replay these
     /// (read the message again).
     pub const MESSAGE_UPDATE: &str = "message_update";
+    /// An agent of the project came online or went offline; `data` is a
+    /// [`PresenceChange`]. No `id:` (presence is not in the audited log) and live only.
+    pub const PRESENCE_CHANGE: &str = "presence_change";
     /// The stream fell behind and closes; reconnect with `Last-Event-ID` to catch up.
     /// `data` is a [`CatchUp`].
     pub const CATCH_UP: &str = "catch_up";
@@ -188,6 +233,14 @@ pub mod sse {
     pub const CURSOR_TOO_OLD: &str = "cursor_too_old";
     /// The stream is live: every event up to `seq` has been sent. `data` is a [`Ready`].
     pub const READY: &str = "ready";
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct PresenceChange {
+        pub agent: crate::ids::AgentId,
+        pub online: bool,
+        /// When the change happened (Unix ms, the observing server's clock).
+        pub at: i64,
+    }
 
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     pub struct CatchUp {

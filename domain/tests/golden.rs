@@ -16,7 +16,9 @@
 //! The message-state files ([`STATE_FILES`]: a reaction added and taken back, the message
 //! marked read, pinned, unpinned, then deleted by its sender) continue it at seq 7 to 12,
 //! all about the golden message (seq 3), same actor and key; regenerate only them with
-//! `NEXYSYNC_BLESS_STATE=1`.
+//! `NEXYSYNC_BLESS_STATE=1`. `agent_profile_updated.v1.json` (role and description
+//! sealed) continues it at seq 13 the same way; regenerate only it with
+//! `NEXYSYNC_BLESS_PROFILE=1`.
 
 // A test: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -25,9 +27,9 @@ use std::path::PathBuf;
 
 use nexysync_domain::crypto::{AgentToken, ProjectKey, SigningKey};
 use nexysync_domain::event::{
-    emoji_index, fields, Actor, AgentRegistered, ChainLink, ChainVerifier, Draft, Envelope,
-    EventBody, KvDeleted, KvSet, MessageSent, MessageTarget, ProjectCreated, Reaction, RefShared,
-    KV_NAMESPACE,
+    emoji_index, fields, Actor, AgentProfileUpdated, AgentRegistered, ChainLink, ChainVerifier,
+    Draft, Envelope, EventBody, KvDeleted, KvSet, MessageSent, MessageTarget, ProjectCreated,
+    Reaction, RefShared, KV_NAMESPACE,
 };
 use nexysync_domain::ids::{AgentId, AgentName, ProjectId, ProjectName, Seq};
 
@@ -48,6 +50,7 @@ const STATE_FILES: [&str; 6] = [
 ];
 /// The golden reaction's emoji.
 const GOLDEN_EMOJI: &str = "🚀";
+const PROFILE_FILES: [&str; 1] = ["agent_profile_updated.v1.json"];
 /// The signing key of the KV golden events (32-byte seed); it signs nothing else.
 const KV_AGENT_KEY: &str = "Z29sZGVuLWt2LWFnZW50LXNpZ25pbmcta2V5LTMyYiE=";
 /// The golden project's key; it protects nothing but these examples.
@@ -229,11 +232,38 @@ fn bless_state() {
     }
 }
 
+/// Builds the profile event after the message-state events, leaving every older file as
+/// it is.
+fn bless_profile() {
+    let keys = ProjectKey::from_base64(PROJECT_KEY).unwrap().content_keys();
+    let mut older = load_files(&FILES);
+    older.extend(load_files(&KV_FILES));
+    older.extend(load_files(&REF_FILES));
+    older.extend(load_files(&STATE_FILES));
+    let last = &older[11];
+    let agent_key = SigningKey::from_base64(KV_AGENT_KEY).unwrap();
+    let mut event = Draft::new(
+        last.project,
+        last.actor,
+        EventBody::AgentProfileUpdated(AgentProfileUpdated {}),
+    )
+    .seal(&keys, fields::ROLE, b"reviewer")
+    .seal(&keys, fields::DESCRIPTION, b"reads every golden diff")
+    .sign(&agent_key);
+    event.prev = Some(ChainLink {
+        seq: Seq(12),
+        hash: last.hash(),
+    });
+    let pretty = serde_json::to_string_pretty(&event).unwrap();
+    std::fs::write(golden_dir().join(PROFILE_FILES[0]), pretty + "\n").unwrap();
+}
+
 fn load() -> Vec<Envelope> {
     let mut events = load_files(&FILES);
     events.extend(load_files(&KV_FILES));
     events.extend(load_files(&REF_FILES));
     events.extend(load_files(&STATE_FILES));
+    events.extend(load_files(&PROFILE_FILES));
     events
 }
 
@@ -261,6 +291,9 @@ fn golden_events_parse_verify_chain_and_open() {
     }
     if std::env::var("NEXYSYNC_BLESS_STATE").is_ok_and(|v| v == "1") {
         bless_state();
+    }
+    if std::env::var("NEXYSYNC_BLESS_PROFILE").is_ok_and(|v| v == "1") {
+        bless_profile();
     }
     let events = load();
     let EventBody::ProjectCreated(created) = &events[0].body else {
@@ -330,6 +363,16 @@ fn golden_events_parse_verify_chain_and_open() {
     assert!(matches!(events[9].body, EventBody::MessagePinned(_)));
     assert!(matches!(events[10].body, EventBody::MessageUnpinned(_)));
     assert!(matches!(events[11].body, EventBody::MessageDeleted(_)));
+
+    events[12].verify_signature(&kv_key).unwrap();
+    assert!(matches!(events[12].body, EventBody::AgentProfileUpdated(_)));
+    let role = events[12].open(&keys, fields::ROLE).unwrap().unwrap();
+    assert_eq!(role, b"reviewer");
+    let description = events[12]
+        .open(&keys, fields::DESCRIPTION)
+        .unwrap()
+        .unwrap();
+    assert_eq!(description, b"reads every golden diff");
 }
 
 #[test]
@@ -338,7 +381,8 @@ fn golden_events_keep_their_exact_shape() {
         .iter()
         .chain(&KV_FILES)
         .chain(&REF_FILES)
-        .chain(&STATE_FILES);
+        .chain(&STATE_FILES)
+        .chain(&PROFILE_FILES);
     for (file, event) in files.zip(load()) {
         let text = std::fs::read_to_string(golden_dir().join(file)).unwrap();
         let again = serde_json::to_string_pretty(&event).unwrap() + "\n";

@@ -6,6 +6,7 @@
 //! - `names`: stream and subject names under a configurable prefix.
 //! - `append`: conditional, idempotent appends that set each event's chain link.
 //! - `read`: ordered reads of the whole log or of one project, from any sequence.
+//! - [`PresenceLog`]: the separate, short-retention presence stream (ADR 0006).
 //!
 //! # Invariants
 //! - One stream for every project's audited events; one subject per project, so a
@@ -17,11 +18,13 @@
 mod append;
 mod error;
 mod names;
+mod presence;
 mod read;
 
 pub use append::{AppendOutcome, HEADER_EVENT_KIND};
 pub use error::LogError;
 pub use names::{Prefix, PrefixError};
+pub use presence::{PresenceLog, PresenceStream, StoredPresence, PRESENCE_RETENTION};
 pub use read::{EventStream, RawEvent};
 
 use std::collections::HashMap;

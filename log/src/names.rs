@@ -43,6 +43,21 @@ impl Prefix {
         format!("{}.events.>", self.0)
     }
 
+    /// `<prefix>_presence`: the ephemeral presence stream.
+    pub fn presence_stream_name(&self) -> String {
+        format!("{}_presence", self.0)
+    }
+
+    /// `<prefix>.presence.<instance>`: one API instance's presence events.
+    pub fn presence_subject(&self, instance: &str) -> String {
+        format!("{}.presence.{}", self.0, instance)
+    }
+
+    /// `<prefix>.presence.>`: every instance.
+    pub fn all_presence_subject(&self) -> String {
+        format!("{}.presence.>", self.0)
+    }
+
     /// The project a subject of this prefix belongs to.
     pub fn project_of(&self, subject: &str) -> Option<ProjectId> {
         let rest = subject

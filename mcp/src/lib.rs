@@ -4,13 +4,13 @@
 //! # Layout
 //! - [`key_file`]: the agent's key file (`.nexysync/key`, mode 0600): load, write, discover.
 //! - [`client`]: the API client: seals and signs what it sends; verifies (owner-signed
-//!   registrations, sender signatures, project, hash chain; reactions and deletions) and
-//!   opens what it receives; the live SSE stream with reconnects, a buffer and a delivery
-//!   cursor per kind (messages, refs, KV changes).
-//! - [`server`]: the MCP server ([`NexySyncMcp`]): tools `ns_auth`, `ns_message`, `ns_kv` and `ns_ref`,
-//!   structured answers (lists brief or full, within one budget), errors as `isError`
-//!   results; `wait` for any kind of arrival, and a channel notification to the client for
-//!   each verified one.
+//!   registrations, sender signatures, project, hash chain; reactions, deletions and
+//!   profiles) and opens what it receives; the live SSE stream with reconnects, a buffer
+//!   and a delivery cursor per kind (messages, refs, KV changes).
+//! - [`server`]: the MCP server ([`NexySyncMcp`]): tools `ns_auth`, `ns_message`, `ns_kv`,
+//!   `ns_ref` and `ns_meta`, structured answers (lists brief or full, within one budget),
+//!   errors as `isError` results; `wait` for any kind of arrival, and a channel
+//!   notification to the client for each verified one.
 //! - `main.rs`: reads the environment, sets up stderr logging, serves on stdio.
 //!
 //! # Invariants

@@ -1,6 +1,6 @@
 //! Applying events to the read models, inside the batch's transaction: provisioning,
-//! KV, code-reference and message-state events one by one, runs of consecutive messages
-//! in one statement each.
+//! KV, code-reference, message-state and profile events one by one, runs of consecutive
+//! messages in one statement each. Content-bearing events also move the quota counters.
 //!
 //! Every statement is guarded so that an event the log holds but the read models cannot
 //! place (an agent of an unknown project, a message from an unknown agent) is skipped
@@ -126,6 +126,7 @@ pub(crate) async fn apply(
                 .bind(event.project.as_uuid())
                 .execute(&mut *conn)
                 .await?;
+            count_content(conn, event, at).await?;
         }
         EventBody::KvSet(set) => {
             let Actor::Agent(writer) = event.actor else {
@@ -195,6 +196,35 @@ pub(crate) async fn apply(
             .await?;
             if inserted.rows_affected() == 0 {
                 warn!(seq, "ref_shared skipped: unknown agent or already applied");
+                return Ok(());
+            }
+            count_content(conn, event, at).await?;
+        }
+        EventBody::AgentProfileUpdated(_) => {
+            let Actor::Agent(agent) = event.actor else {
+                warn!(seq, "agent_profile_updated without an agent actor skipped");
+                return Ok(());
+            };
+            // Guarded: only an agent of the project, only a newer profile replaces one.
+            let applied = sqlx::query(
+                "INSERT INTO agent_profiles (agent_id, project_id, seq, envelope)
+                 SELECT $1, $2, $3, $4::json
+                 WHERE EXISTS (SELECT 1 FROM agents WHERE id = $1 AND project_id = $2)
+                 ON CONFLICT (agent_id) DO UPDATE
+                 SET seq = EXCLUDED.seq, envelope = EXCLUDED.envelope
+                 WHERE agent_profiles.seq < EXCLUDED.seq",
+            )
+            .bind(agent.as_uuid())
+            .bind(event.project.as_uuid())
+            .bind(seq)
+            .bind(std::str::from_utf8(raw).unwrap_or("{}"))
+            .execute(&mut *conn)
+            .await?;
+            if applied.rows_affected() == 0 {
+                warn!(
+                    seq,
+                    "agent_profile_updated skipped: unknown agent or already applied"
+                );
             }
         }
         EventBody::ReactionAdded(_)
@@ -206,6 +236,27 @@ pub(crate) async fn apply(
             crate::apply_state::apply_message_state(conn, seq, event, raw).await?;
         }
     }
+    Ok(())
+}
+
+/// One more content-bearing event for the project's quota: a message of its UTC day and
+/// its sealed bytes stored.
+async fn count_content(
+    conn: &mut PgConnection,
+    event: &Envelope,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "WITH bytes AS (UPDATE projects SET stored_bytes = stored_bytes + $3 WHERE id = $1)
+         INSERT INTO quota_daily (project_id, day, messages)
+         SELECT $1, ($2 AT TIME ZONE 'UTC')::date, 1 WHERE EXISTS (SELECT 1 FROM projects WHERE id = $1)
+         ON CONFLICT (project_id, day) DO UPDATE SET messages = quota_daily.messages + 1",
+    )
+    .bind(event.project.as_uuid())
+    .bind(at)
+    .bind(event.sealed_len() as i64)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -222,6 +273,7 @@ pub(crate) struct MessageRun {
     ttls: Vec<Option<i32>>,
     sent_ats: Vec<DateTime<Utc>>,
     envelopes: Vec<String>,
+    sealed_lens: Vec<i64>,
 }
 
 /// Messages of a run, their inbox entries (the recipient, or every other agent of the
@@ -230,8 +282,10 @@ pub(crate) struct MessageRun {
 const APPLY_MESSAGES: &str = "
 WITH batch AS (
     SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::uuid[],
-                         $6::uuid[], $7::text[], $8::int4[], $9::timestamptz[], $10::text[])
-        AS b(id, project_id, seq, sender, recipient, reply_to, topic_ix, ttl_s, sent_at, envelope)
+                         $6::uuid[], $7::text[], $8::int4[], $9::timestamptz[], $10::text[],
+                         $11::int8[])
+        AS b(id, project_id, seq, sender, recipient, reply_to, topic_ix, ttl_s, sent_at, envelope,
+             sealed_len)
 ),
 inserted AS (
     INSERT INTO messages (id, project_id, seq, sender, recipient, reply_to, topic_ix, ttl_s, sent_at, envelope)
@@ -239,7 +293,7 @@ inserted AS (
            b.sent_at, b.envelope::json
     FROM batch b JOIN agents a ON a.id = b.sender AND a.project_id = b.project_id
     ON CONFLICT DO NOTHING
-    RETURNING id, project_id, seq, sender, recipient, reply_to
+    RETURNING id, project_id, seq, sender, recipient, reply_to, sent_at
 ),
 direct AS (
     INSERT INTO inbox_entries (agent_id, seq, message_id)
@@ -257,9 +311,17 @@ edges AS (
     SELECT id, reply_to, project_id FROM inserted WHERE reply_to IS NOT NULL
 ),
 counts AS (
-    UPDATE projects p SET message_count = p.message_count + c.n
-    FROM (SELECT project_id, COUNT(*) AS n FROM inserted GROUP BY project_id) c
+    UPDATE projects p SET message_count = p.message_count + c.n,
+                          stored_bytes = p.stored_bytes + c.bytes
+    FROM (SELECT i.project_id, COUNT(*) AS n, SUM(b.sealed_len) AS bytes
+          FROM inserted i JOIN batch b ON b.id = i.id GROUP BY i.project_id) c
     WHERE p.id = c.project_id
+),
+daily AS (
+    INSERT INTO quota_daily (project_id, day, messages)
+    SELECT project_id, (sent_at AT TIME ZONE 'UTC')::date, COUNT(*)
+    FROM inserted GROUP BY project_id, (sent_at AT TIME ZONE 'UTC')::date
+    ON CONFLICT (project_id, day) DO UPDATE SET messages = quota_daily.messages + EXCLUDED.messages
 )
 SELECT COUNT(*) FROM inserted";
 
@@ -288,6 +350,7 @@ impl MessageRun {
             .push(DateTime::<Utc>::from_timestamp_millis(event.at).unwrap_or_default());
         self.envelopes
             .push(String::from_utf8_lossy(raw).into_owned());
+        self.sealed_lens.push(event.sealed_len() as i64);
         None
     }
 
@@ -308,6 +371,7 @@ impl MessageRun {
             .bind(&run.ttls)
             .bind(&run.sent_ats)
             .bind(&run.envelopes)
+            .bind(&run.sealed_lens)
             .fetch_one(&mut *conn)
             .await?;
         let skipped = run.ids.len() as i64 - applied;

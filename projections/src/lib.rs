@@ -7,10 +7,12 @@
 //!   transaction; `apply` holds what each event kind does to the tables.
 //! - [`rebuild()`]: a new version of the read models built from sequence 1 beside the
 //!   live one, then switched to atomically; [`status`] for operators.
+//! - [`PresenceProjector`]: the presence stream → the presence tables, own checkpoint.
 //! - [`ProjectionWatch`]: how far the read models are, and bounded waits for
 //!   read-your-writes.
 //! - [`ReadModels`]: scoped queries (inbox, message, thread, agents, tokens, KV entries,
-//!   code references, message state: reactions, read marks, pins, deletions).
+//!   code references, message state: reactions, read marks, pins, deletions; profiles,
+//!   presence, quota usage).
 //!
 //! # Invariants
 //! - Each event takes effect exactly once, across crashes and restarts.
@@ -23,16 +25,18 @@ mod apply;
 mod apply_state;
 pub mod db;
 mod error;
+mod presence;
 mod projector;
 mod read;
 mod rebuild;
 mod watch;
 
 pub use error::ProjectionError;
+pub use presence::{PresenceProjector, PRESENCE};
 pub use projector::{Projector, CHECKPOINT_CHANNEL, MAX_BATCH, READ_MODELS};
 pub use read::{
-    AgentRecord, Audience, KvCurrent, KvRow, MessageFacts, MessageState, ReadModels, RefFacts,
-    StateFacts, StoredJson, TokenOwner,
+    AgentRecord, Audience, KvCurrent, KvRow, MessageFacts, MessageState, PresenceRow, ReadModels,
+    RefFacts, StateFacts, StoredJson, TokenOwner,
 };
 pub use rebuild::{rebuild, status, ReadModelStatus, RebuildProgress, RebuildReport};
 pub use watch::ProjectionWatch;

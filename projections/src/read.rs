@@ -10,9 +10,11 @@ use sqlx::{PgPool, Row};
 use crate::ProjectionError;
 
 mod kv;
+mod meta;
 mod refs;
 mod state;
 pub use kv::{KvCurrent, KvRow};
+pub use meta::PresenceRow;
 pub use refs::RefFacts;
 pub use state::{Audience, MessageState, StateFacts};
 
@@ -49,6 +51,8 @@ pub struct AgentRecord {
     pub name: AgentName,
     pub signing_key: PublicKey,
     pub registration: StoredJson,
+    /// The agent's latest `agent_profile_updated`, as stored.
+    pub profile: Option<StoredJson>,
 }
 
 /// Read access to the read models.
@@ -180,8 +184,10 @@ impl ReadModels {
     /// Every agent of the project, in registration order.
     pub async fn agents(&self, project: ProjectId) -> Result<Vec<AgentRecord>, ProjectionError> {
         let rows = sqlx::query(
-            "SELECT id, name, signing_key, registered_seq, registration::text AS registration
-             FROM agents WHERE project_id = $1 ORDER BY registered_seq",
+            "SELECT a.id, a.name, a.signing_key, a.registered_seq, a.registration::text AS registration,
+                    p.seq AS profile_seq, p.envelope::text AS profile
+             FROM agents a LEFT JOIN agent_profiles p ON p.agent_id = a.id AND p.project_id = a.project_id
+             WHERE a.project_id = $1 ORDER BY a.registered_seq",
         )
         .bind(project.as_uuid())
         .fetch_all(&self.pool)
@@ -198,6 +204,13 @@ impl ReadModels {
                         seq: Seq(row.get::<i64, _>("registered_seq") as u64),
                         envelope: row.get("registration"),
                     },
+                    profile: row
+                        .get::<Option<i64>, _>("profile_seq")
+                        .zip(row.get::<Option<String>, _>("profile"))
+                        .map(|(seq, envelope)| StoredJson {
+                            seq: Seq(seq as u64),
+                            envelope,
+                        }),
                 })
             })
             .collect()

@@ -252,6 +252,25 @@ fn write_text(
             }
             writeln!(out)
         }
+        EventBody::AgentProfileUpdated(_) => {
+            let who = actor_name(auditor, event.actor);
+            let role = match open(event, keys, fields::ROLE) {
+                Opened::Text(role) => printable(&role),
+                _ => "[role does not open]".into(),
+            };
+            writeln!(out, "#{seq} {when} {who} set its role: {role}")?;
+            match open(event, keys, fields::DESCRIPTION) {
+                Opened::Text(text) => writeln!(out, "  description: {}", printable(&text)),
+                Opened::Binary(bytes) => {
+                    writeln!(out, "  [description: {} bytes, not UTF-8]", bytes.len())
+                }
+                Opened::Unopenable(why) => writeln!(
+                    out,
+                    "  [description does not open with this project key: {why}]"
+                ),
+                Opened::Absent => Ok(()),
+            }
+        }
         EventBody::RefShared(shared) => {
             let who = actor_name(auditor, event.actor);
             let to = shared
@@ -415,6 +434,11 @@ fn write_jsonl(
         EventBody::KvDeleted(deleted) => {
             line.insert("key_ix".into(), deleted.key_ix.as_str().into());
             line.insert("expected_revision".into(), json!(deleted.expected_revision));
+        }
+        EventBody::AgentProfileUpdated(_) => {
+            for field in [fields::ROLE, fields::DESCRIPTION] {
+                insert_opened(&mut line, field, open(event, keys, field));
+            }
         }
         EventBody::RefShared(shared) => {
             line.insert("to".into(), json!(shared.to));

@@ -45,6 +45,9 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
     api.listen = settings.listen;
     api.stream_prefix = settings.stream_prefix.clone();
     api.heartbeat = settings.sse_heartbeat;
+    api.quota = settings.quota;
+    api.presence_heartbeat = settings.presence_heartbeat;
+    api.presence_timeout = settings.presence_timeout;
     api.run_projectors = true;
 
     let app = Application::build(api).await.with_context(|| {

@@ -11,6 +11,7 @@
 
 pub mod agents;
 pub mod kv;
+pub mod meta;
 pub mod processes;
 pub mod refs;
 pub mod state;
@@ -129,9 +130,11 @@ impl TestEnv {
     pub async fn cleanup(self) {
         if let Ok(client) = async_nats::connect(nats_url()).await {
             let jetstream = async_nats::jetstream::new(client);
-            let _ = jetstream
-                .delete_stream(format!("{}_events", self.prefix))
-                .await;
+            for stream in ["events", "presence"] {
+                let _ = jetstream
+                    .delete_stream(format!("{}_{stream}", self.prefix))
+                    .await;
+            }
         }
         if let Ok(pool) =
             sqlx::PgPool::connect(&format!("{}/postgres", postgres_server_url())).await
@@ -163,6 +166,19 @@ pub struct TestApi {
 }
 
 impl TestApi {
+    /// Kills the server's main future without a graceful shutdown: its presence
+    /// heartbeats stop and it never says goodbye, as when the process dies. (Tasks it
+    /// spawned, like open connections, may linger until the test ends.)
+    pub async fn crash(mut self) {
+        // Dropping the stop sender first would ask for a graceful shutdown.
+        let stop = self.stop.take();
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+        drop(stop);
+    }
+
     /// Stops the server and waits for it to finish.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

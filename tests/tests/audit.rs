@@ -619,3 +619,54 @@ async fn a_deletion_appended_for_another_agent_than_the_sender_is_caught() {
     assert_caught_at(&run, seq.0, "is not its sender");
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_profile_update_verifies_and_replays_decrypted() {
+    let env = TestEnv::new();
+    let log = env.log().await;
+    let mut seeded = Seeded::new(&log).await;
+    let keys = seeded.key.content_keys();
+    let profile = Draft::new(
+        seeded.id,
+        Actor::Agent(seeded.alice.0),
+        EventBody::AgentProfileUpdated(Default::default()),
+    )
+    .seal(&keys, fields::ROLE, b"auditor-visible role")
+    .seal(&keys, fields::DESCRIPTION, b"keeps the books")
+    .sign(&seeded.alice.1);
+    seeded.seqs.push(log.append(profile).await.unwrap().seq);
+    let envs = seeded.envs(&env);
+    let events = seeded.seqs.len();
+
+    let printed = nexysync(&["audit", "verify", "--project", "audited"], &envs).await;
+    assert!(printed.contains(&format!("events: {events}")), "{printed}");
+
+    let root = tempfile::tempdir().unwrap();
+    let key_file = root.path().join("key");
+    seeded.write_key_file(&key_file);
+    let key_file = key_file.to_str().unwrap();
+    let jsonl = nexysync(
+        &[
+            "audit",
+            "replay",
+            "--key-file",
+            key_file,
+            "--format",
+            "jsonl",
+        ],
+        &envs,
+    )
+    .await;
+    let last: Value = serde_json::from_str(jsonl.lines().last().unwrap()).unwrap();
+    assert_eq!(last["kind"], "agent_profile_updated");
+    assert_eq!(last["actor_name"], "alice");
+    assert_eq!(last["role"], "auditor-visible role");
+    assert_eq!(last["description"], "keeps the books");
+    let text = nexysync(&["audit", "replay", "--key-file", key_file], &envs).await;
+    assert!(
+        text.contains("alice set its role: auditor-visible role"),
+        "{text}"
+    );
+    assert!(text.contains("description: keeps the books"), "{text}");
+    env.cleanup().await;
+}

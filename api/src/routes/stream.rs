@@ -14,6 +14,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use nexysync_domain::ids::Seq;
+use nexysync_domain::presence::PresenceKey;
 use nexysync_domain::wire::sse;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
@@ -53,12 +54,18 @@ pub async fn subscribe(
         None => query.since_seq,
     };
     let (mut live, position) = state.hub.subscribe(me.project);
+    // This agent is online while the stream lives (the guard moves into it).
+    let presence = state.presence.connect(PresenceKey {
+        project: me.project,
+        agent: me.agent,
+    });
     let mut shutdown = state.hub.shutdown_signal();
     let mut heartbeats = tokio::time::interval(state.heartbeat);
     heartbeats.reset(); // the first tick is one interval from now
     let agent = me.agent;
 
     let frames = async_stream::stream! {
+        let _presence = presence;
         let mut sent = position;
         if let Some(after) = cursor {
             // Everything in (after, position] comes from the read models, once they
@@ -94,13 +101,20 @@ pub async fn subscribe(
         loop {
             tokio::select! {
                 received = live.recv() => match received {
-                    Ok(event) if event.seq > sent => {
-                        sent = event.seq;
-                        if event.is_for(agent) {
-                            yield Ok(event.frame.clone());
+                    Ok(event) => match event.seq {
+                        Some(seq) if seq > sent => {
+                            sent = seq;
+                            if event.is_for(agent) {
+                                yield Ok(event.frame.clone());
+                            }
                         }
-                    }
-                    Ok(_) => {}
+                        Some(_) => {}
+                        None => {
+                            if event.is_for(agent) {
+                                yield Ok(event.frame.clone());
+                            }
+                        }
+                    },
                     Err(RecvError::Lagged(missed)) => {
                         debug!(missed, "SSE reader fell behind; asking it to catch up");
                         yield Ok(json_frame(sse::CATCH_UP, &sse::CatchUp { last_seq: sent }));

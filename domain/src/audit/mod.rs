@@ -198,9 +198,10 @@ impl ProjectAuditor {
                 }
                 Ok(())
             }
-            EventBody::KvSet(_) | EventBody::KvDeleted(_) | EventBody::RefShared(_) => {
-                self.check_agent_signature(seq, event, signed)
-            }
+            EventBody::KvSet(_)
+            | EventBody::KvDeleted(_)
+            | EventBody::RefShared(_)
+            | EventBody::AgentProfileUpdated(_) => self.check_agent_signature(seq, event, signed),
             EventBody::ReactionAdded(_)
             | EventBody::ReactionRemoved(_)
             | EventBody::MessageRead(_)

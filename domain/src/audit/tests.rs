@@ -488,3 +488,25 @@ fn a_deletion_by_another_agent_or_of_a_message_not_in_the_log_is_caught() {
         }
     );
 }
+
+#[test]
+fn a_profile_update_signed_by_its_agent_passes_and_a_forged_one_is_caught() {
+    let mut log = Log::with_messages(0);
+    let draft = |agent: &Agent| {
+        Draft::new(
+            log.project.id,
+            Actor::Agent(agent.id),
+            EventBody::AgentProfileUpdated(crate::event::AgentProfileUpdated {}),
+        )
+        .seal(&log.project.keys, crate::event::fields::ROLE, b"reviewer")
+    };
+    let good = draft(&log.alice).sign(&log.alice.key);
+    let forged = draft(&log.alice).sign(&SigningKey::generate());
+    log.append(good);
+    assert_eq!(log.audit().unwrap().events, 3);
+    let seq = log.append(forged);
+    assert!(matches!(
+        log.audit(),
+        Err(AuditError::ForgedSignature { seq: s, .. }) if s == seq
+    ));
+}

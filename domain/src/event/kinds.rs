@@ -23,6 +23,7 @@ pub enum EventBody {
     MessagePinned(MessageTarget),
     MessageUnpinned(MessageTarget),
     MessageDeleted(MessageTarget),
+    AgentProfileUpdated(AgentProfileUpdated),
 }
 
 impl EventBody {
@@ -35,6 +36,7 @@ impl EventBody {
             Self::KvSet(_) => EventKind::KvSet,
             Self::KvDeleted(_) => EventKind::KvDeleted,
             Self::RefShared(_) => EventKind::RefShared,
+            Self::AgentProfileUpdated(_) => EventKind::AgentProfileUpdated,
             Self::ReactionAdded(_) => EventKind::ReactionAdded,
             Self::ReactionRemoved(_) => EventKind::ReactionRemoved,
             Self::MessageRead(_) => EventKind::MessageRead,
@@ -73,6 +75,7 @@ pub enum EventKind {
     MessagePinned,
     MessageUnpinned,
     MessageDeleted,
+    AgentProfileUpdated,
 }
 
 impl EventKind {
@@ -90,6 +93,7 @@ impl EventKind {
             Self::MessagePinned => "message_pinned",
             Self::MessageUnpinned => "message_unpinned",
             Self::MessageDeleted => "message_deleted",
+            Self::AgentProfileUpdated => "agent_profile_updated",
         }
     }
 }
@@ -213,6 +217,12 @@ pub struct Reaction {
 pub struct MessageTarget {
     pub message: EventId,
 }
+/// An agent set its own profile: who it is to the other agents. The profile is always
+/// the actor's own (there is no field naming another agent), so an agent can only ever
+/// describe itself. Sealed fields: `role` always, `description` when given. No clear
+/// metadata: the server stores and serves the envelope, it never reads the profile.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentProfileUpdated {}
 
 /// Sealed field names.
 pub mod fields {
@@ -234,4 +244,8 @@ pub mod fields {
     pub const COMMIT: &str = "commit";
     /// A reaction's emoji (`reaction_added`).
     pub const EMOJI: &str = "emoji";
+    /// An agent's role (`agent_profile_updated`).
+    pub const ROLE: &str = "role";
+    /// An agent's optional description of itself (`agent_profile_updated`).
+    pub const DESCRIPTION: &str = "description";
 }

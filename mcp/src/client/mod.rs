@@ -8,6 +8,8 @@
 //! - [`Directory`]: the agents whose owner-signed registrations verified.
 //! - [`KvValue`]: the shared key-value store (`kv_set`/`kv_get`/`kv_delete`/`kv_list`),
 //!   sealed, compare-and-set by revision, verified on read.
+//! - [`Me`] / [`AgentMeta`]: `whoami` and the agents with verified profiles and
+//!   presence (`me`/`agents_meta`/`presence`/`quota`/`update_profile`).
 //! - [`SharedRef`]: shared code references (`share_ref`/`refs`/`get_ref`), every textual
 //!   field sealed, verified on read.
 //! - Message state (`react`, `ack`, `pin`, `unpin`, `delete_message`): signed events on a
@@ -23,6 +25,7 @@ mod error;
 mod http;
 mod kv;
 mod message;
+mod meta;
 mod refs;
 mod state;
 mod stream;
@@ -49,6 +52,7 @@ pub use directory::{Directory, RegistrationError, VerifiedAgent};
 pub use error::{ApiError, ClientError};
 pub use kv::{KvListPage, KvValue};
 pub use message::{InboxPage, Incoming, Message, NewMessage, RejectedMessage, ThreadPage};
+pub use meta::{AgentMeta, Me, Profile};
 pub use refs::{NewRef, RefListPage, SharedRef};
 pub use state::{valid_emoji, MessageReaction, Toggled, MAX_EMOJI_BYTES};
 pub use stream::{Arrivals, MessageStream, Pending, StreamOptions, StreamStatus};

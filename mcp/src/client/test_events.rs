@@ -108,6 +108,9 @@ impl Project {
             name: agent.name.clone(),
             signing_key: agent.key.public_key(),
             registration,
+            profile: None,
+            online: false,
+            last_seen_ms: None,
         }
     }
 

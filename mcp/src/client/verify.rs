@@ -61,6 +61,10 @@ pub enum VerifyError {
     ReactionElsewhere,
     #[error("its emoji does not match its emoji index")]
     EmojiIndexMismatch,
+    #[error("it is a {kind} event, not an agent_profile_updated")]
+    NotAProfile { kind: &'static str },
+    #[error("it is a profile written by `{0}`, not by the agent it is served for")]
+    ProfileOfAnotherAgent(AgentName),
 }
 
 impl VerifyError {

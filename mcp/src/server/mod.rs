@@ -4,7 +4,7 @@
 //!   [`NexySyncMcp::discover`], then [`NexySyncMcp::serve`] it on any transport (stdio in
 //!   the binary, `tokio::io::duplex` in tests).
 //! - `auth_tool`: `ns_auth`; `message_tool`: `ns_message`; `kv_tool`: `ns_kv`;
-//!   `ref_tool`: `ns_ref`.
+//!   `ref_tool`: `ns_ref`; `meta_tool`: `ns_meta`.
 //! - `wait`: `ns_message wait` for any of the stream's kinds (`message`, `ref`, `kv`).
 //! - `notify`: every verified arrival pushed to the client as a channel notification.
 //! - `answer`: summaries plus structured JSON, list forms (brief, full) within one
@@ -20,6 +20,7 @@ mod auth_tool;
 mod cursor_file;
 mod kv_tool;
 mod message_tool;
+mod meta_tool;
 mod notify;
 mod ref_tool;
 mod session;
@@ -48,6 +49,7 @@ use session::{Auth, Session};
 pub use auth_tool::{AuthAction, AuthParams};
 pub use kv_tool::{KvAction, KvParams};
 pub use message_tool::{MessageAction, MessageParams};
+pub use meta_tool::{MetaAction, MetaParams};
 pub use ref_tool::{RefAction, RefParams};
 
 /// The NexySync MCP server for one agent. Cheap to clone; clones share the session.
@@ -237,9 +239,18 @@ impl NexySyncMcp {
     async fn ns_ref(&self, Parameters(params): Parameters<RefParams>) -> CallToolResult {
         into_result(ref_tool::run(self, params).await)
     }
+
+    /// Who is here, who is online, the quota, and your own role.
+    #[tool(
+        name = "ns_meta",
+        description = "This project's agents and limits. action `whoami`: your agent, project and role. `agents`: every agent with role, description, online and last seen (roles are end-to-end encrypted and signature-verified). `presence`: who is online now (an agent is online while its MCP server holds a live stream). `quota`: messages today, stored bytes and the largest message allowed, with when the daily count resets. `update_role` (role, optional description): tell the other agents what you do."
+    )]
+    async fn ns_meta(&self, Parameters(params): Parameters<MetaParams>) -> CallToolResult {
+        into_result(meta_tool::run(self, params).await)
+    }
 }
 
-const INSTRUCTIONS: &str = "NexySync connects the AI agents working on this project. Messages are end-to-end encrypted and every message shown to you was verified (sender signature, project, hash chain). Start with ns_auth {\"action\":\"status\"}. Use ns_message: `send`/`broadcast` to talk, `check` for your inbox, `wait` to block until someone writes (or, with `kinds`, shares a ref or changes a shared key), `read`/`thread` for whole messages and conversations, `react`/`ack`/`pin`/`unpin`/`delete` on a message. Use ns_kv for shared state and leases (compare-and-set on `revision`). Use ns_ref to point others at code (`share`, `list`, `get`). When something arrives, this server also pushes a short channel notification (kind, from, id): read the whole of it with the tool it names.";
+const INSTRUCTIONS: &str = "NexySync connects the AI agents working on this project. Messages are end-to-end encrypted and every message shown to you was verified (sender signature, project, hash chain). Start with ns_auth {\"action\":\"status\"}. Use ns_message: `send`/`broadcast` to talk, `check` for your inbox, `wait` to block until someone writes (or, with `kinds`, shares a ref or changes a shared key), `read`/`thread` for whole messages and conversations, `react`/`ack`/`pin`/`unpin`/`delete` on a message. Use ns_kv for shared state and leases (compare-and-set on `revision`). Use ns_ref to point others at code (`share`, `list`, `get`). Use ns_meta to see who is here and online (`agents`, `presence`), set your role (`update_role`) and check the quota (`quota`). When something arrives, this server also pushes a short channel notification (kind, from, id): read the whole of it with the tool it names.";
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for NexySyncMcp {

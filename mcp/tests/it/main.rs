@@ -13,6 +13,7 @@ mod client_flow;
 mod kv;
 mod mcp_session;
 mod message_state;
+mod meta;
 mod provision;
 mod push;
 mod refs;
