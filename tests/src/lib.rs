@@ -14,6 +14,7 @@ pub mod kv;
 pub mod meta;
 pub mod processes;
 pub mod refs;
+pub mod system;
 pub mod state;
 
 use std::net::SocketAddr;
