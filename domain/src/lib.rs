@@ -9,6 +9,8 @@
 //! - [`decide`]: the pure decision whether a signed event may be appended.
 //! - [`audit`]: the pure auditor of a project's log (authorship, chain, root of trust).
 //! - [`wire`]: the HTTP API's JSON shapes, shared by server and client.
+//! - [`blob_url`]: the CDN's signed URLs (HMAC over method, blob, expiry, limits), shared
+//!   by the API that signs them and the CDN that checks them.
 //!
 //! # Invariants
 //! - Content is sealed on the client; nothing here sends or stores plaintext.
@@ -17,6 +19,7 @@
 //! - No tokio, sqlx, axum or async-nats: this crate is pure.
 
 pub mod audit;
+pub mod blob_url;
 pub mod crypto;
 pub mod decide;
 pub mod event;

@@ -189,7 +189,9 @@ impl ProjectAuditor {
             EventBody::MessageSent(_)
             | EventBody::KvSet(_)
             | EventBody::KvDeleted(_)
-            | EventBody::RefShared(_) => self.check_agent_signature(seq, event, signed),
+            | EventBody::RefShared(_)
+            | EventBody::FileShared(_)
+            | EventBody::FileDeleted(_) => self.check_agent_signature(seq, event, signed),
         }
     }
 

@@ -9,6 +9,6 @@ mod kinds;
 pub use chain::{ChainError, ChainVerifier};
 pub use envelope::{Actor, ChainLink, Draft, Envelope, EventHash, ENVELOPE_VERSION};
 pub use kinds::{
-    fields, AgentRegistered, EventBody, EventKind, KvDeleted, KvSet, MessageSent, ProjectCreated,
-    RefShared, KV_NAMESPACE, MAX_REF_LINES,
+    fields, AgentRegistered, EventBody, EventKind, FileDeleted, FileShared, KvDeleted, KvSet,
+    MessageSent, ProjectCreated, RefShared, KV_NAMESPACE, MAX_FILE_BYTES, MAX_REF_LINES,
 };
