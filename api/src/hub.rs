@@ -26,7 +26,7 @@ pub struct HubEvent {
     pub actor: Option<AgentId>,
     /// The recipient, or `None` for everyone in the project.
     pub to: Option<AgentId>,
-    /// The SSE frame (`new_message`, `new_ref` or `kv_update`, id, `StoredEvent` JSON), encoded
+    /// The SSE frame (`new_message`, `new_ref`, `new_file` or `kv_update`, id, `StoredEvent` JSON), encoded
     /// once for every subscriber.
     pub frame: bytes::Bytes,
 }
@@ -165,6 +165,7 @@ impl Hub {
                     EventKind::MessageSent => sse::NEW_MESSAGE,
                     EventKind::KvSet | EventKind::KvDeleted => sse::KV_UPDATE,
                     EventKind::RefShared => sse::NEW_REF,
+                    EventKind::FileShared => sse::NEW_FILE,
                     _ => return None,
                 };
                 let payload = std::str::from_utf8(&raw.payload).ok()?;

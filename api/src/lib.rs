@@ -4,18 +4,21 @@
 //! - [`settings`]: the typed settings the binary fills in.
 //! - `startup`: [`Application::build`] connects NATS and Postgres, migrates, binds;
 //!   [`Application::run_until_stopped`] serves until shutdown.
-//! - `routes/`: one file per resource (`projects`, `messages`, `refs`, `kv`, `stream`, `meta`, `health`).
+//! - `routes/`: one file per resource (`projects`, `messages`, `refs`, `files`, `kv`, `stream`, `meta`, `health`).
 //! - `auth`: bearer tokens (agent tokens by hash, the admin token in constant time).
 //! - `error`: the one place errors become `{ "error": { "code", "message" } }`.
 //! - `write`: the write path: gather facts, `domain::decide::decide`, append to the log;
 //!   `kv_locks` serialises KV writes per key so compare-and-set holds (ADR 0004).
 //! - `hub`: one tail of the log per instance, fanned out in memory to SSE streams.
+//! - `cdn`: signs the CDN's short-lived URLs, checks and removes blobs; `sweep` removes
+//!   uploads declared and never committed once their URL expired (blob included).
 //!
 //! # Invariants
 //! - Every query is scoped to the caller's project.
 //! - The server verifies signatures and routes ciphertext; it holds no project key.
 
 mod auth;
+mod cdn;
 mod directory;
 mod error;
 mod extract;
@@ -29,8 +32,9 @@ mod shutdown;
 mod sse;
 mod startup;
 mod state;
+mod sweep;
 mod write;
 
 pub use error::ApiError;
-pub use settings::{Secret, Settings};
+pub use settings::{FileSettings, Secret, Settings};
 pub use startup::Application;

@@ -46,6 +46,42 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Run the projectors inside this process (`nexysync up` does).
     pub run_projectors: bool,
+    /// Shared files: where the CDN is and how its URLs are signed.
+    pub files: FileSettings,
+}
+
+/// How the API reaches the CDN and signs its URLs.
+#[derive(Debug, Clone)]
+pub struct FileSettings {
+    /// The CDN's base URL as clients reach it (put into the URLs handed out).
+    pub cdn_url: String,
+    /// The CDN's base URL as this server reaches it (checking and removing blobs);
+    /// usually the same.
+    pub cdn_internal_url: String,
+    /// Shared with the CDN. `nexysync up` keeps it in `<data dir>/url-secret`.
+    pub url_secret: nexysync_domain::blob_url::UrlSecret,
+    /// How long an upload URL stays valid; an upload not committed by then is swept.
+    pub upload_url_ttl: Duration,
+    /// How long a download URL stays valid.
+    pub download_url_ttl: Duration,
+    /// Ciphertext bytes a project may keep in files (declared uploads included).
+    pub quota_bytes: u64,
+    /// How often expired, uncommitted uploads are swept.
+    pub sweep_interval: Duration,
+}
+
+impl Default for FileSettings {
+    fn default() -> Self {
+        Self {
+            cdn_url: "http://127.0.0.1:8708".into(),
+            cdn_internal_url: "http://127.0.0.1:8708".into(),
+            url_secret: nexysync_domain::blob_url::UrlSecret::generate(),
+            upload_url_ttl: Duration::from_secs(15 * 60),
+            download_url_ttl: Duration::from_secs(5 * 60),
+            quota_bytes: 10 * 1024 * 1024 * 1024,
+            sweep_interval: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Settings {
@@ -62,6 +98,7 @@ impl Settings {
             sse_buffer: 1024,
             max_body_bytes: 256 * 1024,
             run_projectors: true,
+            files: FileSettings::default(),
         }
     }
 }
@@ -79,6 +116,7 @@ impl fmt::Debug for Settings {
             .field("sse_buffer", &self.sse_buffer)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("run_projectors", &self.run_projectors)
+            .field("files", &self.files)
             .finish()
     }
 }

@@ -49,11 +49,17 @@ impl Application {
             .run_projectors
             .then(|| tokio::spawn(Projector::new(pool.clone(), log.clone()).run()));
         let (stop_background, stopped) = watch::channel(false);
-        let hub = Hub::start(log.clone(), settings.sse_buffer, stopped).await?;
+        let hub = Hub::start(log.clone(), settings.sse_buffer, stopped.clone()).await?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("failed to listen on {}", settings.listen))?;
         let local_addr = listener.local_addr()?;
+        let cdn = crate::cdn::CdnClient::new(settings.files.clone())?;
+        tokio::spawn(crate::sweep::run(
+            ReadModels::new(pool.clone()),
+            cdn.clone(),
+            stopped,
+        ));
         let state = AppState {
             log,
             reads: ReadModels::new(pool),
@@ -69,6 +75,7 @@ impl Application {
             last_appended: Arc::new(AtomicU64::new(0)),
             provisioning: Default::default(),
             kv_locks: Default::default(),
+            cdn,
         };
         Ok(Self {
             listener,

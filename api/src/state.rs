@@ -32,8 +32,11 @@ pub struct AppState {
     pub last_appended: Arc<AtomicU64>,
     /// Serialises provisioning (project and agent registrations) in this instance.
     pub provisioning: Arc<tokio::sync::Mutex<()>>,
-    /// Serialises KV writes per key in this instance (compare-and-set).
+    /// Serialises KV writes per key in this instance (compare-and-set), and deletes of
+    /// one file.
     pub kv_locks: crate::kv_locks::KvLocks,
+    /// Signs CDN URLs; checks and removes blobs.
+    pub cdn: crate::cdn::CdnClient,
 }
 
 impl AppState {

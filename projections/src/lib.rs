@@ -8,7 +8,7 @@
 //! - [`ProjectionWatch`]: how far the read models are, and bounded waits for
 //!   read-your-writes.
 //! - [`ReadModels`]: scoped queries (inbox, message, thread, agents, tokens, KV entries,
-//!   code references).
+//!   code references, files and pending uploads).
 //!
 //! # Invariants
 //! - Each event takes effect exactly once, across crashes and restarts.
@@ -25,6 +25,7 @@ mod watch;
 pub use error::ProjectionError;
 pub use projector::{Projector, CHECKPOINT_CHANNEL, MAX_BATCH, READ_MODELS};
 pub use read::{
-    AgentRecord, KvCurrent, KvRow, MessageFacts, ReadModels, RefFacts, StoredJson, TokenOwner,
+    AgentRecord, FileFacts, FileRow, KvCurrent, KvRow, MessageFacts, PendingUpload, ReadModels,
+    RefFacts, StoredJson, TokenOwner,
 };
 pub use watch::ProjectionWatch;

@@ -9,8 +9,10 @@ use sqlx::{PgPool, Row};
 
 use crate::ProjectionError;
 
+mod files;
 mod kv;
 mod refs;
+pub use files::{FileFacts, FileRow, PendingUpload};
 pub use kv::{KvCurrent, KvRow};
 pub use refs::RefFacts;
 

@@ -291,6 +291,31 @@ fn write_text(
                 Opened::Absent => writeln!(out, "  [no snippet]"),
             }
         }
+        EventBody::FileShared(shared) => {
+            let who = actor_name(auditor, event.actor);
+            let to = shared
+                .to
+                .map(|to| name_of(auditor, to))
+                .unwrap_or_else(|| "everyone".into());
+            let name = match open(event, keys, fields::NAME) {
+                Opened::Text(name) => printable(&name),
+                _ => "[name does not open]".into(),
+            };
+            write!(
+                out,
+                "#{seq} {when} {who} -> {to} shared file `{name}` ({} bytes, id {})",
+                shared.size, event.id
+            )?;
+            if let Opened::Text(media_type) = open(event, keys, fields::MEDIA_TYPE) {
+                write!(out, " {}", printable(&media_type))?;
+            }
+            writeln!(out)?;
+            writeln!(out, "  sha256 of the ciphertext: {}", shared.digest)
+        }
+        EventBody::FileDeleted(deleted) => {
+            let who = actor_name(auditor, event.actor);
+            writeln!(out, "#{seq} {when} {who} deleted file {}", deleted.file)
+        }
     }
 }
 
@@ -385,6 +410,22 @@ fn write_jsonl(
             ] {
                 insert_opened(&mut line, field, open(event, keys, field));
             }
+        }
+        EventBody::FileShared(shared) => {
+            line.insert("to".into(), json!(shared.to));
+            if let Some(to) = shared.to {
+                line.insert("to_name".into(), name_of(auditor, to).into());
+            }
+            line.insert("size".into(), shared.size.into());
+            line.insert("ciphertext_size".into(), shared.ciphertext_size.into());
+            line.insert("digest".into(), shared.digest.clone().into());
+            line.insert("chunk_size".into(), shared.chunk_size.into());
+            for field in [fields::NAME, fields::MEDIA_TYPE] {
+                insert_opened(&mut line, field, open(event, keys, field));
+            }
+        }
+        EventBody::FileDeleted(deleted) => {
+            line.insert("file".into(), deleted.file.to_string().into());
         }
     }
     serde_json::to_writer(&mut *out, &Value::Object(line))?;
