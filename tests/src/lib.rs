@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod agents;
+pub mod files;
 pub mod kv;
 pub mod processes;
 pub mod refs;
