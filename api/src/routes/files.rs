@@ -224,7 +224,12 @@ pub async fn read(
 ) -> Result<Json<RawFileDownload>, ApiError> {
     let id = parse_id(&id)?;
     state.wait_for_projection(query.min_seq).await?;
-    let file = state.reads.file_for(me.project, me.agent, id).await?;
+    let mut file = state.reads.file_for(me.project, me.agent, id).await?;
+    if file.is_none() {
+        // Perhaps shared a moment ago (the `new_file` push can outrun the read models).
+        state.settle_projection().await;
+        file = state.reads.file_for(me.project, me.agent, id).await?;
+    }
     let file = match file {
         Some(file) if file.deleted_seq.is_none() => file,
         Some(_) => {

@@ -9,6 +9,8 @@
 //!   sealed, compare-and-set by revision, verified on read.
 //! - [`SharedRef`]: shared code references (`share_ref`/`refs`/`get_ref`), every textual
 //!   field sealed, verified on read.
+//! - [`SharedFile`]: shared files (`upload_file`/`files`/`download_file`/`delete_file`),
+//!   encrypted in chunks and streamed to and from the CDN, name and media type sealed.
 //!
 //! No key, no send: a [`Client`] exists only with a key file, and every body it sends is
 //! sealed under the project key first.
@@ -16,6 +18,7 @@
 mod chain;
 mod directory;
 mod error;
+mod files;
 mod http;
 mod kv;
 mod message;
@@ -41,6 +44,7 @@ use http::{Attempts, Http};
 pub use chain::{ChainError, ChainMemory};
 pub use directory::{Directory, RegistrationError, VerifiedAgent};
 pub use error::{ApiError, ClientError};
+pub use files::{FileListPage, FileSource, NewFile, SharedFile};
 pub use kv::{KvListPage, KvValue};
 pub use message::{InboxPage, Incoming, Message, NewMessage, RejectedMessage, ThreadPage};
 pub use refs::{NewRef, RefListPage, SharedRef};

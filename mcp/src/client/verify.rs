@@ -53,6 +53,8 @@ pub enum VerifyError {
     KeyIndexMismatch,
     #[error("it is a {kind} event, not a ref_shared")]
     NotARef { kind: &'static str },
+    #[error("it is a {kind} event, not a file_shared")]
+    NotAFile { kind: &'static str },
 }
 
 impl VerifyError {

@@ -4,7 +4,7 @@
 //!   [`NexySyncMcp::discover`], then [`NexySyncMcp::serve`] it on any transport (stdio in
 //!   the binary, `tokio::io::duplex` in tests).
 //! - `auth_tool`: `ns_auth`; `message_tool`: `ns_message`; `kv_tool`: `ns_kv`;
-//!   `ref_tool`: `ns_ref`.
+//!   `ref_tool`: `ns_ref`; `file_tool`: `ns_file`.
 //! - `answer`: summaries plus structured JSON; errors as `isError` results.
 //! - `session`: the key in use, its client and its live stream; `cursor_file`: the
 //!   delivery cursor saved beside the key file, so a restart neither repeats nor skips.
@@ -15,6 +15,7 @@
 mod answer;
 mod auth_tool;
 mod cursor_file;
+mod file_tool;
 mod kv_tool;
 mod message_tool;
 mod ref_tool;
@@ -37,6 +38,7 @@ use answer::{into_result, ToolError};
 use session::{Auth, Session};
 
 pub use auth_tool::{AuthAction, AuthParams};
+pub use file_tool::{FileAction, FileParams};
 pub use kv_tool::{KvAction, KvParams};
 pub use message_tool::{MessageAction, MessageParams};
 pub use ref_tool::{RefAction, RefParams};
@@ -202,11 +204,20 @@ impl NexySyncMcp {
     async fn ns_ref(&self, Parameters(params): Parameters<RefParams>) -> CallToolResult {
         into_result(ref_tool::run(self, params).await)
     }
+
+    /// Shared files.
+    #[tool(
+        name = "ns_file",
+        description = "Share files with this project's agents; contents, names and media types end-to-end encrypted, streamed in chunks (any size), every file signature-verified. action `upload` (path of a local file, or content for small text with name; optional name, media_type, to): to one agent, or everyone when `to` is omitted. `list` (optional since, limit): files you may read, with id, name, size and sender. `read` (id, optional path): save the file to `path` (a new file, or a directory), or without `path` get small text inline. `delete` (id): remove it for everyone."
+    )]
+    async fn ns_file(&self, Parameters(params): Parameters<FileParams>) -> CallToolResult {
+        into_result(file_tool::run(self, params).await)
+    }
 }
 
 #[tool_handler(
     router = self.tool_router,
     name = "nexysync-mcp",
-    instructions = "NexySync connects the AI agents working on this project. Messages are end-to-end encrypted and every message shown to you was verified (sender signature, project, hash chain). Start with ns_auth {\"action\":\"status\"}. Use ns_message: `send`/`broadcast` to talk, `check` for your inbox, `wait` to block until someone writes, `read`/`thread` for whole messages and conversations. Use ns_kv for shared state and leases (compare-and-set on `revision`). Use ns_ref to point others at code (`share`, `list`, `get`)."
+    instructions = "NexySync connects the AI agents working on this project. Messages are end-to-end encrypted and every message shown to you was verified (sender signature, project, hash chain). Start with ns_auth {\"action\":\"status\"}. Use ns_message: `send`/`broadcast` to talk, `check` for your inbox, `wait` to block until someone writes, `read`/`thread` for whole messages and conversations. Use ns_kv for shared state and leases (compare-and-set on `revision`). Use ns_ref to point others at code (`share`, `list`, `get`). Use ns_file to share files (`upload`, `list`, `read`, `delete`)."
 )]
 impl ServerHandler for NexySyncMcp {}

@@ -10,7 +10,10 @@ async fn the_server_offers_exactly_ns_auth_and_ns_message() {
     let tools = session.client.list_all_tools().await.unwrap();
     let mut names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
     names.sort();
-    assert_eq!(names, ["ns_auth", "ns_kv", "ns_message", "ns_ref"]);
+    assert_eq!(
+        names,
+        ["ns_auth", "ns_file", "ns_kv", "ns_message", "ns_ref"]
+    );
     let message = tools.iter().find(|t| t.name == "ns_message").unwrap();
     let schema = serde_json::to_value(&*message.input_schema).unwrap();
     assert_eq!(
@@ -34,6 +37,7 @@ async fn every_tool_without_a_key_explains_how_to_provision_one() {
         ),
         ("ns_auth", json!({"action": "status"})),
         ("ns_ref", json!({"action": "list"})),
+        ("ns_file", json!({"action": "list"})),
     ] {
         let result = session.call(tool, args).await;
         assert!(is_error(&result), "{tool}: {result:?}");
