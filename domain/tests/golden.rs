@@ -12,6 +12,9 @@
 //!
 //! `ref_shared.v1.json` continues the chain at seq 6 in the same way (same actor, same
 //! fixed key); regenerate only it with `NEXYSYNC_BLESS_REF=1`.
+//!
+//! `file_shared.v1.json` and `file_deleted.v1.json` continue it at seq 7 and 8 (same actor,
+//! same key); regenerate only them with `NEXYSYNC_BLESS_FILE=1`.
 
 // A test: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -21,7 +24,8 @@ use std::path::PathBuf;
 use nexysync_domain::crypto::{AgentToken, ProjectKey, SigningKey};
 use nexysync_domain::event::{
     fields, Actor, AgentRegistered, ChainLink, ChainVerifier, Draft, Envelope, EventBody,
-    KvDeleted, KvSet, MessageSent, ProjectCreated, RefShared, KV_NAMESPACE,
+    FileDeleted, FileShared, KvDeleted, KvSet, MessageSent, ProjectCreated, RefShared,
+    KV_NAMESPACE,
 };
 use nexysync_domain::ids::{AgentId, AgentName, ProjectId, ProjectName, Seq};
 
@@ -32,6 +36,7 @@ const FILES: [&str; 3] = [
 ];
 const KV_FILES: [&str; 2] = ["kv_set.v1.json", "kv_deleted.v1.json"];
 const REF_FILES: [&str; 1] = ["ref_shared.v1.json"];
+const FILE_FILES: [&str; 2] = ["file_shared.v1.json", "file_deleted.v1.json"];
 /// The signing key of the KV golden events (32-byte seed); it signs nothing else.
 const KV_AGENT_KEY: &str = "Z29sZGVuLWt2LWFnZW50LXNpZ25pbmcta2V5LTMyYiE=";
 /// The golden project's key; it protects nothing but these examples.
@@ -174,10 +179,54 @@ fn bless_ref() {
     std::fs::write(golden_dir().join(REF_FILES[0]), pretty + "\n").unwrap();
 }
 
+/// Builds the file events after the code reference, leaving every older file as it is.
+fn bless_file() {
+    let keys = ProjectKey::from_base64(PROJECT_KEY).unwrap().content_keys();
+    let mut older = load_files(&FILES);
+    older.extend(load_files(&KV_FILES));
+    older.extend(load_files(&REF_FILES));
+    let last = &older[5];
+    let agent_key = SigningKey::from_base64(KV_AGENT_KEY).unwrap();
+    use nexysync_domain::crypto::file_stream::{ciphertext_len, FILE_CHUNK_SIZE};
+    let mut shared = Draft::new(
+        last.project,
+        last.actor,
+        EventBody::FileShared(FileShared {
+            to: None,
+            size: 42,
+            ciphertext_size: ciphertext_len(42, FILE_CHUNK_SIZE).unwrap(),
+            digest: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+            chunk_size: FILE_CHUNK_SIZE,
+        }),
+    )
+    .seal(&keys, fields::NAME, b"golden.txt")
+    .seal(&keys, fields::MEDIA_TYPE, b"text/plain")
+    .sign(&agent_key);
+    shared.prev = Some(ChainLink {
+        seq: Seq(6),
+        hash: last.hash(),
+    });
+    let mut deleted = Draft::new(
+        last.project,
+        last.actor,
+        EventBody::FileDeleted(FileDeleted { file: shared.id }),
+    )
+    .sign(&agent_key);
+    deleted.prev = Some(ChainLink {
+        seq: Seq(7),
+        hash: shared.hash(),
+    });
+    for (file, event) in FILE_FILES.iter().zip([&shared, &deleted]) {
+        let pretty = serde_json::to_string_pretty(event).unwrap();
+        std::fs::write(golden_dir().join(file), pretty + "\n").unwrap();
+    }
+}
+
 fn load() -> Vec<Envelope> {
     let mut events = load_files(&FILES);
     events.extend(load_files(&KV_FILES));
     events.extend(load_files(&REF_FILES));
+    events.extend(load_files(&FILE_FILES));
     events
 }
 
@@ -202,6 +251,9 @@ fn golden_events_parse_verify_chain_and_open() {
     }
     if std::env::var("NEXYSYNC_BLESS_REF").is_ok_and(|v| v == "1") {
         bless_ref();
+    }
+    if std::env::var("NEXYSYNC_BLESS_FILE").is_ok_and(|v| v == "1") {
+        bless_file();
     }
     let events = load();
     let EventBody::ProjectCreated(created) = &events[0].body else {
@@ -250,11 +302,30 @@ fn golden_events_parse_verify_chain_and_open() {
     assert_eq!(path, b"src/golden.rs");
     let snippet = events[5].open(&keys, fields::SNIPPET).unwrap().unwrap();
     assert_eq!(snippet, b"fn golden() -> u32 {\n    42\n}");
+
+    events[6].verify_signature(&kv_key).unwrap();
+    events[7].verify_signature(&kv_key).unwrap();
+    let EventBody::FileShared(file) = &events[6].body else {
+        panic!("the seventh golden event shares a file")
+    };
+    assert!(file.is_well_formed());
+    assert_eq!(file.size, 42);
+    let name = events[6].open(&keys, fields::NAME).unwrap().unwrap();
+    assert_eq!(name, b"golden.txt");
+    let EventBody::FileDeleted(deleted) = &events[7].body else {
+        panic!("the eighth golden event deletes the file")
+    };
+    assert_eq!(deleted.file, events[6].id);
 }
 
 #[test]
 fn golden_events_keep_their_exact_shape() {
-    for (file, event) in FILES.iter().chain(&KV_FILES).chain(&REF_FILES).zip(load()) {
+    let files = FILES
+        .iter()
+        .chain(&KV_FILES)
+        .chain(&REF_FILES)
+        .chain(&FILE_FILES);
+    for (file, event) in files.zip(load()) {
         let text = std::fs::read_to_string(golden_dir().join(file)).unwrap();
         let again = serde_json::to_string_pretty(&event).unwrap() + "\n";
         assert_eq!(text, again, "{file} no longer serialises as stored");
