@@ -10,10 +10,15 @@
 //!   publish to an ordered consumer's receipt; and, as the floor of the fan-out itself,
 //!   the same bytes written to as many plain loopback TCP sockets (`raw_fanout_*`).
 //!
+//! - `files` (`--files`, on its own): upload and download of one large file through the
+//!   agents' client and a `nexysync-cdn` child, beside a plain disk copy of the same
+//!   bytes; and the CDN's peak memory.
+//!
 //! The bench provisions its own project and agents (with the admin token) and writes raw
 //! events to a stream of its own, deleted at the end.
 
 mod delivery;
+pub mod files;
 mod fixture;
 mod raw;
 mod report;
