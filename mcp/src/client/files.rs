@@ -22,7 +22,7 @@ use nexysync_domain::ids::{AgentName, EventId, Seq};
 use nexysync_domain::wire::{Appended, FileDownload, FilePage, StoredEvent, UploadTicket};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::http::{api_error, Attempts};
 use super::message::RejectedMessage;
@@ -84,67 +84,64 @@ fn file_error(action: &'static str, path: &Path, e: impl std::fmt::Display) -> C
     }
 }
 
-/// Reads `source` from the start, one piece at a time.
-enum PlainSource {
-    File(tokio::fs::File, PathBuf),
-    Bytes(Bytes),
-}
-
-impl PlainSource {
-    async fn open(source: &FileSource) -> Result<Self, ClientError> {
-        Ok(match source {
-            FileSource::Path(path) => Self::File(
-                tokio::fs::File::open(path)
-                    .await
-                    .map_err(|e| file_error("cannot open", path, e))?,
-                path.clone(),
-            ),
-            FileSource::Bytes(bytes) => Self::Bytes(Bytes::copy_from_slice(bytes)),
-        })
-    }
-
-    /// The next piece, empty at the end.
-    async fn next(&mut self, buf: &mut Vec<u8>) -> Result<(), ClientError> {
-        buf.clear();
-        match self {
-            Self::File(file, path) => {
-                buf.resize(READ_PIECE, 0);
-                let n = file
-                    .read(buf)
-                    .await
-                    .map_err(|e| file_error("cannot read", path, e))?;
-                buf.truncate(n);
-            }
-            Self::Bytes(bytes) => {
-                let n = bytes.len().min(READ_PIECE);
-                buf.extend_from_slice(&bytes.split_to(n));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The ciphertext of `source` as a stream of pieces, for the upload body.
-fn ciphertext_stream(
-    reader: PlainSource,
+/// Encrypts `source` on a blocking thread, a piece at a time, into a bounded channel: the
+/// encryption of the next pieces overlaps the hashing or sending of the last ones, and at
+/// most a few pieces are in memory.
+fn encrypt_in_background(
+    source: FileSource,
     encryptor: FileEncryptor,
 ) -> impl futures::Stream<Item = Result<Bytes, ClientError>> + Send + 'static {
-    futures::stream::unfold(
-        Some((reader, encryptor, Vec::with_capacity(READ_PIECE))),
-        |state| async move {
-            let (mut reader, mut encryptor, mut buf) = state?;
-            if let Err(e) = reader.next(&mut buf).await {
-                return Some((Err(e), None));
-            }
-            let mut out = Vec::with_capacity(buf.len() + 1024);
-            if buf.is_empty() {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, ClientError>>(8);
+    tokio::task::spawn_blocking(move || {
+        let (mut reader, path): (Box<dyn std::io::Read + Send>, String) = match source {
+            FileSource::Path(path) => match std::fs::File::open(&path) {
+                Ok(file) => (Box::new(file), path.display().to_string()),
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(file_error("cannot open", &path, e)));
+                    return;
+                }
+            },
+            FileSource::Bytes(bytes) => (Box::new(std::io::Cursor::new(bytes)), "content".into()),
+        };
+        let mut encryptor = encryptor;
+        let mut buf = vec![0u8; READ_PIECE];
+        loop {
+            let n = match read_piece(&mut reader, &mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(file_error("cannot read", Path::new(&path), e)));
+                    return;
+                }
+            };
+            let mut out = Vec::with_capacity(n + 1024);
+            if n == 0 {
                 encryptor.finish(&mut out);
-                return Some((Ok(Bytes::from(out)), None));
+                let _ = tx.blocking_send(Ok(Bytes::from(out)));
+                return;
             }
-            encryptor.push(&buf, &mut out);
-            Some((Ok(Bytes::from(out)), Some((reader, encryptor, buf))))
-        },
-    )
+            encryptor.push(&buf[..n], &mut out);
+            if tx.blocking_send(Ok(Bytes::from(out))).is_err() {
+                return; // The reader stopped (the upload failed): stop encrypting.
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+}
+
+/// Fills `buf` as far as the source allows; 0 at the end.
+fn read_piece(reader: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 impl Client {
@@ -185,10 +182,7 @@ impl Client {
         let salt = encryptor.salt().unwrap_or_default();
         let mut hasher = Sha256::new();
         let mut hashed = 0u64;
-        let mut pieces = std::pin::pin!(ciphertext_stream(
-            PlainSource::open(&new.source).await?,
-            encryptor
-        ));
+        let mut pieces = std::pin::pin!(encrypt_in_background(new.source.clone(), encryptor));
         while let Some(piece) = pieces.next().await {
             let piece = piece?;
             hashed += piece.len() as u64;
@@ -216,7 +210,7 @@ impl Client {
 
         // Pass 2: the same bytes (same salt), streamed to the CDN.
         let encryptor = FileEncryptor::with_salt(keys, me.project.id, id, salt);
-        let body = ciphertext_stream(PlainSource::open(&new.source).await?, encryptor);
+        let body = encrypt_in_background(new.source.clone(), encryptor);
         let answer = self
             .http()
             .raw()
