@@ -9,7 +9,8 @@
 //! - `routes`: `PUT`/`GET`/`HEAD`/`DELETE /v1/blobs/{project}/{file}`, each allowed only
 //!   by a URL the API signed ([`nexysync_domain::blob_url`]).
 //! - [`error`]: [`CdnError`], answered as `{ "error": { "code", "message" } }`.
-//! - `startup`: [`Cdn::build`] binds; [`Cdn::run_until`] serves until shutdown.
+//! - `startup`: [`Cdn::build`] binds; [`Cdn::run_until`] serves until shutdown;
+//!   [`shutdown::signal`] is Ctrl-C or SIGTERM.
 //!
 //! # Invariants
 //! - Every request carries a signature over its method, blob, expiry and size limit; it is
@@ -22,6 +23,7 @@
 pub mod error;
 mod routes;
 pub mod settings;
+pub mod shutdown;
 mod startup;
 pub mod store;
 

@@ -17,9 +17,7 @@ async fn main() -> anyhow::Result<()> {
     let cdn = Cdn::build(settings).await?;
     // stdout carries the one line scripts (and the bench) need.
     println!("NexySync CDN is listening on http://{}", cdn.local_addr());
-    cdn.run_until(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
-    .context("the NexySync CDN stopped with an error")
+    cdn.run_until(nexysync_cdn::shutdown::signal())
+        .await
+        .context("the NexySync CDN stopped with an error")
 }

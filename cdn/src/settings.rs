@@ -154,3 +154,73 @@ impl Settings {
         Ok(settings)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    // A test: a panic is the failure report.
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn by_default_blobs_go_to_the_data_dir_and_the_secret_is_generated_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().display().to_string();
+        let first = Settings::from_vars(vars(&[("NEXYSYNC_DATA_DIR", &data)])).unwrap();
+        assert!(
+            matches!(&first.storage, Storage::Disk { dir: d } if *d == dir.path().join("blobs"))
+        );
+        let again = Settings::from_vars(vars(&[("NEXYSYNC_DATA_DIR", &data)])).unwrap();
+        assert_eq!(first.url_secret, again.url_secret);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn s3_is_chosen_by_configuration_and_its_credentials_never_print() {
+        let secret = UrlSecret::generate();
+        let settings = Settings::from_vars(vars(&[
+            ("NEXYSYNC_DATA_DIR", "/nonexistent"),
+            ("NEXYSYNC_URL_SECRET", &secret.to_hex()),
+            ("NEXYSYNC_S3_BUCKET", "blobs"),
+            ("NEXYSYNC_S3_ENDPOINT", "http://127.0.0.1:9000"),
+            ("NEXYSYNC_S3_ACCESS_KEY_ID", "AKIDCANARY"),
+            ("NEXYSYNC_S3_SECRET_ACCESS_KEY", "s3-secret-canary"),
+            ("NEXYSYNC_S3_ALLOW_HTTP", "true"),
+            ("NEXYSYNC_CDN_LISTEN", "127.0.0.1:0"),
+        ]))
+        .unwrap();
+        assert_eq!(settings.url_secret, secret);
+        assert!(
+            matches!(&settings.storage, Storage::S3 { bucket, allow_http: true, .. } if bucket == "blobs")
+        );
+        let shown = format!("{settings:?}");
+        for hidden in ["AKIDCANARY", "s3-secret-canary", &secret.to_hex()] {
+            assert!(!shown.contains(hidden), "{shown}");
+        }
+        // The S3 client is built from these settings without contacting anything.
+        crate::BlobStore::open(&settings.storage, settings.part_size).unwrap();
+        assert!(Settings::from_vars(vars(&[
+            ("NEXYSYNC_URL_SECRET", "xyz"),
+            ("NEXYSYNC_DATA_DIR", "/x")
+        ]))
+        .is_err());
+    }
+}

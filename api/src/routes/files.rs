@@ -183,6 +183,7 @@ pub struct RawFilePage {
 }
 
 /// `GET /v1/files`: live files shared with me, with everyone, or by me, oldest first.
+#[instrument(skip_all)]
 pub async fn list(
     AgentAuth(me): AgentAuth,
     State(state): State<AppState>,
@@ -216,6 +217,7 @@ pub struct RawFileDownload {
 }
 
 /// `GET /v1/files/{id}`: the file's event and a short-lived download URL.
+#[instrument(skip_all, fields(file = %id))]
 pub async fn read(
     AgentAuth(me): AgentAuth,
     State(state): State<AppState>,
