@@ -20,10 +20,19 @@ pub struct TestCdn {
     pub url: String,
     pub secret: UrlSecret,
     pub dir: tempfile::TempDir,
-    _stop: oneshot::Sender<()>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl TestCdn {
+    /// Stops the CDN and waits until it no longer listens; the blob directory is kept
+    /// (returned with the secret, to start it again).
+    pub async fn stop(self) -> (tempfile::TempDir, UrlSecret, String) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.task).await;
+        (self.dir, self.secret, self.url)
+    }
+
     /// Every file the blob store holds (staging files of unfinished uploads included).
     pub fn files_on_disk(&self) -> Vec<std::path::PathBuf> {
         fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
@@ -54,25 +63,30 @@ impl TestEnv {
     /// Starts a CDN in this process.
     pub async fn spawn_cdn(&self) -> TestCdn {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let secret = UrlSecret::generate();
+        Self::spawn_cdn_in(dir, UrlSecret::generate(), "127.0.0.1:0").await
+    }
+
+    /// Starts a CDN on `listen` over the blob directory `dir` (to restart one).
+    pub async fn spawn_cdn_in(dir: tempfile::TempDir, secret: UrlSecret, listen: &str) -> TestCdn {
         let mut settings = CdnSettings::new(
             Storage::Disk {
                 dir: dir.path().join("blobs"),
             },
             secret.clone(),
         );
-        settings.listen = "127.0.0.1:0".parse().expect("address");
+        settings.listen = listen.parse().expect("address");
         let cdn = Cdn::build(settings).await.expect("the CDN starts");
         let url = format!("http://{}", cdn.local_addr());
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(cdn.run_until(async move {
+        let task = tokio::spawn(cdn.run_until(async move {
             let _ = stopped.await;
         }));
         TestCdn {
             url,
             secret,
             dir,
-            _stop: stop,
+            stop,
+            task,
         }
     }
 

@@ -381,6 +381,53 @@ async fn a_deleted_file_cannot_be_downloaded_and_its_blob_is_gone() {
 }
 
 #[tokio::test]
+async fn a_blob_the_cdn_could_not_remove_at_delete_time_is_swept_once_it_is_back() {
+    let env = TestEnv::new();
+    let cdn = env.spawn_cdn().await;
+    let mut settings = env.settings_with_cdn(&cdn);
+    settings.files.sweep_interval = Duration::from_millis(200);
+    let api = env.spawn_api_with(settings).await;
+    let project = TestProject::create(&api, "cdn-down").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let file = alice.seal_file(&project, None, "left.txt", b"left behind for a while");
+    alice.share_file(&api, &file).await;
+
+    let (dir, secret, url) = cdn.stop().await;
+    let (status, deleted) = alice
+        .post_json(&api, "/v1/files/delete", &alice.file_deleted(file.id()))
+        .await;
+    assert_eq!(status, 201, "the delete is the fact, CDN or not: {deleted}");
+    let pool = env.pool().await;
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_uploads")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(queued, 1, "the removal is left to the sweeper");
+    let blob = dir
+        .path()
+        .join("blobs")
+        .join(project.id.to_string())
+        .join(file.id().to_string());
+    assert!(blob.exists(), "the CDN was down: the blob is still there");
+    let listen = url.trim_start_matches("http://").to_owned();
+    let cdn = TestEnv::spawn_cdn_in(dir, secret, &listen).await;
+    eventually("the blob swept", Duration::from_secs(20), || async {
+        cdn.files_on_disk().is_empty().then_some(())
+    })
+    .await;
+    eventually("the removal forgotten", Duration::from_secs(20), || async {
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_uploads")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        (left == 0).then_some(())
+    })
+    .await;
+    api.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
 async fn two_agents_deleting_one_file_at_once_make_one_deletion_and_one_clear_error() {
     let env = TestEnv::new();
     let (api, _cdn) = env.spawn_api_and_cdn().await;

@@ -269,10 +269,14 @@ pub async fn delete(
     };
     let appended = submit_as_agent(&state, &me, event, Some(EventKind::FileDeleted)).await?;
     if let Some(file) = file {
-        // The event is the fact; a blob that could not be removed now is only space, and
-        // it is no longer reachable: no download URL is signed for a deleted file.
+        // The event is the fact; a blob that cannot be removed now is unreachable (no
+        // download URL is signed for a deleted file) and left to the sweeper.
         if let Err(e) = state.cdn.remove(me.project, file).await {
-            warn!(error = %e, file = %file, "blob of a deleted file not removed");
+            warn!(error = %e, file = %file, "blob of a deleted file not removed yet; the sweeper will");
+            state
+                .reads
+                .remove_blob_later(me.project, me.agent, file)
+                .await?;
         }
     }
     Ok((write_status(&appended), Json(appended)))

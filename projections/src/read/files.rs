@@ -186,7 +186,8 @@ impl ReadModels {
         }))
     }
 
-    /// Up to `limit` uploads whose URL expired before `before`, never committed.
+    /// Up to `limit` uploads whose URL expired before `before`, never committed (or whose
+    /// file was deleted since: see [`ReadModels::remove_blob_later`]).
     pub async fn expired_uploads(
         &self,
         before: DateTime<Utc>,
@@ -194,7 +195,8 @@ impl ReadModels {
     ) -> Result<Vec<(ProjectId, EventId)>, ProjectionError> {
         let rows = sqlx::query(
             "SELECT project_id, id FROM pending_uploads p
-             WHERE expires_at < $1 AND NOT EXISTS (SELECT 1 FROM files f WHERE f.id = p.id)
+             WHERE expires_at < $1
+               AND NOT EXISTS (SELECT 1 FROM files f WHERE f.id = p.id AND f.deleted_seq IS NULL)
              ORDER BY expires_at LIMIT $2",
         )
         .bind(before)
@@ -209,6 +211,28 @@ impl ReadModels {
                 Ok((ProjectId::from_uuid(row.get("project_id")), id))
             })
             .collect()
+    }
+
+    /// Asks the sweeper to remove the blob of deleted file `id` (the CDN could not be
+    /// reached when it was deleted): recorded as an upload that expired at once. The
+    /// sweeper takes it once the `file_deleted` is applied.
+    pub async fn remove_blob_later(
+        &self,
+        project: ProjectId,
+        by: AgentId,
+        id: EventId,
+    ) -> Result<(), ProjectionError> {
+        sqlx::query(
+            "INSERT INTO pending_uploads (id, project_id, uploader, ciphertext_size, envelope, expires_at)
+             VALUES ($1, $2, $3, 0, '{}'::json, '-infinity')
+             ON CONFLICT (id) DO UPDATE SET expires_at = '-infinity', ciphertext_size = 0",
+        )
+        .bind(id.as_uuid())
+        .bind(project.as_uuid())
+        .bind(by.as_uuid())
+        .execute(self.pool())
+        .await?;
+        Ok(())
     }
 
     /// Forgets a pending upload (after its blob was removed).
