@@ -246,6 +246,12 @@ async fn an_upload_cut_off_halfway_leaves_nothing_behind() {
     tcp.write_all(head.as_bytes()).await.unwrap();
     tcp.write_all(&body[..400_000]).await.unwrap();
     tcp.flush().await.unwrap();
+    // The upload has begun: its staging file exists.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cdn.files_on_disk().is_empty() {
+        assert!(Instant::now() < deadline, "the upload never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     drop(tcp);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !cdn.files_on_disk().is_empty() {

@@ -315,7 +315,17 @@ async fn an_upload_cut_off_halfway_is_never_shared_and_nothing_of_it_stays() {
     tcp.write_all(head.as_bytes()).await.unwrap();
     tcp.write_all(&cut.ciphertext[..1_500_000]).await.unwrap();
     tcp.flush().await.unwrap();
+    eventually("the upload to begin", Duration::from_secs(10), || async {
+        (!cdn.files_on_disk().is_empty()).then_some(())
+    })
+    .await;
     drop(tcp);
+    eventually(
+        "the cut-off upload discarded",
+        Duration::from_secs(10),
+        || async { cdn.files_on_disk().is_empty().then_some(()) },
+    )
+    .await;
 
     let abandoned = alice.seal_file(&project, None, "abandoned.bin", b"uploaded, not committed");
     let (_, ticket) = alice.declare_file(&api, &abandoned).await;
