@@ -450,3 +450,81 @@ fn check_file(
         shared_at: rfc3339(event.at),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use nexysync_domain::crypto::file_stream::{ciphertext_len, FILE_CHUNK_SIZE};
+    use nexysync_domain::crypto::SigningKey;
+    use nexysync_domain::event::{fields, Actor, Draft, EventBody, FileShared};
+    use nexysync_domain::wire::AgentList;
+
+    use super::check_file;
+    use crate::client::test_events::{Agent, Project, Sent};
+    use crate::client::verify::{Reader, VerifyError};
+    use crate::client::{ChainMemory, Directory};
+
+    fn shared(project: &Project, from: &Agent, name: Option<&str>) -> Draft {
+        let draft = Draft::new(
+            project.id,
+            Actor::Agent(from.id),
+            EventBody::FileShared(FileShared {
+                to: None,
+                size: 10,
+                ciphertext_size: ciphertext_len(10, FILE_CHUNK_SIZE).unwrap(),
+                digest: "cd".repeat(32),
+                chunk_size: FILE_CHUNK_SIZE,
+            }),
+        );
+        match name {
+            Some(name) => draft.seal(&project.keys, fields::NAME, name.as_bytes()),
+            None => draft,
+        }
+    }
+
+    fn check(
+        project: &Project,
+        directory: &Directory,
+        chain: &mut ChainMemory,
+        stored: &nexysync_domain::wire::StoredEvent,
+    ) -> Result<super::SharedFile, VerifyError> {
+        let reader = Reader {
+            project: project.id,
+            keys: &project.keys,
+        };
+        check_file(reader, directory, chain, stored)
+    }
+
+    #[test]
+    fn a_genuine_file_opens_and_forged_or_foreign_ones_are_refused() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let mut chain = ChainMemory::new();
+        let list = AgentList {
+            agents: vec![project.agent_info(&alice)],
+        };
+        let directory =
+            Directory::verify(project.id, &project.owner.public_key(), &list, &mut chain);
+
+        let genuine = project.append(shared(&project, &alice, Some("plan.md")).sign(&alice.key));
+        let file = check(&project, &directory, &mut chain, &genuine).unwrap();
+        assert_eq!((file.name.as_str(), file.size), ("plan.md", 10));
+        assert_eq!(file.from, alice.name);
+
+        let forged =
+            project.append(shared(&project, &alice, Some("x")).sign(&SigningKey::generate()));
+        assert!(matches!(
+            check(&project, &directory, &mut chain, &forged),
+            Err(VerifyError::BadSignature(_))
+        ));
+        let nameless = project.append(shared(&project, &alice, None).sign(&alice.key));
+        assert!(matches!(
+            check(&project, &directory, &mut chain, &nameless),
+            Err(VerifyError::MissingField(fields::NAME))
+        ));
+        let message = project.message(&alice, Sent::broadcast(), "not a file");
+        assert!(matches!(
+            check(&project, &directory, &mut chain, &message),
+            Err(VerifyError::NotAFile { .. })
+        ));
+    }
+}
