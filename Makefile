@@ -49,3 +49,4 @@ bench: services build ## run `nexysync bench` against a live system
 install: ## install nexysync and nexysync-mcp into ~/.cargo/bin (on PATH for MCP clients)
 	$(CARGO) install --locked --path .
 	$(CARGO) install --locked --path mcp
+	$(CARGO) install --locked --path cdn

@@ -22,6 +22,14 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{message}")]
+    Gone { code: &'static str, message: String },
+    #[error("{0}")]
+    FileQuotaExceeded(String),
+    #[error("the file service is unavailable; retry shortly")]
+    CdnUnavailable(#[source] anyhow::Error),
     #[error(transparent)]
     Rejected(#[from] Rejection),
     #[error(
@@ -70,6 +78,10 @@ impl ApiError {
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
+            Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            Self::Gone { code, .. } => (StatusCode::GONE, code),
+            Self::FileQuotaExceeded(_) => (StatusCode::PAYLOAD_TOO_LARGE, "file_quota_exceeded"),
+            Self::CdnUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "cdn_unavailable"),
             Self::Rejected(rejection) => (rejection_status(rejection), rejection.code()),
             Self::Lagging { .. } => (StatusCode::SERVICE_UNAVAILABLE, "projection_lagging"),
             Self::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
@@ -97,7 +109,8 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
         Rejection::UnknownProject(_)
         | Rejection::KvKeyNotFound
         | Rejection::UnknownMessage(_)
-        | Rejection::ReactionNotFound(_) => StatusCode::NOT_FOUND,
+        | Rejection::ReactionNotFound(_)
+        | Rejection::FileNotFound(_) => StatusCode::NOT_FOUND,
         Rejection::ContentTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Rejection::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::UNPROCESSABLE_ENTITY,

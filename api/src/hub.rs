@@ -33,9 +33,9 @@ pub struct HubEvent {
     pub actor: Option<AgentId>,
     /// The recipient, or `None` for everyone in the project.
     pub to: Option<AgentId>,
-    /// The SSE frame (`new_message`, `new_ref`, `kv_update` or `message_update`, id,
-    /// `StoredEvent` JSON; or `presence_change` without id), encoded once for every
-    /// subscriber.
+    /// The SSE frame (`new_message`, `new_ref`, `new_file`, `kv_update` or
+    /// `message_update`, id, `StoredEvent` JSON; or `presence_change` without id), encoded
+    /// once for every subscriber.
     pub frame: bytes::Bytes,
 }
 
@@ -229,6 +229,7 @@ impl Hub {
             EventKind::MessageSent => (sse::NEW_MESSAGE, routing.meta.to),
             EventKind::KvSet | EventKind::KvDeleted => (sse::KV_UPDATE, routing.meta.to),
             EventKind::RefShared => (sse::NEW_REF, routing.meta.to),
+            EventKind::FileShared => (sse::NEW_FILE, routing.meta.to),
             EventKind::ReactionAdded
             | EventKind::ReactionRemoved
             | EventKind::MessageRead

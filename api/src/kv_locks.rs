@@ -38,23 +38,21 @@ impl Default for KvLocks {
 impl KvLocks {
     /// Waits for, then holds, the lock of `key_ix` in `project` until the guard drops.
     pub async fn lock(&self, project: ProjectId, key_ix: &BlindIndex) -> OwnedMutexGuard<()> {
-        let mut hasher = self.hasher.build_hasher();
-        project.hash(&mut hasher);
-        key_ix.as_str().hash(&mut hasher);
-        self.stripe(hasher.finish()).await
+        self.lock_key(project, key_ix.as_str()).await
     }
 
     /// Waits for, then holds, the lock of message `message` in `project`.
     pub async fn lock_message(&self, project: ProjectId, message: EventId) -> OwnedMutexGuard<()> {
-        let mut hasher = self.hasher.build_hasher();
-        project.hash(&mut hasher);
-        "message".hash(&mut hasher);
-        message.as_uuid().hash(&mut hasher);
-        self.stripe(hasher.finish()).await
+        self.lock_key(project, &format!("message:{message}")).await
     }
 
-    async fn stripe(&self, hash: u64) -> OwnedMutexGuard<()> {
-        let stripe = (hash % self.stripes.len() as u64) as usize;
+    /// The same serialisation for any other per-project key (files use `file:<id>`, so
+    /// two deletes of one file are decided one after the other).
+    pub async fn lock_key(&self, project: ProjectId, key: &str) -> OwnedMutexGuard<()> {
+        let mut hasher = self.hasher.build_hasher();
+        project.hash(&mut hasher);
+        key.hash(&mut hasher);
+        let stripe = (hasher.finish() % self.stripes.len() as u64) as usize;
         self.stripes[stripe].clone().lock_owned().await
     }
 }

@@ -4,8 +4,8 @@
 //! - [`settings`]: the typed settings the binary fills in.
 //! - `startup`: [`Application::build`] connects NATS and Postgres, migrates, binds;
 //!   [`Application::run_until_stopped`] serves until shutdown.
-//! - `routes/`: one file per resource (`projects`, `messages`, `message_state`, `refs`, `kv`,
-//!   `stream`, `meta`, `health`).
+//! - `routes/`: one file per resource (`projects`, `messages`, `message_state`, `refs`,
+//!   `files`, `kv`, `stream`, `meta`, `health`).
 //! - `auth`: bearer tokens (agent tokens by hash, the admin token in constant time).
 //! - `error`: the one place errors become `{ "error": { "code", "message" } }`.
 //! - `write`: the write path: gather facts, `domain::decide::decide`, append to the log;
@@ -15,12 +15,15 @@
 //!   updates routed by the message's audience, looked up in the read models; ADR 0005).
 //! - `presence`: this instance's SSE streams as presence events (connected, heartbeat,
 //!   stopped) on the presence stream, and the board that pushes `presence_change`.
+//! - `cdn`: signs the CDN's short-lived URLs, checks and removes blobs; `sweep` removes
+//!   uploads declared and never committed once their URL expired (blob included).
 //!
 //! # Invariants
 //! - Every query is scoped to the caller's project.
 //! - The server verifies signatures and routes ciphertext; it holds no project key.
 
 mod auth;
+mod cdn;
 mod directory;
 mod error;
 mod extract;
@@ -36,8 +39,9 @@ mod shutdown;
 mod sse;
 mod startup;
 mod state;
+mod sweep;
 mod write;
 
 pub use error::ApiError;
-pub use settings::{Secret, Settings};
+pub use settings::{FileSettings, Secret, Settings};
 pub use startup::Application;

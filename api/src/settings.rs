@@ -54,6 +54,42 @@ pub struct Settings {
     /// its agents are offline at most this long after it dies without saying so. Keep it
     /// a few heartbeats (default 3) and under the presence stream's retention (5 min).
     pub presence_timeout: Duration,
+    /// Shared files: where the CDN is and how its URLs are signed.
+    pub files: FileSettings,
+}
+
+/// How the API reaches the CDN and signs its URLs.
+#[derive(Debug, Clone)]
+pub struct FileSettings {
+    /// The CDN's base URL as clients reach it (put into the URLs handed out).
+    pub cdn_url: String,
+    /// The CDN's base URL as this server reaches it (checking and removing blobs);
+    /// usually the same.
+    pub cdn_internal_url: String,
+    /// Shared with the CDN. `nexysync up` keeps it in `<data dir>/url-secret`.
+    pub url_secret: nexysync_domain::blob_url::UrlSecret,
+    /// How long an upload URL stays valid; an upload not committed by then is swept.
+    pub upload_url_ttl: Duration,
+    /// How long a download URL stays valid.
+    pub download_url_ttl: Duration,
+    /// Ciphertext bytes a project may keep in files (declared uploads included).
+    pub quota_bytes: u64,
+    /// How often expired, uncommitted uploads are swept.
+    pub sweep_interval: Duration,
+}
+
+impl Default for FileSettings {
+    fn default() -> Self {
+        Self {
+            cdn_url: "http://127.0.0.1:8708".into(),
+            cdn_internal_url: "http://127.0.0.1:8708".into(),
+            url_secret: nexysync_domain::blob_url::UrlSecret::generate(),
+            upload_url_ttl: Duration::from_secs(15 * 60),
+            download_url_ttl: Duration::from_secs(5 * 60),
+            quota_bytes: 10 * 1024 * 1024 * 1024,
+            sweep_interval: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Settings {
@@ -73,6 +109,7 @@ impl Settings {
             quota: Default::default(),
             presence_heartbeat: Duration::from_secs(10),
             presence_timeout: Duration::from_secs(30),
+            files: FileSettings::default(),
         }
     }
 }
@@ -93,6 +130,7 @@ impl fmt::Debug for Settings {
             .field("quota", &self.quota)
             .field("presence_heartbeat", &self.presence_heartbeat)
             .field("presence_timeout", &self.presence_timeout)
+            .field("files", &self.files)
             .finish()
     }
 }

@@ -84,7 +84,7 @@ impl Application {
             hub.clone(),
             settings.presence_timeout,
             settings.presence_heartbeat,
-            stopped,
+            stopped.clone(),
         ));
         let (presence, presence_publisher) = crate::presence::Presence::new();
         info!(instance = %presence.instance(), "presence instance id");
@@ -92,6 +92,8 @@ impl Application {
             .await
             .with_context(|| format!("failed to listen on {}", settings.listen))?;
         let local_addr = listener.local_addr()?;
+        let cdn = crate::cdn::CdnClient::new(settings.files.clone())?;
+        tokio::spawn(crate::sweep::run(reads.clone(), cdn.clone(), stopped));
         let state = AppState {
             log,
             reads,
@@ -111,6 +113,7 @@ impl Application {
             presence_timeout: settings.presence_timeout,
             quota: settings.quota,
             quota_cache: Default::default(),
+            cdn,
         };
         Ok(Self {
             listener,

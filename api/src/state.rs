@@ -32,8 +32,8 @@ pub struct AppState {
     pub last_appended: Arc<AtomicU64>,
     /// Serialises provisioning (project and agent registrations) in this instance.
     pub provisioning: Arc<tokio::sync::Mutex<()>>,
-    /// Serialises KV writes per key, and message-state writes per message, in this
-    /// instance (ADR 0004, ADR 0005).
+    /// Serialises KV writes per key, message-state writes per message and deletes of one
+    /// file, in this instance (ADR 0004, ADR 0005).
     pub kv_locks: crate::kv_locks::KvLocks,
     /// This instance's presence: every SSE stream registers with it.
     pub presence: crate::presence::Presence,
@@ -43,6 +43,8 @@ pub struct AppState {
     pub quota: nexysync_domain::quota::QuotaLimits,
     /// Recent quota usage per project, so sends need not query it each time.
     pub quota_cache: crate::quota_cache::QuotaCache,
+    /// Signs CDN URLs; checks and removes blobs.
+    pub cdn: crate::cdn::CdnClient,
 }
 
 impl AppState {

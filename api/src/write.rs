@@ -92,35 +92,22 @@ pub async fn submit(
         }
         None => None,
     };
-    let mut known = gather(state, project, caller, caller_key, &event).await?;
-    if known.something_missing {
-        // It was perhaps appended a moment ago: look again once the read models caught up.
-        state.settle_projection().await;
-        known = gather(state, project, caller, caller_key, &event).await?;
-    }
-    let Known {
-        facts,
-        already_applied,
-        ..
-    } = known;
-    // Decided first, so only a genuine retry (same signed event) learns its sequence.
-    if let Err(rejection) = decide(&facts, &event) {
-        if let (Rejection::QuotaExceeded { .. }, None) = (&rejection, &already_applied) {
-            // A retry of the write that used up the quota is still answered as a retry.
-            if let Some(appended) = applied_before(state, project, &event).await? {
-                decide(
-                    &WriteFacts {
-                        quota: None,
-                        ..facts
-                    },
-                    &event,
-                )?;
-                return Ok(appended);
-            }
+    // Two deletes of one file are decided one after the other, each on facts that
+    // include the other's effect: the second is told the file is gone.
+    let _file_key = match &event.body {
+        EventBody::FileDeleted(deleted) => {
+            let guard = state
+                .kv_locks
+                .lock_key(project, &format!("file:{}", deleted.file))
+                .await;
+            state
+                .wait_for_projection(Some(state.known_log_position()))
+                .await?;
+            Some(guard)
         }
-        return Err(rejection.into());
-    }
-    if let Some(appended) = already_applied {
+        _ => None,
+    };
+    if let Some(appended) = gather_and_decide(state, project, caller, caller_key, &event).await? {
         return Ok(appended);
     }
     let counts = matches!(
@@ -219,6 +206,71 @@ async fn applied_before(
             seq,
             duplicate: true,
         }))
+}
+
+/// Gathers the facts (looking again once if something was missing) and decides. A
+/// genuine retry, decided as its first attempt was, answers with the original sequence.
+async fn gather_and_decide(
+    state: &AppState,
+    project: ProjectId,
+    caller: Actor,
+    caller_key: Option<PublicKey>,
+    event: &Envelope,
+) -> Result<Option<Appended>, ApiError> {
+    let mut known = gather(state, project, caller, caller_key, event).await?;
+    if known.something_missing {
+        // It was perhaps appended a moment ago: look again once the read models caught up.
+        state.settle_projection().await;
+        known = gather(state, project, caller, caller_key, event).await?;
+    }
+    let Known {
+        facts,
+        already_applied,
+        ..
+    } = known;
+    // Decided first, so only a genuine retry (same signed event) learns its sequence.
+    if let Err(rejection) = decide(&facts, event) {
+        if let (Rejection::QuotaExceeded { .. }, None) = (&rejection, &already_applied) {
+            // A retry of the write that used up the quota is still answered as a retry.
+            if let Some(appended) = applied_before(state, project, event).await? {
+                decide(
+                    &WriteFacts {
+                        quota: None,
+                        ..facts
+                    },
+                    event,
+                )?;
+                return Ok(Some(appended));
+            }
+        }
+        return Err(rejection.into());
+    }
+    Ok(already_applied)
+}
+
+/// Decides an agent's event without appending it (a file upload is declared first and
+/// appended once its blob is stored): `Some` when it was appended already.
+pub async fn check_as_agent(
+    state: &AppState,
+    agent: &TokenOwner,
+    event: &Envelope,
+    kind: EventKind,
+) -> Result<Option<Appended>, ApiError> {
+    if event.body.kind() != kind {
+        return Err(ApiError::InvalidRequest(format!(
+            "this endpoint takes a `{}` event, not `{}`",
+            kind.as_str(),
+            event.body.kind().as_str()
+        )));
+    }
+    gather_and_decide(
+        state,
+        agent.project,
+        Actor::Agent(agent.agent),
+        Some(agent.signing_key),
+        event,
+    )
+    .await
 }
 
 fn kv_key_of(body: &EventBody) -> Option<&BlindIndex> {
@@ -368,6 +420,43 @@ async fn gather(
         }
         // The signature and the sealed fields are all there is to decide on.
         EventBody::AgentProfileUpdated(_) => false,
+        EventBody::FileShared(shared) => {
+            let known_recipient = shared.to.and_then(|to| state.directory.lookup(project, to));
+            let log_catches_retries = nexysync_log::deduplicates(event.id, now_millis());
+            if !log_catches_retries || (shared.to.is_some() && known_recipient.is_none()) {
+                let found = reads.file_facts(project, event.id, shared.to).await?;
+                already_applied = found
+                    .already_applied
+                    .filter(|(owner, _)| *owner == project)
+                    .map(|(_, seq)| Appended {
+                        id: event.id,
+                        seq,
+                        duplicate: true,
+                    });
+                if let (Some(to), Lookup::Found) = (shared.to, found.recipient) {
+                    state.directory.remember(to, project);
+                }
+                facts.recipient = found.recipient;
+            } else if let Some(lookup) = known_recipient {
+                facts.recipient = lookup;
+            }
+            facts.recipient == Lookup::Missing
+        }
+        EventBody::FileDeleted(deleted) => {
+            let Actor::Agent(me) = caller else {
+                return Ok(Known {
+                    facts,
+                    already_applied,
+                    something_missing: false,
+                });
+            };
+            // Only a file this agent may read and that is still there can be deleted.
+            facts.file = match reads.file_for(project, me, deleted.file).await? {
+                Some(row) if row.deleted_seq.is_none() => Lookup::Found,
+                _ => Lookup::Missing,
+            };
+            facts.file == Lookup::Missing
+        }
         EventBody::KvDeleted(deleted) => {
             facts.kv_revision = reads
                 .kv_current(project, &deleted.key_ix)

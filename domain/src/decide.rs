@@ -4,9 +4,10 @@
 //! The API gathers the facts (registered keys, whether a recipient or `reply_to`
 //! exists); this module holds every rule, so the rules are tested without any server.
 
+use crate::crypto::file_stream::FILE_CHUNK_SIZE;
 use crate::crypto::PublicKey;
 use crate::event::{
-    fields, Actor, Envelope, EventBody, EventKind, ENVELOPE_VERSION, MAX_REF_LINES,
+    fields, Actor, Envelope, EventBody, EventKind, ENVELOPE_VERSION, MAX_FILE_BYTES, MAX_REF_LINES,
 };
 use crate::ids::{AgentId, AgentName, EventId, ProjectId};
 use crate::quota::{Quota, QuotaLimit, QuotaReset};
@@ -99,6 +100,9 @@ pub struct WriteFacts {
     /// For an event that counts against the quota (messages, refs): the project's
     /// limits and usage. `None`: not gathered, nothing is checked.
     pub quota: Option<Quota>,
+    /// For a `file_deleted`: whether the file is shared in this project (and not deleted)
+    /// and readable by the caller.
+    pub file: Lookup,
     /// The server's clock, Unix milliseconds.
     pub now_ms: u64,
 }
@@ -119,6 +123,7 @@ impl WriteFacts {
             kv_revision: None,
             target: TargetFacts::default(),
             quota: None,
+            file: Lookup::NotReferenced,
             now_ms,
         }
     }
@@ -206,6 +211,10 @@ pub enum Rejection {
         used: u64,
         resets: QuotaReset,
     },
+    #[error("invalid file metadata: chunk_size must be {FILE_CHUNK_SIZE}, size at most {MAX_FILE_BYTES} bytes, ciphertext_size the encrypted length of size, and digest 64 lowercase hex digits")]
+    InvalidFileMetadata,
+    #[error("no file {0} that you may read (it was never shared with you, or was deleted)")]
+    FileNotFound(EventId),
 }
 
 impl Rejection {
@@ -243,6 +252,8 @@ impl Rejection {
             Self::AlreadyPinned(_) => "already_pinned",
             Self::NotPinned(_) => "not_pinned",
             Self::QuotaExceeded { .. } => "quota_exceeded",
+            Self::InvalidFileMetadata => "invalid_file_metadata",
+            Self::FileNotFound(_) => "file_not_found",
         }
     }
 }
@@ -480,6 +491,33 @@ pub fn decide(facts: &WriteFacts, event: &Envelope) -> Result<(), Rejection> {
                 }
             }
             expect_only_sealed_fields(event, &[fields::ROLE, fields::DESCRIPTION])
+        }
+        EventBody::FileShared(shared) => {
+            let caller_key = facts.caller_key.ok_or(Rejection::BadSignature)?;
+            verify(event, &caller_key)?;
+            if !event.sealed.contains_key(fields::NAME) {
+                return Err(Rejection::MissingSealedField(fields::NAME));
+            }
+            expect_only_sealed_fields(event, &[fields::NAME, fields::MEDIA_TYPE])?;
+            if !shared.is_well_formed() {
+                return Err(Rejection::InvalidFileMetadata);
+            }
+            if let Some(to) = shared.to {
+                if facts.recipient != Lookup::Found {
+                    return Err(Rejection::UnknownRecipient(to));
+                }
+            }
+            Ok(())
+        }
+        EventBody::FileDeleted(deleted) => {
+            let caller_key = facts.caller_key.ok_or(Rejection::BadSignature)?;
+            verify(event, &caller_key)?;
+            expect_sealed_fields(event, &[], &[])?;
+            // Another project's file is as unknown as a missing one.
+            if facts.file != Lookup::Found {
+                return Err(Rejection::FileNotFound(deleted.file));
+            }
+            Ok(())
         }
     }
 }
@@ -1256,5 +1294,94 @@ mod tests {
         .seal(&project.keys, fields::VALUE, b"v")
         .sign(&alice.key);
         assert_eq!(decide(&facts, &set), Ok(()));
+    }
+
+    fn file_shared(
+        project: &Project,
+        from: &crate::test_support::Agent,
+        size: u64,
+    ) -> crate::event::Draft {
+        crate::event::Draft::new(
+            project.id,
+            Actor::Agent(from.id),
+            EventBody::FileShared(crate::event::FileShared {
+                to: None,
+                size,
+                ciphertext_size: crate::crypto::file_stream::ciphertext_len(size, FILE_CHUNK_SIZE)
+                    .unwrap(),
+                digest: "0f".repeat(32),
+                chunk_size: FILE_CHUNK_SIZE,
+            }),
+        )
+    }
+
+    #[test]
+    fn a_file_with_a_sealed_name_and_consistent_sizes_is_accepted() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let event = file_shared(&project, &alice, 100_000)
+            .seal(&project.keys, fields::NAME, b"report.pdf")
+            .seal(&project.keys, fields::MEDIA_TYPE, b"application/pdf")
+            .sign(&alice.key);
+        assert_eq!(decide(&facts_for(&project, &alice), &event), Ok(()));
+    }
+
+    #[test]
+    fn a_file_without_a_name_or_with_inconsistent_sizes_is_refused() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let facts = facts_for(&project, &alice);
+        let nameless = file_shared(&project, &alice, 10).sign(&alice.key);
+        assert_eq!(
+            decide(&facts, &nameless),
+            Err(Rejection::MissingSealedField(fields::NAME))
+        );
+        let mut draft = file_shared(&project, &alice, 10);
+        if let EventBody::FileShared(shared) = &mut draft.body {
+            shared.ciphertext_size += 1;
+        }
+        let lying = draft
+            .seal(&project.keys, fields::NAME, b"a")
+            .sign(&alice.key);
+        assert_eq!(decide(&facts, &lying), Err(Rejection::InvalidFileMetadata));
+        let mut draft = file_shared(&project, &alice, 10);
+        if let EventBody::FileShared(shared) = &mut draft.body {
+            shared.digest = "XY".repeat(32);
+        }
+        let bad_digest = draft
+            .seal(&project.keys, fields::NAME, b"a")
+            .sign(&alice.key);
+        assert_eq!(
+            decide(&facts, &bad_digest),
+            Err(Rejection::InvalidFileMetadata)
+        );
+        let extra = file_shared(&project, &alice, 10)
+            .seal(&project.keys, fields::NAME, b"a")
+            .seal(&project.keys, fields::BODY, b"b")
+            .sign(&alice.key);
+        assert_eq!(
+            decide(&facts, &extra),
+            Err(Rejection::UnexpectedSealedField(fields::BODY.into()))
+        );
+    }
+
+    #[test]
+    fn deleting_a_file_needs_the_file_to_be_there() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let file = EventId::generate();
+        let event = crate::event::Draft::new(
+            project.id,
+            Actor::Agent(alice.id),
+            EventBody::FileDeleted(crate::event::FileDeleted { file }),
+        )
+        .sign(&alice.key);
+        let mut facts = facts_for(&project, &alice);
+        facts.file = Lookup::Found;
+        assert_eq!(decide(&facts, &event), Ok(()));
+        for lookup in [Lookup::Missing, Lookup::InAnotherProject] {
+            facts.file = lookup;
+            assert_eq!(decide(&facts, &event), Err(Rejection::FileNotFound(file)));
+        }
     }
 }

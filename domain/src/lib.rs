@@ -13,6 +13,8 @@
 //! - [`audit`]: the pure auditor of a project's log (authorship, chain, root of trust,
 //!   message-state events on messages of the log, deletions by their sender).
 //! - [`wire`]: the HTTP API's JSON shapes, shared by server and client.
+//! - [`blob_url`]: the CDN's signed URLs (HMAC over method, blob, expiry, limits), shared
+//!   by the API that signs them and the CDN that checks them.
 //!
 //! # Invariants
 //! - Content is sealed on the client; nothing here sends or stores plaintext.
@@ -21,6 +23,7 @@
 //! - No tokio, sqlx, axum or async-nats: this crate is pure.
 
 pub mod audit;
+pub mod blob_url;
 pub mod crypto;
 pub mod decide;
 pub mod event;

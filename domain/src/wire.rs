@@ -62,6 +62,33 @@ pub struct RefPage {
     pub has_more: bool,
 }
 
+/// A page of live files (`file_shared` events) the caller may read, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePage {
+    pub files: Vec<StoredEvent>,
+    /// Pass as `since_seq` to get the next page.
+    pub next_since_seq: Seq,
+    pub has_more: bool,
+}
+
+/// Answer to a declared upload (`POST /v1/files`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadTicket {
+    pub file: EventId,
+    /// `PUT` exactly `max_bytes` bytes of ciphertext, with the declared SHA-256, here.
+    pub upload_url: String,
+    pub expires_at_ms: i64,
+    pub max_bytes: u64,
+}
+
+/// Answer to `GET /v1/files/{id}`: the file's event and a short-lived download URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDownload {
+    pub file: StoredEvent,
+    pub download_url: String,
+    pub expires_at_ms: i64,
+}
+
 /// An event as read back: its position in the log and its envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredEvent {
@@ -225,6 +252,9 @@ pub mod sse {
     /// An agent of the project came online or went offline; `data` is a
     /// [`PresenceChange`]. No `id:` (presence is not in the audited log) and live only.
     pub const PRESENCE_CHANGE: &str = "presence_change";
+    /// A file for this agent (direct or broadcast) shared by another agent; `data` is a
+    /// [`super::StoredEvent`] of kind `file_shared`.
+    pub const NEW_FILE: &str = "new_file";
     /// The stream fell behind and closes; reconnect with `Last-Event-ID` to catch up.
     /// `data` is a [`CatchUp`].
     pub const CATCH_UP: &str = "catch_up";

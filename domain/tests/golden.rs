@@ -19,6 +19,8 @@
 //! `NEXYSYNC_BLESS_STATE=1`. `agent_profile_updated.v1.json` (role and description
 //! sealed) continues it at seq 13 the same way; regenerate only it with
 //! `NEXYSYNC_BLESS_PROFILE=1`.
+//! `file_shared.v1.json` and `file_deleted.v1.json` continue it at seq 14 and 15 (same
+//! actor, same key); regenerate only them with `NEXYSYNC_BLESS_FILE=1`.
 
 // A test: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -28,8 +30,8 @@ use std::path::PathBuf;
 use nexysync_domain::crypto::{AgentToken, ProjectKey, SigningKey};
 use nexysync_domain::event::{
     emoji_index, fields, Actor, AgentProfileUpdated, AgentRegistered, ChainLink, ChainVerifier,
-    Draft, Envelope, EventBody, KvDeleted, KvSet, MessageSent, MessageTarget, ProjectCreated,
-    Reaction, RefShared, KV_NAMESPACE,
+    Draft, Envelope, EventBody, FileDeleted, FileShared, KvDeleted, KvSet, MessageSent,
+    MessageTarget, ProjectCreated, Reaction, RefShared, KV_NAMESPACE,
 };
 use nexysync_domain::ids::{AgentId, AgentName, ProjectId, ProjectName, Seq};
 
@@ -51,6 +53,7 @@ const STATE_FILES: [&str; 6] = [
 /// The golden reaction's emoji.
 const GOLDEN_EMOJI: &str = "🚀";
 const PROFILE_FILES: [&str; 1] = ["agent_profile_updated.v1.json"];
+const FILE_FILES: [&str; 2] = ["file_shared.v1.json", "file_deleted.v1.json"];
 /// The signing key of the KV golden events (32-byte seed); it signs nothing else.
 const KV_AGENT_KEY: &str = "Z29sZGVuLWt2LWFnZW50LXNpZ25pbmcta2V5LTMyYiE=";
 /// The golden project's key; it protects nothing but these examples.
@@ -258,12 +261,58 @@ fn bless_profile() {
     std::fs::write(golden_dir().join(PROFILE_FILES[0]), pretty + "\n").unwrap();
 }
 
+/// Builds the file events after the profile, leaving every older file as it is.
+fn bless_file() {
+    let keys = ProjectKey::from_base64(PROJECT_KEY).unwrap().content_keys();
+    let mut older = load_files(&FILES);
+    older.extend(load_files(&KV_FILES));
+    older.extend(load_files(&REF_FILES));
+    older.extend(load_files(&STATE_FILES));
+    older.extend(load_files(&PROFILE_FILES));
+    let last = &older[12];
+    let agent_key = SigningKey::from_base64(KV_AGENT_KEY).unwrap();
+    use nexysync_domain::crypto::file_stream::{ciphertext_len, FILE_CHUNK_SIZE};
+    let mut shared = Draft::new(
+        last.project,
+        last.actor,
+        EventBody::FileShared(FileShared {
+            to: None,
+            size: 42,
+            ciphertext_size: ciphertext_len(42, FILE_CHUNK_SIZE).unwrap(),
+            digest: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+            chunk_size: FILE_CHUNK_SIZE,
+        }),
+    )
+    .seal(&keys, fields::NAME, b"golden.txt")
+    .seal(&keys, fields::MEDIA_TYPE, b"text/plain")
+    .sign(&agent_key);
+    shared.prev = Some(ChainLink {
+        seq: Seq(13),
+        hash: last.hash(),
+    });
+    let mut deleted = Draft::new(
+        last.project,
+        last.actor,
+        EventBody::FileDeleted(FileDeleted { file: shared.id }),
+    )
+    .sign(&agent_key);
+    deleted.prev = Some(ChainLink {
+        seq: Seq(14),
+        hash: shared.hash(),
+    });
+    for (file, event) in FILE_FILES.iter().zip([&shared, &deleted]) {
+        let pretty = serde_json::to_string_pretty(event).unwrap();
+        std::fs::write(golden_dir().join(file), pretty + "\n").unwrap();
+    }
+}
+
 fn load() -> Vec<Envelope> {
     let mut events = load_files(&FILES);
     events.extend(load_files(&KV_FILES));
     events.extend(load_files(&REF_FILES));
     events.extend(load_files(&STATE_FILES));
     events.extend(load_files(&PROFILE_FILES));
+    events.extend(load_files(&FILE_FILES));
     events
 }
 
@@ -294,6 +343,9 @@ fn golden_events_parse_verify_chain_and_open() {
     }
     if std::env::var("NEXYSYNC_BLESS_PROFILE").is_ok_and(|v| v == "1") {
         bless_profile();
+    }
+    if std::env::var("NEXYSYNC_BLESS_FILE").is_ok_and(|v| v == "1") {
+        bless_file();
     }
     let events = load();
     let EventBody::ProjectCreated(created) = &events[0].body else {
@@ -373,6 +425,20 @@ fn golden_events_parse_verify_chain_and_open() {
         .unwrap()
         .unwrap();
     assert_eq!(description, b"reads every golden diff");
+
+    events[13].verify_signature(&kv_key).unwrap();
+    events[14].verify_signature(&kv_key).unwrap();
+    let EventBody::FileShared(file) = &events[13].body else {
+        panic!("the fourteenth golden event shares a file")
+    };
+    assert!(file.is_well_formed());
+    assert_eq!(file.size, 42);
+    let name = events[13].open(&keys, fields::NAME).unwrap().unwrap();
+    assert_eq!(name, b"golden.txt");
+    let EventBody::FileDeleted(deleted) = &events[14].body else {
+        panic!("the fifteenth golden event deletes the file")
+    };
+    assert_eq!(deleted.file, events[13].id);
 }
 
 #[test]
@@ -382,7 +448,8 @@ fn golden_events_keep_their_exact_shape() {
         .chain(&KV_FILES)
         .chain(&REF_FILES)
         .chain(&STATE_FILES)
-        .chain(&PROFILE_FILES);
+        .chain(&PROFILE_FILES)
+        .chain(&FILE_FILES);
     for (file, event) in files.zip(load()) {
         let text = std::fs::read_to_string(golden_dir().join(file)).unwrap();
         let again = serde_json::to_string_pretty(&event).unwrap() + "\n";

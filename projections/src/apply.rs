@@ -1,6 +1,7 @@
 //! Applying events to the read models, inside the batch's transaction: provisioning,
-//! KV, code-reference, message-state and profile events one by one, runs of consecutive
-//! messages in one statement each. Content-bearing events also move the quota counters.
+//! KV, code-reference, message-state, profile and file events one by one, runs of
+//! consecutive messages in one statement each. Content-bearing events also move the quota
+//! counters.
 //!
 //! Every statement is guarded so that an event the log holds but the read models cannot
 //! place (an agent of an unknown project, a message from an unknown agent) is skipped
@@ -234,6 +235,50 @@ pub(crate) async fn apply(
         | EventBody::MessageUnpinned(_)
         | EventBody::MessageDeleted(_) => {
             crate::apply_state::apply_message_state(conn, seq, event, raw).await?;
+        }
+        EventBody::FileShared(shared) => {
+            let Actor::Agent(sender) = event.actor else {
+                warn!(seq, "file_shared without an agent actor skipped");
+                return Ok(());
+            };
+            let inserted = sqlx::query(
+                "INSERT INTO files (id, project_id, seq, sender, recipient, size, ciphertext_size, envelope, shared_at)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8::json, $9
+                 WHERE EXISTS (SELECT 1 FROM agents WHERE id = $4 AND project_id = $2)
+                   AND ($5::uuid IS NULL OR EXISTS (SELECT 1 FROM agents WHERE id = $5 AND project_id = $2))
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(event.id.as_uuid())
+            .bind(event.project.as_uuid())
+            .bind(seq)
+            .bind(sender.as_uuid())
+            .bind(shared.to.map(|a| *a.as_uuid()))
+            .bind(shared.size.min(i64::MAX as u64) as i64)
+            .bind(shared.ciphertext_size.min(i64::MAX as u64) as i64)
+            .bind(std::str::from_utf8(raw).unwrap_or("{}"))
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                warn!(seq, "file_shared skipped: unknown agent or already applied");
+            }
+            // Committed: the upload is no longer pending (and must not be swept).
+            sqlx::query("DELETE FROM pending_uploads WHERE id = $1 AND project_id = $2")
+                .bind(event.id.as_uuid())
+                .bind(event.project.as_uuid())
+                .execute(&mut *conn)
+                .await?;
+        }
+        EventBody::FileDeleted(deleted) => {
+            sqlx::query(
+                "UPDATE files SET deleted_seq = $3
+                 WHERE id = $1 AND project_id = $2 AND deleted_seq IS NULL",
+            )
+            .bind(deleted.file.as_uuid())
+            .bind(event.project.as_uuid())
+            .bind(seq)
+            .execute(&mut *conn)
+            .await?;
         }
     }
     Ok(())

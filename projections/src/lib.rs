@@ -12,7 +12,7 @@
 //!   read-your-writes.
 //! - [`ReadModels`]: scoped queries (inbox, message, thread, agents, tokens, KV entries,
 //!   code references, message state: reactions, read marks, pins, deletions; profiles,
-//!   presence, quota usage).
+//!   presence, quota usage; files and pending uploads).
 //!
 //! # Invariants
 //! - Each event takes effect exactly once, across crashes and restarts.
@@ -35,8 +35,8 @@ pub use error::ProjectionError;
 pub use presence::{PresenceProjector, PRESENCE};
 pub use projector::{Projector, CHECKPOINT_CHANNEL, MAX_BATCH, READ_MODELS};
 pub use read::{
-    AgentRecord, Audience, KvCurrent, KvRow, MessageFacts, MessageState, PresenceRow, ReadModels,
-    RefFacts, StateFacts, StoredJson, TokenOwner,
+    AgentRecord, Audience, FileFacts, FileRow, KvCurrent, KvRow, MessageFacts, MessageState,
+    PendingUpload, PresenceRow, ReadModels, RefFacts, StateFacts, StoredJson, TokenOwner,
 };
 pub use rebuild::{rebuild, status, ReadModelStatus, RebuildProgress, RebuildReport};
 pub use watch::ProjectionWatch;

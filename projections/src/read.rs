@@ -9,10 +9,12 @@ use sqlx::{PgPool, Row};
 
 use crate::ProjectionError;
 
+mod files;
 mod kv;
 mod meta;
 mod refs;
 mod state;
+pub use files::{FileFacts, FileRow, PendingUpload};
 pub use kv::{KvCurrent, KvRow};
 pub use meta::PresenceRow;
 pub use refs::RefFacts;

@@ -357,6 +357,31 @@ fn write_text(
                 target.message
             )
         }
+        EventBody::FileShared(shared) => {
+            let who = actor_name(auditor, event.actor);
+            let to = shared
+                .to
+                .map(|to| name_of(auditor, to))
+                .unwrap_or_else(|| "everyone".into());
+            let name = match open(event, keys, fields::NAME) {
+                Opened::Text(name) => printable(&name),
+                _ => "[name does not open]".into(),
+            };
+            write!(
+                out,
+                "#{seq} {when} {who} -> {to} shared file `{name}` ({} bytes, id {})",
+                shared.size, event.id
+            )?;
+            if let Opened::Text(media_type) = open(event, keys, fields::MEDIA_TYPE) {
+                write!(out, " {}", printable(&media_type))?;
+            }
+            writeln!(out)?;
+            writeln!(out, "  sha256 of the ciphertext: {}", shared.digest)
+        }
+        EventBody::FileDeleted(deleted) => {
+            let who = actor_name(auditor, event.actor);
+            writeln!(out, "#{seq} {when} {who} deleted file {}", deleted.file)
+        }
     }
 }
 
@@ -475,6 +500,22 @@ fn write_jsonl(
         | EventBody::MessageDeleted(target) => {
             line.insert("message".into(), target.message.to_string().into());
         }
+        EventBody::FileShared(shared) => {
+            line.insert("to".into(), json!(shared.to));
+            if let Some(to) = shared.to {
+                line.insert("to_name".into(), name_of(auditor, to).into());
+            }
+            line.insert("size".into(), shared.size.into());
+            line.insert("ciphertext_size".into(), shared.ciphertext_size.into());
+            line.insert("digest".into(), shared.digest.clone().into());
+            line.insert("chunk_size".into(), shared.chunk_size.into());
+            for field in [fields::NAME, fields::MEDIA_TYPE] {
+                insert_opened(&mut line, field, open(event, keys, field));
+            }
+        }
+        EventBody::FileDeleted(deleted) => {
+            line.insert("file".into(), deleted.file.to_string().into());
+        }
     }
     serde_json::to_writer(&mut *out, &Value::Object(line))?;
     out.write_all(b"\n")
@@ -503,6 +544,98 @@ fn insert_opened(line: &mut Map<String, Value>, field: &str, opened: Opened) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_events_replay_with_their_name_size_and_deletion() {
+        use nexysync_domain::crypto::file_stream::{ciphertext_len, FILE_CHUNK_SIZE};
+        use nexysync_domain::crypto::{AgentToken, ProjectKey, SigningKey};
+        use nexysync_domain::event::{
+            AgentRegistered, Draft, FileDeleted, FileShared, ProjectCreated,
+        };
+        use nexysync_domain::ids::{AgentId, AgentName, ProjectId, ProjectName};
+
+        let project = ProjectId::generate();
+        let keys = ProjectKey::generate().content_keys();
+        let owner = SigningKey::generate();
+        let alice = AgentId::generate();
+        let alice_key = SigningKey::generate();
+        let mut events = vec![
+            Draft::new(
+                project,
+                Actor::Owner,
+                EventBody::ProjectCreated(ProjectCreated {
+                    name: ProjectName::parse("replayed").unwrap(),
+                    owner_key: owner.public_key(),
+                }),
+            )
+            .sign(&owner),
+            Draft::new(
+                project,
+                Actor::Owner,
+                EventBody::AgentRegistered(AgentRegistered {
+                    agent: alice,
+                    name: AgentName::parse("alice").unwrap(),
+                    signing_key: alice_key.public_key(),
+                    token_hash: AgentToken::generate().hash(),
+                }),
+            )
+            .sign(&owner),
+        ];
+        let shared = Draft::new(
+            project,
+            Actor::Agent(alice),
+            EventBody::FileShared(FileShared {
+                to: None,
+                size: 7,
+                ciphertext_size: ciphertext_len(7, FILE_CHUNK_SIZE).unwrap(),
+                digest: "ab".repeat(32),
+                chunk_size: FILE_CHUNK_SIZE,
+            }),
+        )
+        .seal(&keys, fields::NAME, b"plan.md")
+        .sign(&alice_key);
+        let file = shared.id;
+        events.push(shared);
+        events.push(
+            Draft::new(
+                project,
+                Actor::Agent(alice),
+                EventBody::FileDeleted(FileDeleted { file }),
+            )
+            .sign(&alice_key),
+        );
+        let mut auditor = ProjectAuditor::new(project);
+        let (mut text, mut jsonl) = (Vec::new(), Vec::new());
+        let mut last = None;
+        for (i, event) in events.iter().enumerate() {
+            let seq = Seq(i as u64 + 1);
+            let mut event = event.clone();
+            // The log sets the chain link when it appends.
+            event.prev = last.map(|(seq, hash)| nexysync_domain::event::ChainLink { seq, hash });
+            let hash = auditor.push(seq, &event).unwrap();
+            last = Some((seq, hash));
+            write_text(&mut text, seq, &event, &auditor, &keys).unwrap();
+            write_jsonl(&mut jsonl, seq, &event, hash, &auditor, &keys).unwrap();
+        }
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains("alice -> everyone shared file `plan.md` (7 bytes"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("alice deleted file {file}")),
+            "{text}"
+        );
+        let lines: Vec<serde_json::Value> = String::from_utf8(jsonl)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[2]["kind"], "file_shared");
+        assert_eq!(lines[2]["name"], "plan.md");
+        assert_eq!(lines[2]["size"], 7);
+        assert_eq!(lines[3]["file"], file.to_string());
+    }
 
     #[test]
     fn control_characters_are_escaped_for_the_terminal() {

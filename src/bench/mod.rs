@@ -17,10 +17,15 @@
 //! - [`replay`] (`nexysync bench replay`): rebuild and audit-verify rates over a log of its
 //!   own, beside the raw replay and a plain PostgreSQL insert.
 //!
+//! - `files` (`--files`, on its own): upload and download of one large file through the
+//!   agents' client and a `nexysync-cdn` child, beside a plain disk copy of the same
+//!   bytes; and the CDN's peak memory.
+//!
 //! The bench provisions its own project and agents (with the admin token) and writes raw
 //! events to a stream of its own, deleted at the end.
 
 mod delivery;
+pub mod files;
 mod fixture;
 mod kv;
 mod raw;

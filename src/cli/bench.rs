@@ -57,6 +57,16 @@ pub struct BenchArgs {
     /// Agents compare-and-setting one key for the CAS figure (for --seconds).
     #[arg(long, default_value_t = 8)]
     pub cas_agents: usize,
+
+    /// Measure files instead: upload and download of one file (through its own API in
+    /// this process and a `nexysync-cdn` child, on the configured NATS and PostgreSQL)
+    /// beside a plain disk copy, and the CDN's peak memory.
+    #[arg(long)]
+    pub files: bool,
+
+    /// Size of the file of `--files`, in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub file_mib: u64,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -93,6 +103,20 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         )
         .await?;
         if replay.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", report.table());
+        }
+        return Ok(());
+    }
+    if args.files {
+        let report = bench::files::run(&bench::files::FilesOptions {
+            nats_url: settings.nats_url.clone(),
+            database_url: settings.database_url.expose().to_owned(),
+            mib: args.file_mib,
+        })
+        .await?;
+        if args.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             print!("{}", report.table());

@@ -40,7 +40,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the NexySync server on this machine: the API and the projectors in one process.
+    /// Run the NexySync server on this machine: the API, the projectors and the file
+    /// service (CDN) in one process.
     ///
     /// Needs NATS with JetStream (NEXYSYNC_NATS_URL) and PostgreSQL (DATABASE_URL); `make up`
     /// installs and starts both. The admin token that guards provisioning comes from
@@ -73,7 +74,9 @@ pub enum Command {
     /// Provisions a project and agents of its own (with the admin token) and a stream of
     /// its own for the floor, deleted at the end. Targets: send p50 ≤ 5x raw, p99 ≤ 10x
     /// raw; 64-sender throughput ≥ 25% of raw; delivery to 1,000 subscribers p50 < 5 ms,
-    /// p99 < 25 ms.
+    /// p99 < 25 ms. With `--files`: upload and download of a 256 MiB file through its own
+    /// API and a `nexysync-cdn` child, beside a plain disk copy (target ≥ 50%), and the CDN's
+    /// peak memory (target < 64 MiB).
     Bench(bench::BenchArgs),
 }
 

@@ -1,4 +1,4 @@
-//! `nexysync up`: the API server and the projectors in one process.
+//! `nexysync up`: the API server, the projectors and the file service (CDN) in one process.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +30,7 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
         settings.data_dir = data_dir;
     }
     let (admin_token, token_origin) = admin_token::for_server(&settings)?;
+    let cdn = start_cdn(&settings).await?;
 
     eprintln!(
         "Starting NexySync: NATS at {}, PostgreSQL at {}, stream prefix `{}`",
@@ -49,6 +50,12 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
     api.presence_heartbeat = settings.presence_heartbeat;
     api.presence_timeout = settings.presence_timeout;
     api.run_projectors = true;
+    api.files.cdn_url = cdn.url.clone();
+    api.files.cdn_internal_url = cdn.url.clone();
+    api.files.url_secret = cdn.secret.clone();
+    if let Some(quota) = file_quota()? {
+        api.files.quota_bytes = quota;
+    }
 
     let app = Application::build(api).await.with_context(|| {
         format!(
@@ -64,13 +71,89 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
     let url = format!("http://{}", app.local_addr());
     println!("NexySync is listening on {url}");
     eprintln!("Admin token: {token_origin}");
+    eprintln!(
+        "File service (CDN) on {} storing {:?}; URL secret in {}",
+        cdn.url, cdn.storage, cdn.secret_origin
+    );
     let server_flag = if url == settings.url {
         String::new()
     } else {
         format!(" --server {url}")
     };
     eprintln!("Next: nexysync project create NAME{server_flag}   (Ctrl-C stops the server)");
-    app.run_until_stopped()
+    let result = app
+        .run_until_stopped()
         .await
-        .context("the NexySync server stopped with an error")
+        .context("the NexySync server stopped with an error");
+    let _ = cdn.stop.send(());
+    result
+}
+
+/// The CDN as `nexysync up` runs it.
+struct RunningCdn {
+    url: String,
+    storage: nexysync_cdn::Storage,
+    secret: nexysync_domain::blob_url::UrlSecret,
+    secret_origin: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Starts the file service in this process, with the CDN's own settings
+/// (`NEXYSYNC_CDN_LISTEN`, `NEXYSYNC_BLOB_DIR`, `NEXYSYNC_S3_*`, `NEXYSYNC_URL_SECRET`, see
+/// `nexysync-cdn`) and this command's data directory. `NEXYSYNC_CDN_URL` overrides the URL
+/// handed to clients (behind a proxy).
+async fn start_cdn(settings: &Settings) -> anyhow::Result<RunningCdn> {
+    let data_dir = settings.data_dir.clone();
+    let env = |name: &str| match name {
+        "NEXYSYNC_DATA_DIR" => Some(data_dir.display().to_string()),
+        other => std::env::var(other).ok().filter(|v| !v.is_empty()),
+    };
+    let secret_origin = if env("NEXYSYNC_URL_SECRET").is_some() {
+        "NEXYSYNC_URL_SECRET".to_owned()
+    } else {
+        data_dir
+            .join(nexysync_cdn::settings::SECRET_FILE)
+            .display()
+            .to_string()
+    };
+    let cdn_settings = nexysync_cdn::Settings::from_vars(env)?;
+    let storage = cdn_settings.storage.clone();
+    let secret = cdn_settings.url_secret.clone();
+    let cdn = nexysync_cdn::Cdn::build(cdn_settings)
+        .await
+        .context("failed to start the file service (CDN)")?;
+    let url = std::env::var("NEXYSYNC_CDN_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| format!("http://{}", cdn.local_addr()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        if let Err(e) = cdn
+            .run_until(async move {
+                let _ = stopped.await;
+            })
+            .await
+        {
+            tracing::error!(error = %e, "the file service stopped");
+        }
+    });
+    Ok(RunningCdn {
+        url,
+        storage,
+        secret,
+        secret_origin,
+        stop,
+    })
+}
+
+/// `NEXYSYNC_FILE_QUOTA_BYTES`: ciphertext bytes a project may keep in files.
+fn file_quota() -> anyhow::Result<Option<u64>> {
+    std::env::var("NEXYSYNC_FILE_QUOTA_BYTES")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse()
+                .context("NEXYSYNC_FILE_QUOTA_BYTES must be a whole number of bytes")
+        })
+        .transpose()
 }

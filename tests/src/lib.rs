@@ -10,12 +10,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod agents;
+pub mod files;
 pub mod kv;
 pub mod meta;
 pub mod processes;
 pub mod refs;
-pub mod system;
 pub mod state;
+pub mod system;
 
 use std::net::SocketAddr;
 use std::time::Duration;

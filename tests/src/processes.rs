@@ -100,6 +100,8 @@ impl RunningServer {
         command
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            // The in-process CDN on a free port too (a test's `envs` may say otherwise).
+            .env("NEXYSYNC_CDN_LISTEN", "127.0.0.1:0")
             .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
             .stderr(if std::env::var("TEST_LOG").is_ok_and(|v| v == "1") {
@@ -179,5 +181,53 @@ pub async fn nexysync_output(args: &[&str], envs: &[(&str, String)]) -> CliOutpu
         code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// One agent's `nexysync-mcp` over stdio, started in the agent's directory as an AI tool
+/// would start it.
+pub struct McpProcess {
+    pub client: rmcp::service::RunningService<rmcp::RoleClient, ()>,
+}
+
+impl std::fmt::Debug for McpProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("McpProcess")
+    }
+}
+
+impl McpProcess {
+    pub async fn start(dir: &Path) -> Self {
+        use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+        use rmcp::ServiceExt;
+        let command = Command::new(binary("nexysync-mcp")).configure(|cmd| {
+            cmd.current_dir(dir).env_remove("NEXYSYNC_KEY_FILE");
+        });
+        let (transport, _) = TokioChildProcess::builder(command)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nexysync-mcp starts");
+        let client = ().serve(transport).await.expect("MCP handshake");
+        Self { client }
+    }
+
+    /// Calls `tool`; the whole result, error or not.
+    pub async fn call(
+        &self,
+        tool: &str,
+        arguments: serde_json::Value,
+    ) -> rmcp::model::CallToolResult {
+        self.client
+            .peer()
+            .call_tool(
+                rmcp::model::CallToolRequestParams::new(tool.to_owned())
+                    .with_arguments(arguments.as_object().cloned().unwrap_or_default()),
+            )
+            .await
+            .expect("a tool answers")
+    }
+
+    pub async fn stop(self) {
+        let _ = self.client.cancel().await;
     }
 }

@@ -30,9 +30,7 @@ async fn a_lease_is_refused_to_another_agent_then_expires_by_itself() {
     let alice = system.add_agent("demo", "alice").await;
     let bob = system.add_agent("demo", "bob").await;
 
-    let lease = |holder: &str| {
-        json!({"action": "set", "key": LEASE, "value": holder, "expected_revision": 0, "ttl_s": 2})
-    };
+    let lease = |holder: &str| json!({"action": "set", "key": LEASE, "value": holder, "expected_revision": 0, "ttl_s": 2});
     let taken = alice.call("ns_kv", lease("alice")).await;
     let revision = taken["revision"].as_u64().unwrap();
 
@@ -40,7 +38,9 @@ async fn a_lease_is_refused_to_another_agent_then_expires_by_itself() {
     let refused = bob.refused("ns_kv", lease("bob")).await;
     assert!(refused.contains("revision_mismatch"), "{refused}");
     assert!(refused.contains(&revision.to_string()), "{refused}");
-    let held = bob.call("ns_kv", json!({"action": "get", "key": LEASE})).await;
+    let held = bob
+        .call("ns_kv", json!({"action": "get", "key": LEASE}))
+        .await;
     assert_eq!(held["entry"]["value"], "alice", "{held}");
 
     // Nobody releases it: its TTL does, and then Bob takes it.
@@ -127,11 +127,17 @@ async fn an_agent_of_another_project_can_read_or_change_nothing_of_this_one() {
     for (tool, arguments) in [
         ("ns_message", json!({"action": "read", "id": message})),
         ("ns_message", json!({"action": "thread", "id": message})),
-        ("ns_message", json!({"action": "react", "id": message, "emoji": "👍"})),
+        (
+            "ns_message",
+            json!({"action": "react", "id": message, "emoji": "👍"}),
+        ),
         ("ns_message", json!({"action": "ack", "id": message})),
         ("ns_message", json!({"action": "pin", "id": message})),
         ("ns_message", json!({"action": "delete", "id": message})),
-        ("ns_message", json!({"action": "send", "to": "alice", "body": "hi"})),
+        (
+            "ns_message",
+            json!({"action": "send", "to": "alice", "body": "hi"}),
+        ),
         ("ns_ref", json!({"action": "get", "id": reference})),
     ] {
         let refused = mallory.refused(tool, arguments).await;

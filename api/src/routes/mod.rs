@@ -1,5 +1,6 @@
 //! Routes, one file per resource.
 
+mod files;
 mod health;
 mod kv;
 mod message_state;
@@ -42,6 +43,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/{id}/delete", post(message_state::delete))
         .route("/v1/refs", post(refs::share).get(refs::list))
         .route("/v1/refs/{id}", get(refs::read))
+        .route("/v1/files", post(files::declare).get(files::list))
+        .route("/v1/files/delete", post(files::delete))
+        .route("/v1/files/{id}", get(files::read))
+        .route("/v1/files/{id}/commit", post(files::commit))
         .route("/v1/kv", put(kv::set).get(kv::list))
         .route("/v1/kv/delete", post(kv::delete))
         .route("/v1/kv/{key_ix}", get(kv::get))

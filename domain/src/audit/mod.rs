@@ -201,7 +201,9 @@ impl ProjectAuditor {
             EventBody::KvSet(_)
             | EventBody::KvDeleted(_)
             | EventBody::RefShared(_)
-            | EventBody::AgentProfileUpdated(_) => self.check_agent_signature(seq, event, signed),
+            | EventBody::AgentProfileUpdated(_)
+            | EventBody::FileShared(_)
+            | EventBody::FileDeleted(_) => self.check_agent_signature(seq, event, signed),
             EventBody::ReactionAdded(_)
             | EventBody::ReactionRemoved(_)
             | EventBody::MessageRead(_)

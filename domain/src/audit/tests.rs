@@ -510,3 +510,44 @@ fn a_profile_update_signed_by_its_agent_passes_and_a_forged_one_is_caught() {
         Err(AuditError::ForgedSignature { seq: s, .. }) if s == seq
     ));
 }
+
+#[test]
+fn a_file_shared_then_deleted_by_registered_agents_passes_and_a_forged_delete_is_caught() {
+    let mut log = Log::with_messages(0);
+    let shared = Draft::new(
+        log.project.id,
+        Actor::Agent(log.alice.id),
+        EventBody::FileShared(crate::event::FileShared {
+            to: None,
+            size: 0,
+            ciphertext_size: crate::crypto::file_stream::ciphertext_len(
+                0,
+                crate::crypto::file_stream::FILE_CHUNK_SIZE,
+            )
+            .unwrap(),
+            digest: "00".repeat(32),
+            chunk_size: crate::crypto::file_stream::FILE_CHUNK_SIZE,
+        }),
+    )
+    .seal(&log.project.keys, crate::event::fields::NAME, b"a.txt")
+    .sign(&log.alice.key);
+    let file = shared.id;
+    log.append(shared);
+    let deleted = |signer: &SigningKey| {
+        Draft::new(
+            log.project.id,
+            Actor::Agent(log.alice.id),
+            EventBody::FileDeleted(crate::event::FileDeleted { file }),
+        )
+        .sign(signer)
+    };
+    let honest = deleted(&log.alice.key);
+    let forged = deleted(&SigningKey::generate());
+    log.append(honest);
+    assert!(log.audit().is_ok());
+    let seq = log.append(forged);
+    assert!(matches!(
+        log.audit(),
+        Err(AuditError::ForgedSignature { seq: s, .. }) if s == seq
+    ));
+}

@@ -8,8 +8,10 @@
 //!   commitment so a ciphertext cannot open under two keys.
 //! - [`ContentKeys::blind_index`]: HMAC equality tokens for lookups the server must do.
 //! - [`SigningKey`] / [`PublicKey`]: Ed25519, verified with `verify_strict`.
+//! - [`file_stream`]: files encrypted in authenticated 64 KiB chunks (flat memory, any size).
 
 mod b64;
+pub mod file_stream;
 mod project_key;
 mod sealed;
 mod signing;

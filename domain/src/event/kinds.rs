@@ -24,6 +24,8 @@ pub enum EventBody {
     MessageUnpinned(MessageTarget),
     MessageDeleted(MessageTarget),
     AgentProfileUpdated(AgentProfileUpdated),
+    FileShared(FileShared),
+    FileDeleted(FileDeleted),
 }
 
 impl EventBody {
@@ -36,6 +38,8 @@ impl EventBody {
             Self::KvSet(_) => EventKind::KvSet,
             Self::KvDeleted(_) => EventKind::KvDeleted,
             Self::RefShared(_) => EventKind::RefShared,
+            Self::FileShared(_) => EventKind::FileShared,
+            Self::FileDeleted(_) => EventKind::FileDeleted,
             Self::AgentProfileUpdated(_) => EventKind::AgentProfileUpdated,
             Self::ReactionAdded(_) => EventKind::ReactionAdded,
             Self::ReactionRemoved(_) => EventKind::ReactionRemoved,
@@ -76,6 +80,8 @@ pub enum EventKind {
     MessageUnpinned,
     MessageDeleted,
     AgentProfileUpdated,
+    FileShared,
+    FileDeleted,
 }
 
 impl EventKind {
@@ -94,6 +100,8 @@ impl EventKind {
             Self::MessageUnpinned => "message_unpinned",
             Self::MessageDeleted => "message_deleted",
             Self::AgentProfileUpdated => "agent_profile_updated",
+            Self::FileShared => "file_shared",
+            Self::FileDeleted => "file_deleted",
         }
     }
 }
@@ -224,6 +232,52 @@ pub struct MessageTarget {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentProfileUpdated {}
 
+/// Largest file that may be shared, in plaintext bytes (16 GiB).
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024 * 1024;
+
+/// An agent shared a file with one agent (`to`) or everyone (`to` absent). The file's
+/// bytes live in the CDN, encrypted in chunks on the agent's machine
+/// ([`crate::crypto::file_stream`]); the event's id is the file's id. Sizes, the digest of
+/// the ciphertext and the chunk size are clear; the file's `name` (always) and
+/// `media_type` (when given) are sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileShared {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<AgentId>,
+    /// Plaintext bytes (at most [`MAX_FILE_BYTES`]).
+    pub size: u64,
+    /// Bytes of the encrypted blob: `ciphertext_len(size, chunk_size)`.
+    pub ciphertext_size: u64,
+    /// Lowercase hex SHA-256 of the encrypted blob, which the CDN checks on upload.
+    pub digest: String,
+    /// Plaintext bytes per chunk.
+    pub chunk_size: u32,
+}
+
+impl FileShared {
+    /// Whether the sizes agree with each other and the limits, and the digest is
+    /// 64 lowercase hex digits.
+    pub fn is_well_formed(&self) -> bool {
+        let digest_ok = self.digest.len() == 64
+            && self
+                .digest
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+        digest_ok
+            && self.chunk_size == crate::crypto::file_stream::FILE_CHUNK_SIZE
+            && self.size <= MAX_FILE_BYTES
+            && crate::crypto::file_stream::ciphertext_len(self.size, self.chunk_size)
+                == Some(self.ciphertext_size)
+    }
+}
+
+/// An agent deleted a shared file; its blob is removed. No sealed fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDeleted {
+    /// The id of the `file_shared` event.
+    pub file: EventId,
+}
+
 /// Sealed field names.
 pub mod fields {
     pub const BODY: &str = "body";
@@ -248,4 +302,8 @@ pub mod fields {
     pub const ROLE: &str = "role";
     /// An agent's optional description of itself (`agent_profile_updated`).
     pub const DESCRIPTION: &str = "description";
+    /// A shared file's name (`file_shared`).
+    pub const NAME: &str = "name";
+    /// A shared file's optional media type (`file_shared`).
+    pub const MEDIA_TYPE: &str = "media_type";
 }

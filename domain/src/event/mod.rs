@@ -9,7 +9,7 @@ mod kinds;
 pub use chain::{ChainError, ChainVerifier};
 pub use envelope::{Actor, ChainLink, Draft, Envelope, EventHash, ENVELOPE_VERSION};
 pub use kinds::{
-    emoji_index, fields, AgentProfileUpdated, AgentRegistered, EventBody, EventKind, KvDeleted,
-    KvSet, MessageSent, MessageTarget, ProjectCreated, Reaction, RefShared, EMOJI_NAMESPACE,
-    KV_NAMESPACE, MAX_REF_LINES,
+    emoji_index, fields, AgentProfileUpdated, AgentRegistered, EventBody, EventKind, FileDeleted,
+    FileShared, KvDeleted, KvSet, MessageSent, MessageTarget, ProjectCreated, Reaction, RefShared,
+    EMOJI_NAMESPACE, KV_NAMESPACE, MAX_FILE_BYTES, MAX_REF_LINES,
 };

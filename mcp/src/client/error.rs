@@ -59,6 +59,16 @@ pub enum ClientError {
     },
     #[error("this agent ({agent}) is not among the project's verified agents: {reason}")]
     NotRegistered { agent: AgentName, reason: String },
+    #[error("{action} {path}: {reason}")]
+    File {
+        action: &'static str,
+        path: String,
+        reason: String,
+    },
+    #[error("the downloaded file is not what was shared: {0}")]
+    FileCorrupt(#[from] nexysync_domain::crypto::file_stream::FileCryptoError),
+    #[error("the file is {size} bytes; files may be at most {limit} bytes")]
+    FileTooLarge { size: u64, limit: u64 },
 }
 
 fn known_names(names: &[AgentName]) -> String {

@@ -67,6 +67,11 @@ impl Http {
         &self.base
     }
 
+    /// The underlying client, for the CDN's signed URLs (which carry no bearer token).
+    pub(crate) fn raw(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     fn url(&self, path: &str) -> Result<Url, ClientError> {
         self.base
             .join(path.trim_start_matches('/'))

@@ -14,6 +14,8 @@
 //!   field sealed, verified on read.
 //! - Message state (`react`, `ack`, `pin`, `unpin`, `delete_message`): signed events on a
 //!   message; reactions and deletions verified on read ([`MessageReaction`]).
+//! - [`SharedFile`]: shared files (`upload_file`/`files`/`download_file`/`delete_file`),
+//!   encrypted in chunks and streamed to and from the CDN, name and media type sealed.
 //!
 //! No key, no send: a [`Client`] exists only with a key file, and every body it sends is
 //! sealed under the project key first.
@@ -22,6 +24,7 @@ mod arrival;
 mod chain;
 mod directory;
 mod error;
+mod files;
 mod http;
 mod kv;
 mod message;
@@ -50,6 +53,7 @@ pub use arrival::{Arrival, Cursors, KvChange, StreamKind};
 pub use chain::{ChainError, ChainMemory};
 pub use directory::{Directory, RegistrationError, VerifiedAgent};
 pub use error::{ApiError, ClientError};
+pub use files::{FileListPage, FileSource, NewFile, SharedFile};
 pub use kv::{KvListPage, KvValue};
 pub use message::{InboxPage, Incoming, Message, NewMessage, RejectedMessage, ThreadPage};
 pub use meta::{AgentMeta, Me, Profile};

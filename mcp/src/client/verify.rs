@@ -65,6 +65,8 @@ pub enum VerifyError {
     NotAProfile { kind: &'static str },
     #[error("it is a profile written by `{0}`, not by the agent it is served for")]
     ProfileOfAnotherAgent(AgentName),
+    #[error("it is a {kind} event, not a file_shared")]
+    NotAFile { kind: &'static str },
 }
 
 impl VerifyError {

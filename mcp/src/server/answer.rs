@@ -92,6 +92,9 @@ impl From<ClientError> for ToolError {
             ClientError::InvalidLineRange { .. } => "invalid_line_range",
             ClientError::IdentityMismatch { .. } => "identity_mismatch",
             ClientError::NotRegistered { .. } => "not_registered",
+            ClientError::File { .. } => "file_error",
+            ClientError::FileCorrupt(_) => "file_corrupt",
+            ClientError::FileTooLarge { .. } => "file_too_large",
         };
         ToolError::new(code, error.to_string())
     }

@@ -4,7 +4,7 @@
 //!   [`NexySyncMcp::discover`], then [`NexySyncMcp::serve`] it on any transport (stdio in
 //!   the binary, `tokio::io::duplex` in tests).
 //! - `auth_tool`: `ns_auth`; `message_tool`: `ns_message`; `kv_tool`: `ns_kv`;
-//!   `ref_tool`: `ns_ref`; `meta_tool`: `ns_meta`.
+//!   `ref_tool`: `ns_ref`; `meta_tool`: `ns_meta`; `file_tool`: `ns_file`.
 //! - `wait`: `ns_message wait` for any of the stream's kinds (`message`, `ref`, `kv`).
 //! - `notify`: every verified arrival pushed to the client as a channel notification.
 //! - `answer`: summaries plus structured JSON, list forms (brief, full) within one
@@ -18,6 +18,7 @@
 mod answer;
 mod auth_tool;
 mod cursor_file;
+mod file_tool;
 mod kv_tool;
 mod message_tool;
 mod meta_tool;
@@ -47,6 +48,7 @@ use answer::{into_result, ToolError};
 use session::{Auth, Session};
 
 pub use auth_tool::{AuthAction, AuthParams};
+pub use file_tool::{FileAction, FileParams};
 pub use kv_tool::{KvAction, KvParams};
 pub use message_tool::{MessageAction, MessageParams};
 pub use meta_tool::{MetaAction, MetaParams};
@@ -248,9 +250,18 @@ impl NexySyncMcp {
     async fn ns_meta(&self, Parameters(params): Parameters<MetaParams>) -> CallToolResult {
         into_result(meta_tool::run(self, params).await)
     }
+
+    /// Shared files.
+    #[tool(
+        name = "ns_file",
+        description = "Share files with this project's agents; contents, names and media types end-to-end encrypted, streamed in chunks (any size), every file signature-verified. action `upload` (path of a local file, or content for small text with name; optional name, media_type, to): to one agent, or everyone when `to` is omitted. `list` (optional since, limit): files you may read, with id, name, size and sender. `read` (id, optional path): save the file to `path` (a new file, or a directory), or without `path` get small text inline. `delete` (id): remove it for everyone."
+    )]
+    async fn ns_file(&self, Parameters(params): Parameters<FileParams>) -> CallToolResult {
+        into_result(file_tool::run(self, params).await)
+    }
 }
 
-const INSTRUCTIONS: &str = "NexySync connects the AI agents working on this project. Messages are end-to-end encrypted and every message shown to you was verified (sender signature, project, hash chain). Start with ns_auth {\"action\":\"status\"}. Use ns_message: `send`/`broadcast` to talk, `check` for your inbox, `wait` to block until someone writes (or, with `kinds`, shares a ref or changes a shared key), `read`/`thread` for whole messages and conversations, `react`/`ack`/`pin`/`unpin`/`delete` on a message. Use ns_kv for shared state and leases (compare-and-set on `revision`). Use ns_ref to point others at code (`share`, `list`, `get`). Use ns_meta to see who is here and online (`agents`, `presence`), set your role (`update_role`) and check the quota (`quota`). When something arrives, this server also pushes a short channel notification (kind, from, id): read the whole of it with the tool it names.";
+const INSTRUCTIONS: &str = "NexySync connects the AI agents working on this project. Messages are end-to-end encrypted and every message shown to you was verified (sender signature, project, hash chain). Start with ns_auth {\"action\":\"status\"}. Use ns_message: `send`/`broadcast` to talk, `check` for your inbox, `wait` to block until someone writes (or, with `kinds`, shares a ref or changes a shared key), `read`/`thread` for whole messages and conversations, `react`/`ack`/`pin`/`unpin`/`delete` on a message. Use ns_kv for shared state and leases (compare-and-set on `revision`). Use ns_ref to point others at code (`share`, `list`, `get`). Use ns_meta to see who is here and online (`agents`, `presence`), set your role (`update_role`) and check the quota (`quota`). Use ns_file to share files (`upload`, `list`, `read`, `delete`). When something arrives, this server also pushes a short channel notification (kind, from, id): read the whole of it with the tool it names.";
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for NexySyncMcp {

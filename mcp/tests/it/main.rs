@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod client_flow;
+mod files;
 mod kv;
 mod mcp_session;
 mod message_state;

@@ -12,7 +12,14 @@ async fn the_server_offers_exactly_ns_auth_and_ns_message() {
     names.sort();
     assert_eq!(
         names,
-        ["ns_auth", "ns_kv", "ns_message", "ns_meta", "ns_ref"]
+        [
+            "ns_auth",
+            "ns_file",
+            "ns_kv",
+            "ns_message",
+            "ns_meta",
+            "ns_ref"
+        ]
     );
     let message = tools.iter().find(|t| t.name == "ns_message").unwrap();
     let schema = serde_json::to_value(&*message.input_schema).unwrap();
@@ -50,6 +57,7 @@ async fn every_tool_without_a_key_explains_how_to_provision_one() {
         ("ns_auth", json!({"action": "status"})),
         ("ns_ref", json!({"action": "list"})),
         ("ns_meta", json!({"action": "whoami"})),
+        ("ns_file", json!({"action": "list"})),
     ] {
         let result = session.call(tool, args).await;
         assert!(is_error(&result), "{tool}: {result:?}");

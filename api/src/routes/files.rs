@@ -1,0 +1,283 @@
+//! Shared files: declare an upload (a signed `file_shared`, answered with an upload URL),
+//! commit it once the blob is stored (the `file_shared` is appended), list, get a download
+//! URL, delete (`file_deleted`, blob removed). Names and media types stay sealed inside
+//! the envelopes; the blobs are ciphertext the CDN stores.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use nexysync_domain::event::{Envelope, EventBody, EventKind};
+use nexysync_domain::ids::{EventId, ProjectId, Seq};
+use nexysync_domain::wire::Appended;
+use serde::{Deserialize, Serialize};
+use tracing::{instrument, warn};
+
+use crate::auth::AgentAuth;
+use crate::cdn::SignedUrl;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery};
+use crate::paging::PageRequest;
+use crate::raw::{self, RawStoredEvent};
+use crate::state::AppState;
+use crate::write::{check_as_agent, submit_as_agent, write_status};
+
+/// Answer to a declared upload.
+#[derive(Debug, Serialize)]
+pub struct UploadTicket {
+    file: EventId,
+    /// `PUT` the ciphertext here: exactly `max_bytes` bytes with the declared SHA-256.
+    upload_url: String,
+    expires_at_ms: i64,
+    max_bytes: u64,
+}
+
+fn parse_id(id: &str) -> Result<EventId, ApiError> {
+    EventId::parse(id).map_err(|e| ApiError::InvalidRequest(format!("file id: {e}")))
+}
+
+/// The per-project limit on stored file bytes, checked on declare and on commit. Kept in
+/// one place so a general quota mechanism can take it over.
+async fn check_file_quota(
+    state: &AppState,
+    project: ProjectId,
+    file: EventId,
+    ciphertext_size: u64,
+) -> Result<(), ApiError> {
+    let quota = state.cdn.settings().quota_bytes;
+    let in_use = state.reads.file_bytes_in_use(project, Some(file)).await?;
+    if in_use.saturating_add(ciphertext_size) > quota {
+        return Err(ApiError::FileQuotaExceeded(format!(
+            "this file needs {ciphertext_size} bytes but the project's files already use {in_use} of its {quota}; delete files to make room"
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /v1/files`: declares an upload with the signed `file_shared` to append later.
+#[instrument(skip_all, fields(file = %event.id))]
+pub async fn declare(
+    AgentAuth(me): AgentAuth,
+    State(state): State<AppState>,
+    ApiJson(event): ApiJson<Envelope>,
+) -> Result<(StatusCode, Json<UploadTicket>), ApiError> {
+    if check_as_agent(&state, &me, &event, EventKind::FileShared)
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::Conflict {
+            code: "file_already_shared",
+            message: format!("file {} is already shared; nothing to upload", event.id),
+        });
+    }
+    let EventBody::FileShared(shared) = &event.body else {
+        return Err(ApiError::InvalidRequest("not a `file_shared` event".into()));
+    };
+    check_file_quota(&state, me.project, event.id, shared.ciphertext_size).await?;
+    let url = state
+        .cdn
+        .upload_url(me.project, event.id, shared.ciphertext_size, &shared.digest);
+    let expires_at =
+        chrono::DateTime::from_timestamp_millis(url.expires_at_ms).unwrap_or_else(chrono::Utc::now);
+    let json = String::from_utf8(event.to_json()).map_err(|e| ApiError::Unexpected(e.into()))?;
+    let recorded = state
+        .reads
+        .declare_upload(
+            me.project,
+            me.agent,
+            event.id,
+            shared.ciphertext_size,
+            &json,
+            expires_at,
+        )
+        .await?;
+    if !recorded {
+        return Err(ApiError::Conflict {
+            code: "file_id_taken",
+            message: format!(
+                "file id {} is already used by another upload; sign the file_shared with a fresh id",
+                event.id
+            ),
+        });
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(UploadTicket {
+            file: event.id,
+            upload_url: url.url,
+            expires_at_ms: url.expires_at_ms,
+            max_bytes: shared.ciphertext_size,
+        }),
+    ))
+}
+
+/// `POST /v1/files/{id}/commit`: the blob is stored; append the declared `file_shared`.
+#[instrument(skip_all, fields(file = %id))]
+pub async fn commit(
+    AgentAuth(me): AgentAuth,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Appended>), ApiError> {
+    let id = parse_id(&id)?;
+    let Some(pending) = state
+        .reads
+        .pending_upload(me.project, id)
+        .await?
+        .filter(|p| p.uploader == me.agent)
+    else {
+        // A retried commit whose first attempt went through is answered as a duplicate.
+        if let Some(file) = state.reads.file_for(me.project, me.agent, id).await? {
+            if file.deleted_seq.is_none() {
+                return Ok((
+                    StatusCode::OK,
+                    Json(Appended {
+                        id,
+                        seq: file.stored.seq,
+                        duplicate: true,
+                    }),
+                ));
+            }
+        }
+        return Err(ApiError::NotFound {
+            code: "upload_not_found",
+            message: format!("no upload {id} declared by you (declare it with POST /v1/files)"),
+        });
+    };
+    if pending.expires_at < chrono::Utc::now() {
+        return Err(ApiError::Gone {
+            code: "upload_expired",
+            message: "this upload's URL expired before it was committed; declare the file again with a fresh id".into(),
+        });
+    }
+    match state.cdn.blob_size(me.project, id).await? {
+        Some(size) if size == pending.ciphertext_size => {}
+        _ => {
+            return Err(ApiError::Conflict {
+                code: "upload_incomplete",
+                message: format!(
+                    "the CDN does not hold the {} bytes declared for file {id}; upload them to the upload URL first",
+                    pending.ciphertext_size
+                ),
+            })
+        }
+    }
+    check_file_quota(&state, me.project, id, pending.ciphertext_size).await?;
+    let event: Envelope = serde_json::from_str(&pending.envelope)
+        .map_err(|e| ApiError::Unexpected(anyhow::Error::new(e).context("pending upload")))?;
+    let appended = submit_as_agent(&state, &me, event, Some(EventKind::FileShared)).await?;
+    Ok((write_status(&appended), Json(appended)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    since_seq: Option<Seq>,
+    limit: Option<u32>,
+    min_seq: Option<Seq>,
+}
+
+/// `domain::wire::FilePage` with envelopes as stored.
+#[derive(Debug, Serialize)]
+pub struct RawFilePage {
+    files: Vec<RawStoredEvent>,
+    next_since_seq: Seq,
+    has_more: bool,
+}
+
+/// `GET /v1/files`: live files shared with me, with everyone, or by me, oldest first.
+#[instrument(skip_all)]
+pub async fn list(
+    AgentAuth(me): AgentAuth,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<RawFilePage>, ApiError> {
+    state.wait_for_projection(query.min_seq).await?;
+    let page = PageRequest::new(query.since_seq, query.limit)?;
+    let rows = state
+        .reads
+        .files_for(me.project, me.agent, page.since, page.fetch())
+        .await?;
+    let (rows, next_since_seq, has_more) = page.split(rows);
+    Ok(Json(RawFilePage {
+        files: raw::all(rows)?,
+        next_since_seq,
+        has_more,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReadQuery {
+    min_seq: Option<Seq>,
+}
+
+/// `domain::wire::FileDownload` with the envelope as stored.
+#[derive(Debug, Serialize)]
+pub struct RawFileDownload {
+    file: RawStoredEvent,
+    download_url: String,
+    expires_at_ms: i64,
+}
+
+/// `GET /v1/files/{id}`: the file's event and a short-lived download URL.
+#[instrument(skip_all, fields(file = %id))]
+pub async fn read(
+    AgentAuth(me): AgentAuth,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<ReadQuery>,
+) -> Result<Json<RawFileDownload>, ApiError> {
+    let id = parse_id(&id)?;
+    state.wait_for_projection(query.min_seq).await?;
+    let mut file = state.reads.file_for(me.project, me.agent, id).await?;
+    if file.is_none() {
+        // Perhaps shared a moment ago (the `new_file` push can outrun the read models).
+        state.settle_projection().await;
+        file = state.reads.file_for(me.project, me.agent, id).await?;
+    }
+    let file = match file {
+        Some(file) if file.deleted_seq.is_none() => file,
+        Some(_) => {
+            return Err(ApiError::NotFound {
+                code: "file_not_found",
+                message: format!("file {id} was deleted"),
+            })
+        }
+        None => {
+            return Err(ApiError::NotFound {
+                code: "file_not_found",
+                message: format!("no file {id} that you may read"),
+            })
+        }
+    };
+    let SignedUrl { url, expires_at_ms } = state.cdn.download_url(me.project, id);
+    Ok(Json(RawFileDownload {
+        file: file.stored.try_into()?,
+        download_url: url,
+        expires_at_ms,
+    }))
+}
+
+/// `POST /v1/files/delete`: a signed `file_deleted`; the blob is removed once it is
+/// appended.
+#[instrument(skip_all, fields(event = %event.id))]
+pub async fn delete(
+    AgentAuth(me): AgentAuth,
+    State(state): State<AppState>,
+    ApiJson(event): ApiJson<Envelope>,
+) -> Result<(StatusCode, Json<Appended>), ApiError> {
+    let file = match &event.body {
+        EventBody::FileDeleted(deleted) => Some(deleted.file),
+        _ => None,
+    };
+    let appended = submit_as_agent(&state, &me, event, Some(EventKind::FileDeleted)).await?;
+    if let Some(file) = file {
+        // The event is the fact; a blob that cannot be removed now is unreachable (no
+        // download URL is signed for a deleted file) and left to the sweeper.
+        if let Err(e) = state.cdn.remove(me.project, file).await {
+            warn!(error = %e, file = %file, "blob of a deleted file not removed yet; the sweeper will");
+            state
+                .reads
+                .remove_blob_later(me.project, me.agent, file)
+                .await?;
+        }
+    }
+    Ok((write_status(&appended), Json(appended)))
+}

@@ -1,0 +1,386 @@
+//! `nexysync bench --files`: file upload and download throughput, end to end through the
+//! agents' client (chunked encryption, the API's declare and commit, the CDN), beside a
+//! plain copy of the same bytes on the same disk in the same run; and the peak memory of
+//! the CDN, run as its own `nexysync-cdn` process so its memory can be read alone.
+//!
+//! The bench starts its own API in this process (its own stream prefix and database on
+//! the configured NATS and PostgreSQL, removed at the end) and its own CDN child, so it
+//! needs no running server.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nexysync_domain::blob_url::UrlSecret;
+use nexysync_domain::crypto::{AgentToken, ProjectKey, SigningKey};
+use nexysync_domain::event::{Actor, AgentRegistered, Draft, EventBody, ProjectCreated};
+use nexysync_domain::ids::{AgentId, AgentName, ProjectId, ProjectName};
+use nexysync_mcp::client::{Client, FileSource, NewFile};
+use nexysync_mcp::key_file::{AgentEntry, KeyFile, ProjectEntry, KEY_FILE_VERSION};
+use serde::Serialize;
+use tokio::io::AsyncBufReadExt;
+
+use crate::provisioning::Provisioning;
+
+const MIB: u64 = 1024 * 1024;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct FilesOptions {
+    pub nats_url: String,
+    /// The PostgreSQL URL of the settings; the bench uses a database of its own beside it.
+    pub database_url: String,
+    /// Size of the file, in MiB.
+    pub mib: u64,
+}
+
+/// The files figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct FilesReport {
+    pub size_mib: u64,
+    pub upload_mib_s: f64,
+    pub download_mib_s: f64,
+    /// The same bytes copied file to file (read and write, 1 MiB at a time).
+    pub disk_copy_mib_s: f64,
+    /// Peak resident memory of the `nexysync-cdn` process (VmHWM), in KiB.
+    pub cdn_peak_rss_kib: u64,
+}
+
+impl FilesReport {
+    pub fn table(&self) -> String {
+        let share = |x: f64| 100.0 * x / self.disk_copy_mib_s;
+        let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
+        format!(
+            "figure ({} MiB file)         nexysync     disk copy   share    target\n\
+             upload                    {:>9.0} MiB/s {:>7.0} MiB/s {:>5.0}%   ≥ 50%   {}\n\
+             download                  {:>9.0} MiB/s {:>7.0} MiB/s {:>5.0}%   ≥ 50%   {}\n\
+             CDN peak memory (VmHWM)   {:>9.1} MiB                        < 64 MiB {}\n",
+            self.size_mib,
+            self.upload_mib_s,
+            self.disk_copy_mib_s,
+            share(self.upload_mib_s),
+            verdict(share(self.upload_mib_s) >= 50.0),
+            self.download_mib_s,
+            self.disk_copy_mib_s,
+            share(self.download_mib_s),
+            verdict(share(self.download_mib_s) >= 50.0),
+            self.cdn_peak_rss_kib as f64 / 1024.0,
+            verdict(self.cdn_peak_rss_kib < 64 * 1024),
+        )
+    }
+}
+
+/// The `nexysync-cdn` child, killed on drop.
+struct CdnChild {
+    url: String,
+    child: tokio::process::Child,
+}
+
+impl CdnChild {
+    async fn start(dir: &Path, secret: &UrlSecret) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("failed to locate this executable")?;
+        let cdn = exe.with_file_name("nexysync-cdn");
+        if !cdn.exists() {
+            bail!(
+                "{} is missing: build it beside nexysync (`cargo build --release --bins`)",
+                cdn.display()
+            );
+        }
+        let mut child = tokio::process::Command::new(&cdn)
+            .env("NEXYSYNC_CDN_LISTEN", "127.0.0.1:0")
+            .env("NEXYSYNC_DATA_DIR", dir)
+            .env("NEXYSYNC_BLOB_DIR", dir.join("blobs"))
+            .env("NEXYSYNC_URL_SECRET", secret.to_hex())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("failed to start {}", cdn.display()))?;
+        let stdout = child.stdout.take().context("the CDN's stdout")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .context("nexysync-cdn did not print its address within 30 s")??
+            .context("nexysync-cdn exited before printing its address")?;
+        let url = line
+            .rsplit(' ')
+            .next()
+            .filter(|u| u.starts_with("http://"))
+            .with_context(|| format!("unexpected first line from nexysync-cdn: {line}"))?
+            .to_owned();
+        Ok(Self { url, child })
+    }
+
+    /// VmHWM of the child, in KiB.
+    fn peak_rss_kib(&self) -> anyhow::Result<u64> {
+        let pid = self.child.id().context("the CDN exited")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .context("failed to read the CDN's /proc status")?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmHWM in the CDN's /proc status")
+    }
+}
+
+/// `postgres://…/name?x` with `name` replaced.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let server = match base.rfind('/') {
+        Some(slash) if slash > base.find("://").map_or(0, |i| i + 2) => &base[..slash],
+        _ => base,
+    };
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+/// Writes `mib` MiB of incompressible bytes to `path`.
+fn write_source(path: &Path, mib: u64) -> anyhow::Result<()> {
+    let mut file = std::fs::File::create(path).context("failed to create the bench file")?;
+    let mut state = rand::random::<u64>() | 1;
+    let mut buf = vec![0u8; MIB as usize];
+    for _ in 0..mib {
+        for word in buf.chunks_exact_mut(8) {
+            // xorshift64: fast, and nothing compresses it.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            word.copy_from_slice(&state.to_le_bytes());
+        }
+        file.write_all(&buf)
+            .context("failed to write the bench file")?;
+    }
+    Ok(())
+}
+
+/// A plain file-to-file copy, read and write 1 MiB at a time: the floor.
+fn plain_copy(from: &Path, to: &Path) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut source = std::fs::File::open(from)?;
+    let mut dest = std::fs::File::create(to)?;
+    let mut buf = vec![0u8; MIB as usize];
+    loop {
+        let n = source.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        dest.write_all(&buf[..n])?;
+    }
+    dest.flush()?;
+    Ok(started.elapsed())
+}
+
+fn same_contents(a: &Path, b: &Path) -> anyhow::Result<bool> {
+    use sha2::Digest;
+    let digest = |path: &Path| -> anyhow::Result<Vec<u8>> {
+        let mut file = std::fs::File::open(path)?;
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut file, &mut hasher)?;
+        Ok(hasher.finalize().to_vec())
+    };
+    Ok(digest(a)? == digest(b)?)
+}
+
+fn mib_per_s(bytes: u64, took: Duration) -> f64 {
+    bytes as f64 / MIB as f64 / took.as_secs_f64().max(1e-9)
+}
+
+/// Runs the files bench.
+pub async fn run(options: &FilesOptions) -> anyhow::Result<FilesReport> {
+    anyhow::ensure!(options.mib > 0, "--file-mib must be positive");
+    let dir = tempfile::tempdir().context("failed to create a temporary directory")?;
+    let suffix = hex::encode(rand::random::<[u8; 5]>());
+    let prefix = format!("benchfiles{suffix}");
+    let database = format!("nexysync_bench_files_{suffix}");
+    let result = measure(options, dir.path(), &prefix, &database).await;
+    cleanup(options, &prefix, &database).await;
+    result
+}
+
+async fn measure(
+    options: &FilesOptions,
+    dir: &Path,
+    prefix: &str,
+    database: &str,
+) -> anyhow::Result<FilesReport> {
+    let secret = UrlSecret::generate();
+    let cdn = CdnChild::start(dir, &secret).await?;
+    let admin =
+        nexysync_api::Secret::new(format!("nsadm_{}", hex::encode(rand::random::<[u8; 16]>())));
+    let mut api = nexysync_api::Settings::new(
+        options.nats_url.clone(),
+        with_database(&options.database_url, database),
+        admin.clone(),
+    );
+    api.listen = "127.0.0.1:0".parse().context("listen address")?;
+    api.stream_prefix = prefix.to_owned();
+    api.files.cdn_url = cdn.url.clone();
+    api.files.cdn_internal_url = cdn.url.clone();
+    api.files.url_secret = secret;
+    api.files.quota_bytes = u64::MAX;
+    let app = nexysync_api::Application::build(api)
+        .await
+        .context("failed to start the bench's API (are NATS and PostgreSQL running?)")?;
+    let server = format!("http://{}", app.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+
+    let client = provision(&server, admin).await?;
+    let source = dir.join("source.bin");
+    eprintln!("bench: writing a {} MiB file…", options.mib);
+    write_source(&source, options.mib)?;
+    let bytes = options.mib * MIB;
+
+    eprintln!("bench: plain disk copy…");
+    let copy_took = plain_copy(&source, &dir.join("copy.bin"))?;
+    std::fs::remove_file(dir.join("copy.bin")).ok();
+
+    eprintln!("bench: upload…");
+    let started = Instant::now();
+    let (appended, _) = client
+        .upload_file(NewFile {
+            source: FileSource::Path(source.clone()),
+            name: "bench.bin".into(),
+            media_type: None,
+            to: None,
+        })
+        .await
+        .context("the upload failed")?;
+    let upload_took = started.elapsed();
+
+    eprintln!("bench: download…");
+    let downloaded = dir.join("downloaded.bin");
+    let started = Instant::now();
+    client
+        .download_file(appended.id, &downloaded)
+        .await
+        .context("the download failed")?;
+    let download_took = started.elapsed();
+    anyhow::ensure!(
+        same_contents(&source, &downloaded)?,
+        "the downloaded file differs from the uploaded one"
+    );
+    let cdn_peak_rss_kib = cdn.peak_rss_kib()?;
+
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), serving).await;
+    drop(cdn);
+    Ok(FilesReport {
+        size_mib: options.mib,
+        upload_mib_s: mib_per_s(bytes, upload_took),
+        download_mib_s: mib_per_s(bytes, download_took),
+        disk_copy_mib_s: mib_per_s(bytes, copy_took),
+        cdn_peak_rss_kib,
+    })
+}
+
+/// A project with one agent on the bench's API, and that agent's client.
+async fn provision(server: &str, admin: nexysync_api::Secret) -> anyhow::Result<Client> {
+    let provisioning = Provisioning::new(server.to_owned(), admin)?;
+    let project = ProjectId::generate();
+    let owner = SigningKey::generate();
+    let name = ProjectName::parse("bench-files").context("project name")?;
+    let created = Draft::new(
+        project,
+        Actor::Owner,
+        EventBody::ProjectCreated(ProjectCreated {
+            name: name.clone(),
+            owner_key: owner.public_key(),
+        }),
+    )
+    .sign(&owner);
+    provisioning
+        .create_project(&created)
+        .await
+        .context("failed to create the bench project")?;
+    let agent = AgentId::generate();
+    let agent_name = AgentName::parse("bencher").context("agent name")?;
+    let signing_key = SigningKey::generate();
+    let token = AgentToken::generate();
+    let registered = Draft::new(
+        project,
+        Actor::Owner,
+        EventBody::AgentRegistered(AgentRegistered {
+            agent,
+            name: agent_name.clone(),
+            signing_key: signing_key.public_key(),
+            token_hash: token.hash(),
+        }),
+    )
+    .sign(&owner);
+    provisioning
+        .register_agent(project, &registered)
+        .await
+        .context("failed to register the bench agent")?;
+    let client = Client::new(KeyFile {
+        version: KEY_FILE_VERSION,
+        server: server.to_owned(),
+        project: ProjectEntry {
+            id: project,
+            name,
+            owner_key: owner.public_key(),
+        },
+        agent: AgentEntry {
+            id: agent,
+            name: agent_name,
+        },
+        token,
+        project_key: ProjectKey::generate(),
+        signing_key,
+    })?;
+    // The agent is usable once the read models list it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.verify_identity().await.is_err() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the bench agent was not listed within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(client)
+}
+
+async fn cleanup(options: &FilesOptions, prefix: &str, database: &str) {
+    if let Ok(nats) = async_nats::connect(&options.nats_url).await {
+        let _ = async_nats::jetstream::new(nats)
+            .delete_stream(format!("{prefix}_events"))
+            .await;
+    }
+    let admin_db = with_database(&options.database_url, "postgres");
+    if let Ok(pool) = sqlx::PgPool::connect(&admin_db).await {
+        let _ = sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+        ))
+        .execute(&pool)
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_bench_database_sits_beside_the_configured_one() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/nexysync", "b"),
+            "postgres://postgres@127.0.0.1:5432/b"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "b"),
+            "postgres://u:p@h/b?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "b"), "postgres://h/b");
+    }
+}

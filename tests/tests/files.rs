@@ -1,0 +1,543 @@
+//! Shared files through the real API and a real CDN over HTTP: declare, upload, commit,
+//! list, download, delete; every bad input of the issue (expired, tampered, wrong-method
+//! and other-project URLs, oversize bodies, traversal in paths, uploads cut off halfway,
+//! downloads of deleted files, two deletes at once, the quota) answered with a clear
+//! error, nothing lost, nothing leaked.
+
+// A test: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use nexysync_domain::event::{fields, Envelope, EventBody};
+use nexysync_domain::ids::{EventId, Seq};
+use nexysync_tests::files::upload;
+use nexysync_tests::{eventually, postgres_server_url, TestEnv, TestProject};
+use tokio::io::AsyncWriteExt;
+
+fn assert_error(status: u16, body: &serde_json::Value, want_status: u16, want_code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["error"]["code"], want_code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "a message a person can act on: {body}"
+    );
+}
+
+/// Every event of the environment's log, as stored.
+async fn log_events(env: &TestEnv) -> Vec<nexysync_log::RawEvent> {
+    let log = env.log().await;
+    let last = log.last_seq().await.unwrap();
+    if last == 0 {
+        return Vec::new();
+    }
+    let mut stream = log.read_all(Seq(0)).await.unwrap();
+    let mut events = Vec::new();
+    while let Some(event) = stream.next().await {
+        let event = event.unwrap();
+        let seq = event.seq.0;
+        events.push(event);
+        if seq >= last {
+            break;
+        }
+    }
+    events
+}
+
+async fn kinds_in_log(env: &TestEnv) -> Vec<String> {
+    log_events(env)
+        .await
+        .iter()
+        .map(|e| e.envelope().unwrap().body.kind().as_str().to_owned())
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+async fn download(http: &reqwest::Client, url: &str) -> (u16, Vec<u8>) {
+    let answer = http.get(url).send().await.unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test]
+async fn a_20_mib_file_round_trips_and_neither_its_name_nor_its_bytes_are_stored_in_clear() {
+    let env = TestEnv::new();
+    let (api, cdn) = env.spawn_api_and_cdn().await;
+    let project = TestProject::create(&api, "files").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let bob = project.add_agent(&api, "bob").await;
+
+    let name_canary = "name-canary-5d1e.txt";
+    let content_canary = b"content-canary-91ab7";
+    let mut data: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    data[5_000_000..5_000_000 + content_canary.len()].copy_from_slice(content_canary);
+    let file = alice.seal_file(&project, None, name_canary, &data);
+    let appended = alice.share_file(&api, &file).await;
+    let seq = appended["seq"].as_u64().unwrap();
+
+    let (status, page) = bob.get(&api, &format!("/v1/files?min_seq={seq}")).await;
+    assert_eq!(status, 200, "{page}");
+    let listed = page["files"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{page}");
+    let listed: Envelope = serde_json::from_value(listed[0]["event"].clone()).unwrap();
+    assert_eq!((listed.id, listed.sig), (file.id(), file.event.sig));
+    let name = listed.open(&project.keys(), fields::NAME).unwrap().unwrap();
+    assert_eq!(name, name_canary.as_bytes());
+
+    let (status, got) = bob.get(&api, &format!("/v1/files/{}", file.id())).await;
+    assert_eq!(status, 200, "{got}");
+    let (status, blob) = download(&api.http, got["download_url"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(blob, file.ciphertext);
+    assert_eq!(bob.open_file(&project, file.id(), &blob).unwrap(), data);
+
+    // A retried commit is answered with the original, not a second event.
+    let (status, again) = alice.commit_file(&api, file.id()).await;
+    assert_eq!((status, &again["seq"]), (200, &appended["seq"]), "{again}");
+    assert_eq!(
+        kinds_in_log(&env)
+            .await
+            .iter()
+            .filter(|k| *k == "file_shared")
+            .count(),
+        1
+    );
+
+    let dump = tokio::process::Command::new("pg_dump")
+        .arg(format!("{}/{}", postgres_server_url(), env.database))
+        .output()
+        .await
+        .expect("pg_dump runs");
+    assert!(dump.status.success());
+    let mut stored = vec![
+        ("the blob store", cdn.all_bytes()),
+        ("pg_dump", dump.stdout),
+    ];
+    for event in log_events(&env).await {
+        stored.push(("a NATS payload", event.payload.to_vec()));
+    }
+    for (place, bytes) in &stored {
+        assert!(
+            !contains(bytes, name_canary.as_bytes()),
+            "the name in {place}"
+        );
+        assert!(!contains(bytes, content_canary), "the content in {place}");
+    }
+    api.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_recipient_is_woken_with_new_file_and_others_never_see_a_direct_file() {
+    let env = TestEnv::new();
+    let (api, _cdn) = env.spawn_api_and_cdn().await;
+    let project = TestProject::create(&api, "push").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let bob = project.add_agent(&api, "bob").await;
+    let carol = project.add_agent(&api, "carol").await;
+
+    let response = api
+        .http
+        .get(format!("{}/v1/stream", api.url))
+        .bearer_auth(bob.token.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    let mut events = response.bytes_stream().eventsource();
+    let ready = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(ready.event, "ready");
+
+    let file = alice.seal_file(&project, Some(&bob), "for-bob.txt", b"hello bob");
+    let appended = alice.share_file(&api, &file).await;
+    let pushed = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(pushed.event, "new_file");
+    let data: serde_json::Value = serde_json::from_str(&pushed.data).unwrap();
+    assert_eq!(data["event"]["id"], file.id().to_string());
+
+    let seq = appended["seq"].as_u64().unwrap();
+    let (_, page) = carol.get(&api, &format!("/v1/files?min_seq={seq}")).await;
+    assert_eq!(page["files"].as_array().unwrap().len(), 0, "{page}");
+    let (status, body) = carol.get(&api, &format!("/v1/files/{}", file.id())).await;
+    assert_error(status, &body, 404, "file_not_found");
+    let (status, body) = carol
+        .post_json(&api, "/v1/files/delete", &carol.file_deleted(file.id()))
+        .await;
+    assert_error(status, &body, 404, "file_not_found");
+
+    // An agent of another project learns nothing either.
+    let other = TestProject::create(&api, "other").await;
+    let mallory = other.add_agent(&api, "mallory").await;
+    let (status, body) = mallory.get(&api, &format!("/v1/files/{}", file.id())).await;
+    assert_error(status, &body, 404, "file_not_found");
+    api.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn signed_urls_expired_tampered_of_another_method_or_another_project_are_refused() {
+    let env = TestEnv::new();
+    let cdn = env.spawn_cdn().await;
+    let mut settings = env.settings_with_cdn(&cdn);
+    settings.files.download_url_ttl = Duration::from_secs(1);
+    let api = env.spawn_api_with(settings).await;
+    let project = TestProject::create(&api, "urls").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let file = alice.seal_file(&project, None, "a.txt", b"some bytes");
+    alice.share_file(&api, &file).await;
+    let other = alice.seal_file(&project, None, "b.txt", b"other bytes");
+    alice.share_file(&api, &other).await;
+
+    let (_, got) = alice.get(&api, &format!("/v1/files/{}", file.id())).await;
+    let url = got["download_url"].as_str().unwrap().to_owned();
+    let http = &api.http;
+
+    let tampered = url.replace("sig=", "sig=0");
+    let answer = http.get(&tampered).send().await.unwrap();
+    let (status, body) = nexysync_tests::json_of(answer).await.unwrap();
+    assert_error(status, &body, 403, "bad_signature");
+
+    // The download URL neither deletes nor uploads.
+    for request in [http.delete(&url), http.put(&url).body("x")] {
+        let (status, body) = nexysync_tests::json_of(request.send().await.unwrap())
+            .await
+            .unwrap();
+        assert_error(status, &body, 403, "bad_signature");
+    }
+    // Pointed at another file or another project, it reaches nothing.
+    let swapped = url.replace(&file.id().to_string(), &other.id().to_string());
+    let (status, body) = nexysync_tests::json_of(http.get(&swapped).send().await.unwrap())
+        .await
+        .unwrap();
+    assert_error(status, &body, 403, "bad_signature");
+    let elsewhere = url.replace(
+        &project.id.to_string(),
+        &nexysync_domain::ids::ProjectId::generate().to_string(),
+    );
+    let (status, body) = nexysync_tests::json_of(http.get(&elsewhere).send().await.unwrap())
+        .await
+        .unwrap();
+    assert_error(status, &body, 403, "bad_signature");
+
+    let (status, blob) = download(http, &url).await;
+    assert_eq!((status, blob), (200, file.ciphertext.clone()));
+    let expires_at_ms = got["expires_at_ms"].as_i64().unwrap();
+    eventually("the URL to expire", Duration::from_secs(5), || async {
+        let now_ms = chrono_now_ms();
+        (now_ms > expires_at_ms + 1000).then_some(())
+    })
+    .await;
+    let (status, body) = nexysync_tests::json_of(http.get(&url).send().await.unwrap())
+        .await
+        .unwrap();
+    assert_error(status, &body, 403, "url_expired");
+    api.stop().await;
+    env.cleanup().await;
+}
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[tokio::test]
+async fn an_oversize_or_altered_upload_is_refused_and_the_file_is_never_shared() {
+    let env = TestEnv::new();
+    let (api, cdn) = env.spawn_api_and_cdn().await;
+    let project = TestProject::create(&api, "oversize").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let file = alice.seal_file(&project, None, "a.bin", &[1u8; 200_000]);
+    let (status, ticket) = alice.declare_file(&api, &file).await;
+    assert_eq!(status, 201, "{ticket}");
+
+    let mut bigger = file.ciphertext.clone();
+    bigger.extend_from_slice(b"one byte too many");
+    let (status, body) = upload(&api, &ticket, bigger).await;
+    assert_error(status, &body, 413, "payload_too_large");
+    let mut altered = file.ciphertext.clone();
+    altered[1000] ^= 1;
+    let (status, body) = upload(&api, &ticket, altered).await;
+    assert_error(status, &body, 422, "digest_mismatch");
+
+    let (status, body) = alice.commit_file(&api, file.id()).await;
+    assert_error(status, &body, 409, "upload_incomplete");
+    assert!(cdn.files_on_disk().is_empty(), "{:?}", cdn.files_on_disk());
+    assert!(!kinds_in_log(&env).await.contains(&"file_shared".to_owned()));
+
+    // The right bytes are still accepted.
+    let (status, body) = upload(&api, &ticket, file.ciphertext.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = alice.commit_file(&api, file.id()).await;
+    assert_eq!(status, 201, "{body}");
+    api.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_upload_cut_off_halfway_is_never_shared_and_nothing_of_it_stays() {
+    let env = TestEnv::new();
+    let cdn = env.spawn_cdn().await;
+    let mut settings = env.settings_with_cdn(&cdn);
+    settings.files.upload_url_ttl = Duration::from_secs(1);
+    settings.files.sweep_interval = Duration::from_millis(200);
+    let api = env.spawn_api_with(settings).await;
+    let project = TestProject::create(&api, "cutoff").await;
+    let alice = project.add_agent(&api, "alice").await;
+
+    // One upload cut off halfway, one uploaded whole but never committed.
+    let cut = alice.seal_file(&project, None, "cut.bin", &vec![3u8; 3_000_000]);
+    let (_, ticket) = alice.declare_file(&api, &cut).await;
+    let url = reqwest::Url::parse(ticket["upload_url"].as_str().unwrap()).unwrap();
+    let addr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "PUT {}?{} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\n\r\n",
+        url.path(),
+        url.query().unwrap(),
+        cut.ciphertext.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(&cut.ciphertext[..1_500_000]).await.unwrap();
+    tcp.flush().await.unwrap();
+    eventually("the upload to begin", Duration::from_secs(10), || async {
+        (!cdn.files_on_disk().is_empty()).then_some(())
+    })
+    .await;
+    drop(tcp);
+    eventually(
+        "the cut-off upload discarded",
+        Duration::from_secs(10),
+        || async { cdn.files_on_disk().is_empty().then_some(()) },
+    )
+    .await;
+
+    let abandoned = alice.seal_file(&project, None, "abandoned.bin", b"uploaded, not committed");
+    let (_, ticket) = alice.declare_file(&api, &abandoned).await;
+    let (status, _) = upload(&api, &ticket, abandoned.ciphertext.clone()).await;
+    assert_eq!(status, 201);
+
+    let (status, body) = alice.commit_file(&api, cut.id()).await;
+    // Before the URL expires the upload is incomplete; after, it is expired.
+    assert!(status == 409 || status == 410, "{body}");
+    let pool = env.pool().await;
+    eventually(
+        "the expired uploads swept",
+        Duration::from_secs(20),
+        || async {
+            let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_uploads")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            (pending == 0 && cdn.files_on_disk().is_empty()).then_some(())
+        },
+    )
+    .await;
+    for id in [cut.id(), abandoned.id()] {
+        let (status, body) = alice.commit_file(&api, id).await;
+        assert_error(status, &body, 404, "upload_not_found");
+    }
+    assert!(!kinds_in_log(&env).await.contains(&"file_shared".to_owned()));
+    api.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_deleted_file_cannot_be_downloaded_and_its_blob_is_gone() {
+    let env = TestEnv::new();
+    let (api, cdn) = env.spawn_api_and_cdn().await;
+    let project = TestProject::create(&api, "deleted").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let bob = project.add_agent(&api, "bob").await;
+    let file = alice.seal_file(&project, None, "gone.txt", b"soon gone");
+    alice.share_file(&api, &file).await;
+    let (_, got) = bob.get(&api, &format!("/v1/files/{}", file.id())).await;
+    let old_url = got["download_url"].as_str().unwrap().to_owned();
+
+    let (status, deleted) = bob
+        .post_json(&api, "/v1/files/delete", &bob.file_deleted(file.id()))
+        .await;
+    assert_eq!(status, 201, "{deleted}");
+    let seq = deleted["seq"].as_u64().unwrap();
+    let (status, body) = alice
+        .get(&api, &format!("/v1/files/{}?min_seq={seq}", file.id()))
+        .await;
+    assert_error(status, &body, 404, "file_not_found");
+    let (_, page) = alice.get(&api, &format!("/v1/files?min_seq={seq}")).await;
+    assert_eq!(page["files"].as_array().unwrap().len(), 0, "{page}");
+    // A URL signed before the delete finds nothing any more.
+    let (status, body) = nexysync_tests::json_of(api.http.get(&old_url).send().await.unwrap())
+        .await
+        .unwrap();
+    assert_error(status, &body, 404, "blob_not_found");
+    assert!(cdn.files_on_disk().is_empty(), "{:?}", cdn.files_on_disk());
+    api.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_blob_the_cdn_could_not_remove_at_delete_time_is_swept_once_it_is_back() {
+    let env = TestEnv::new();
+    let cdn = env.spawn_cdn().await;
+    let mut settings = env.settings_with_cdn(&cdn);
+    settings.files.sweep_interval = Duration::from_millis(200);
+    let api = env.spawn_api_with(settings).await;
+    let project = TestProject::create(&api, "cdn-down").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let file = alice.seal_file(&project, None, "left.txt", b"left behind for a while");
+    alice.share_file(&api, &file).await;
+
+    let (dir, secret, url) = cdn.stop().await;
+    let (status, deleted) = alice
+        .post_json(&api, "/v1/files/delete", &alice.file_deleted(file.id()))
+        .await;
+    assert_eq!(status, 201, "the delete is the fact, CDN or not: {deleted}");
+    let pool = env.pool().await;
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_uploads")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(queued, 1, "the removal is left to the sweeper");
+    let blob = dir
+        .path()
+        .join("blobs")
+        .join(project.id.to_string())
+        .join(file.id().to_string());
+    assert!(blob.exists(), "the CDN was down: the blob is still there");
+    let listen = url.trim_start_matches("http://").to_owned();
+    let cdn = TestEnv::spawn_cdn_in(dir, secret, &listen).await;
+    eventually("the blob swept", Duration::from_secs(20), || async {
+        cdn.files_on_disk().is_empty().then_some(())
+    })
+    .await;
+    eventually("the removal forgotten", Duration::from_secs(20), || async {
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_uploads")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        (left == 0).then_some(())
+    })
+    .await;
+    api.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn two_agents_deleting_one_file_at_once_make_one_deletion_and_one_clear_error() {
+    let env = TestEnv::new();
+    let (api, _cdn) = env.spawn_api_and_cdn().await;
+    let project = TestProject::create(&api, "race").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let bob = project.add_agent(&api, "bob").await;
+    let file = alice.seal_file(&project, None, "contested.txt", b"mine or yours");
+    alice.share_file(&api, &file).await;
+
+    let by_alice = alice.file_deleted(file.id());
+    let by_bob = bob.file_deleted(file.id());
+    let (first, second) = tokio::join!(
+        alice.post_json(&api, "/v1/files/delete", &by_alice),
+        bob.post_json(&api, "/v1/files/delete", &by_bob),
+    );
+    let mut statuses = [first.0, second.0];
+    statuses.sort();
+    assert_eq!(statuses, [201, 404], "{first:?} {second:?}");
+    let refused = if first.0 == 404 { &first.1 } else { &second.1 };
+    assert_error(404, refused, 404, "file_not_found");
+    let deletions = log_events(&env)
+        .await
+        .iter()
+        .filter(|e| matches!(e.envelope().unwrap().body, EventBody::FileDeleted(_)))
+        .count();
+    assert_eq!(deletions, 1);
+    api.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn bad_declarations_ids_and_paths_are_clear_errors_and_nothing_is_appended() {
+    let env = TestEnv::new();
+    let cdn = env.spawn_cdn().await;
+    let mut settings = env.settings_with_cdn(&cdn);
+    settings.files.quota_bytes = 1_000_000;
+    let api = env.spawn_api_with(settings).await;
+    let project = TestProject::create(&api, "bad").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let before = kinds_in_log(&env).await.len();
+
+    // Over the project's quota: refused on declare.
+    let big = alice.seal_file(&project, None, "big.bin", &vec![0u8; 1_200_000]);
+    let (status, body) = alice.declare_file(&api, &big).await;
+    assert_error(status, &body, 413, "file_quota_exceeded");
+    // Two declarations that together pass it: the second is refused.
+    let first = alice.seal_file(&project, None, "one.bin", &vec![0u8; 600_000]);
+    let (status, _) = alice.declare_file(&api, &first).await;
+    assert_eq!(status, 201);
+    let second = alice.seal_file(&project, None, "two.bin", &vec![0u8; 600_000]);
+    let (status, body) = alice.declare_file(&api, &second).await;
+    assert_error(status, &body, 413, "file_quota_exceeded");
+
+    // Sizes that do not agree with each other: a forged change breaks the signature;
+    // signed as it is, the metadata itself is refused.
+    let mut lying = alice.seal_file(&project, None, "lie.bin", b"abc");
+    if let EventBody::FileShared(shared) = &mut lying.event.body {
+        shared.size = 4;
+    }
+    let (status, body) = alice.declare_file(&api, &lying).await;
+    assert_error(status, &body, 422, "bad_signature");
+    let event = lying.event.clone();
+    lying.event = nexysync_domain::event::Draft {
+        id: event.id,
+        project: event.project,
+        actor: event.actor,
+        at: event.at,
+        body: event.body,
+        sealed: event.sealed,
+    }
+    .sign(&alice.key);
+    let (status, body) = alice.declare_file(&api, &lying).await;
+    assert_error(status, &body, 422, "invalid_file_metadata");
+
+    // Another kind of event at the file endpoints.
+    let message = alice.message(&project, None, None, "not a file");
+    let (status, body) = alice.post_json(&api, "/v1/files", &message).await;
+    assert_error(status, &body, 400, "invalid_request");
+
+    // Ids that are not ids, and traversal in the path.
+    for path in [
+        "/v1/files/not-an-id",
+        "/v1/files/..%2F..%2Fetc%2Fpasswd",
+        "/v1/files/%2e%2e",
+    ] {
+        let (status, body) = alice.get(&api, path).await;
+        assert!(status == 400 || status == 404, "{path}: {status} {body}");
+        assert!(body["error"]["code"].is_string(), "{body}");
+    }
+    let (status, body) = alice.commit_file(&api, EventId::generate()).await;
+    assert_error(status, &body, 404, "upload_not_found");
+    let (status, body) = alice
+        .post_json(
+            &api,
+            "/v1/files/delete",
+            &alice.file_deleted(EventId::generate()),
+        )
+        .await;
+    assert_error(status, &body, 404, "file_not_found");
+    assert_eq!(kinds_in_log(&env).await.len(), before, "nothing appended");
+    api.stop().await;
+    env.cleanup().await;
+}
