@@ -15,7 +15,7 @@
 //! data_dir = "~/.local/share/nexysync"
 //! quota_messages_per_day = 100000
 //! quota_message_bytes = 66560
-//! quota_stored_bytes = 1073741824
+//! quota_stored_bytes = 10737418240
 //! presence_heartbeat_s = 10
 //! presence_timeout_s = 30
 //! # admin_token = "nsadm_…"   (prefer NEXYSYNC_ADMIN_TOKEN or the generated file)

@@ -166,8 +166,6 @@ pub async fn quota_of(state: &AppState, project: ProjectId) -> Result<Quota, Api
 /// Refuses (`429 quota_exceeded`, naming the limit) when storing `adding` more sealed
 /// bytes would take `project` beyond its stored-bytes limit. The one check for every
 /// feature that stores content (messages and refs decide it in `decide`; files call this).
-// Not called yet here: the files routes (built beside this) call it before an upload.
-#[allow(dead_code)]
 pub async fn check_stored_bytes(
     state: &AppState,
     project: ProjectId,

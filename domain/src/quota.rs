@@ -29,7 +29,7 @@ impl Default for QuotaLimits {
         Self {
             messages_per_day: 100_000,
             message_bytes: crate::decide::MAX_SEALED_BYTES as u64,
-            stored_bytes: 1024 * 1024 * 1024,
+            stored_bytes: 10 * 1024 * 1024 * 1024,
         }
     }
 }

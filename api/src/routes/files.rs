@@ -35,8 +35,7 @@ fn parse_id(id: &str) -> Result<EventId, ApiError> {
     EventId::parse(id).map_err(|e| ApiError::InvalidRequest(format!("file id: {e}")))
 }
 
-/// The per-project limit on stored file bytes, checked on declare and on commit. Kept in
-/// one place so a general quota mechanism can take it over.
+/// The files' own limit on stored bytes, checked on declare and on commit.
 async fn check_file_quota(
     state: &AppState,
     project: ProjectId,
@@ -73,6 +72,9 @@ pub async fn declare(
         return Err(ApiError::InvalidRequest("not a `file_shared` event".into()));
     };
     check_file_quota(&state, me.project, event.id, shared.ciphertext_size).await?;
+    // Files share the project's `stored_bytes` quota with messages and references (the
+    // declared upload counts from here on, so this is checked once, before it is recorded).
+    crate::write::check_stored_bytes(&state, me.project, shared.ciphertext_size).await?;
     let url = state
         .cdn
         .upload_url(me.project, event.id, shared.ciphertext_size, &shared.digest);

@@ -16,6 +16,7 @@ use nexysync_domain::ids::{AgentName, EventId, Seq};
 use nexysync_domain::wire::{sse, StoredEvent};
 use serde::{Deserialize, Serialize};
 
+use super::files::SharedFile;
 use super::message::{Incoming, Message, RejectedMessage};
 use super::refs::SharedRef;
 use super::{Client, ClientError};
@@ -30,18 +31,26 @@ pub enum StreamKind {
     Ref,
     /// Another agent set or deleted a key of the shared store (`kv_update`).
     Kv,
+    /// A file shared with this agent or with everyone by another agent (`new_file`).
+    File,
 }
 
 impl StreamKind {
     /// Every kind, in a stable order.
-    pub const ALL: [StreamKind; 3] = [StreamKind::Message, StreamKind::Ref, StreamKind::Kv];
+    pub const ALL: [StreamKind; 4] = [
+        StreamKind::Message,
+        StreamKind::Ref,
+        StreamKind::Kv,
+        StreamKind::File,
+    ];
 
-    /// The name agents use (`message`, `ref`, `kv`).
+    /// The name agents use (`message`, `ref`, `kv`, `file`).
     pub fn as_str(self) -> &'static str {
         match self {
             StreamKind::Message => "message",
             StreamKind::Ref => "ref",
             StreamKind::Kv => "kv",
+            StreamKind::File => "file",
         }
     }
 
@@ -56,6 +65,7 @@ impl StreamKind {
             StreamKind::Message => sse::NEW_MESSAGE,
             StreamKind::Ref => sse::NEW_REF,
             StreamKind::Kv => sse::KV_UPDATE,
+            StreamKind::File => sse::NEW_FILE,
         }
     }
 
@@ -70,10 +80,13 @@ impl StreamKind {
     }
 
     /// Whether what the stream could not hand over can be read back over HTTP after a
-    /// cursor (the inbox, the refs list). The KV store keeps only current values, so a
+    /// cursor (the inbox, the refs and files lists). The KV store keeps only current values, so a
     /// missed `kv_update` is gone; `ns_kv list` shows the state it led to.
     pub(crate) fn has_history(self) -> bool {
-        matches!(self, StreamKind::Message | StreamKind::Ref)
+        matches!(
+            self,
+            StreamKind::Message | StreamKind::Ref | StreamKind::File
+        )
     }
 }
 
@@ -121,6 +134,7 @@ pub enum Arrival {
     Message(Message),
     Ref(SharedRef),
     Kv(KvChange),
+    File(SharedFile),
     /// An event of `kind` that failed verification: reported, never opened.
     Rejected(StreamKind, RejectedMessage),
 }
@@ -131,6 +145,7 @@ impl Arrival {
             Arrival::Message(_) => StreamKind::Message,
             Arrival::Ref(_) => StreamKind::Ref,
             Arrival::Kv(_) => StreamKind::Kv,
+            Arrival::File(_) => StreamKind::File,
             Arrival::Rejected(kind, _) => *kind,
         }
     }
@@ -140,6 +155,7 @@ impl Arrival {
             Arrival::Message(m) => m.seq,
             Arrival::Ref(r) => r.seq,
             Arrival::Kv(c) => Seq(c.revision),
+            Arrival::File(f) => f.seq,
             Arrival::Rejected(_, r) => r.seq,
         }
     }
@@ -149,6 +165,7 @@ impl Arrival {
             Arrival::Message(m) => m.id,
             Arrival::Ref(r) => r.id,
             Arrival::Kv(c) => c.id,
+            Arrival::File(f) => f.id,
             Arrival::Rejected(_, r) => r.id,
         }
     }
@@ -208,6 +225,7 @@ impl Client {
             StreamKind::Message => return Ok(self.verify(stored).await?.into()),
             StreamKind::Ref => self.verify_ref(stored).await?.map(Arrival::Ref),
             StreamKind::Kv => self.verify_kv_change(stored).await?.map(Arrival::Kv),
+            StreamKind::File => self.verify_file(stored).await?.map(Arrival::File),
         };
         Ok(outcome.unwrap_or_else(|rejected| Arrival::Rejected(kind, rejected)))
     }
@@ -223,7 +241,7 @@ mod tests {
             assert_eq!(StreamKind::parse(kind.as_str()), Some(kind));
             assert_eq!(StreamKind::from_sse_event(kind.sse_event()), Some(kind));
         }
-        assert_eq!(StreamKind::parse("file"), None);
+        assert_eq!(StreamKind::parse("presence"), None);
         assert_eq!(StreamKind::from_sse_event(sse::READY), None);
     }
 

@@ -386,7 +386,7 @@ impl Client {
         Ok(appended)
     }
 
-    async fn verify_file(
+    pub(super) async fn verify_file(
         &self,
         stored: &StoredEvent,
     ) -> Result<Result<SharedFile, RejectedMessage>, ClientError> {

@@ -310,6 +310,23 @@ impl MessageStream {
                     .collect();
                 (items, page.next_since, page.has_more)
             }
+            StreamKind::File => {
+                let page = client.files(since, limit).await?;
+                let me = &client.key_file().agent.name;
+                // Like refs: the list also holds this agent's own files.
+                let items = page
+                    .items
+                    .into_iter()
+                    .filter_map(|item| match item {
+                        Ok(f) if f.to.as_ref() == Some(me) || (f.to.is_none() && f.from != *me) => {
+                            Some(Arrival::File(f))
+                        }
+                        Ok(_) => None,
+                        Err(rejected) => Some(Arrival::Rejected(kind, rejected)),
+                    })
+                    .collect();
+                (items, page.next_since, page.has_more)
+            }
             StreamKind::Kv => (Vec::new(), since, false),
         };
         let mut state = self.shared.state();
@@ -812,6 +829,8 @@ mod tests {
         // Once delivered up to the gap, it is closed.
         state.advance(StreamKind::Ref, Seq(20));
         assert_eq!(state.gap_in(&[StreamKind::Ref]), None);
+        assert_eq!(state.gap_in(&[StreamKind::File]), Some(StreamKind::File));
+        state.advance(StreamKind::File, Seq(20));
         // A resume at a position already delivered opens none.
         state.note_unreplayed(Seq(20));
         assert_eq!(state.gap_in(&StreamKind::ALL), None);

@@ -115,6 +115,16 @@ pub(crate) fn channel_notification(arrival: &Arrival) -> Option<CustomNotificati
                 ),
             }
         }
+        Arrival::File(f) => {
+            meta.insert("from".into(), json!(f.from.to_string()));
+            let (name, _) = cut(&f.name, PREVIEW_CHARS);
+            meta.insert("name".into(), json!(name));
+            let with = if f.to.is_some() { "you" } else { "everyone" };
+            format!(
+                "{} shared the file `{name}` ({} bytes) with {with} — ns_file `read` id {} to get it",
+                f.from, f.size, f.id
+            )
+        }
         Arrival::Rejected(..) => return None,
     };
     Some(CustomNotification::new(

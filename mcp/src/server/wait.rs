@@ -38,6 +38,7 @@ pub(crate) async fn run(session: &Session, params: MessageParams) -> Result<Answ
     let mut incoming = Vec::new();
     let mut refs = Vec::new();
     let mut kv = Vec::new();
+    let mut files = Vec::new();
     let mut other_rejected = Vec::new();
     for item in arrivals.items {
         match item {
@@ -45,6 +46,7 @@ pub(crate) async fn run(session: &Session, params: MessageParams) -> Result<Answ
             Arrival::Rejected(StreamKind::Message, r) => incoming.push(Incoming::Rejected(r)),
             Arrival::Ref(shared) => refs.push(ref_row(&shared, form, count)),
             Arrival::Kv(change) => kv.push(kv_row(&change, form, count)),
+            Arrival::File(file) => files.push(json!(file)),
             Arrival::Rejected(kind, r) => {
                 let mut row = json!(RejectedView::from(&r));
                 row["kind"] = json!(kind);
@@ -61,6 +63,7 @@ pub(crate) async fn run(session: &Session, params: MessageParams) -> Result<Answ
             (messages.len(), "message", "messages"),
             (refs.len(), "code reference", "code references"),
             (kv.len(), "kv change", "kv changes"),
+            (files.len(), "file", "files"),
             (
                 rejected.len() + other_rejected.len(),
                 "event failed verification (not shown)",
@@ -97,6 +100,9 @@ pub(crate) async fn run(session: &Session, params: MessageParams) -> Result<Answ
     }
     if kinds.contains(&StreamKind::Kv) {
         data["kv"] = json!(kv);
+    }
+    if kinds.contains(&StreamKind::File) {
+        data["files"] = json!(files);
     }
     if !kinds.contains(&StreamKind::Message) {
         // Nothing of the inbox was looked at: no messages list to mislead.
@@ -159,7 +165,7 @@ fn kv_row(change: &KvChange, form: ListForm, count: usize) -> Value {
 fn summary(
     kinds: &[StreamKind],
     timeout_s: u32,
-    counts: [(usize, &str, &str); 4],
+    counts: [(usize, &str, &str); 5],
     message_cursor: nexysync_domain::ids::Seq,
     has_more: bool,
 ) -> String {
@@ -201,11 +207,11 @@ mod tests {
             parse_kinds(Some(&asked)).unwrap(),
             [StreamKind::Ref, StreamKind::Kv]
         );
-        let error = parse_kinds(Some(&["file".to_owned()])).unwrap_err();
+        let error = parse_kinds(Some(&["mail".to_owned()])).unwrap_err();
         assert_eq!(error.code, "invalid_params");
-        assert!(error.message.contains("unknown kind `file`"), "{error:?}");
+        assert!(error.message.contains("unknown kind `mail`"), "{error:?}");
         assert!(
-            error.message.contains("`message`, `ref`, `kv`"),
+            error.message.contains("`message`, `ref`, `kv`, `file`"),
             "{error:?}"
         );
         assert!(parse_kinds(Some(&[])).is_err());

@@ -27,6 +27,53 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 #[tokio::test]
+async fn a_file_shared_with_an_agent_wakes_its_wait_for_files() {
+    let (env, api, cdn, project) = start().await;
+    let alice = McpSession::start(Some(project.agent(&api, "alice").await)).await;
+    let bob = McpSession::start(Some(project.agent(&api, "bob").await)).await;
+    let bob_client = bob.client.peer().clone();
+    let waiting = tokio::spawn(async move {
+        bob_client
+            .call_tool(
+                rmcp::model::CallToolRequestParams::new("ns_message").with_arguments(
+                    json!({"action": "wait", "kinds": ["file"], "timeout_s": 30})
+                        .as_object()
+                        .cloned()
+                        .unwrap(),
+                ),
+            )
+            .await
+            .unwrap()
+    });
+    let uploaded = alice
+        .call(
+            "ns_file",
+            json!({"action": "upload", "content": "the plan", "name": "plan.md", "to": "bob"}),
+        )
+        .await;
+    assert!(!is_error(&uploaded), "{}", text_of(&uploaded));
+    let woken = tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!is_error(&woken), "{}", text_of(&woken));
+    let woken = structured(&woken);
+    assert_eq!(woken["timed_out"], false, "{woken}");
+    assert_eq!(woken["files"][0]["name"], "plan.md", "{woken}");
+    assert_eq!(woken["files"][0]["from"], "alice", "{woken}");
+    assert_eq!(
+        woken["files"][0]["id"],
+        structured(&uploaded)["id"],
+        "{woken}"
+    );
+
+    drop((alice, bob));
+    cdn.stop().await;
+    api.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_file_uploaded_through_ns_file_is_listed_read_and_deleted_by_another_agent() {
     let (env, api, cdn, project) = start().await;
     let alice = McpSession::start(Some(project.agent(&api, "alice").await)).await;

@@ -175,11 +175,11 @@ async fn a_ref_wakes_a_wait_for_refs_and_a_message_does_not_wake_a_wait_for_kv()
     assert_eq!(kv_wait["refs"], json!([]));
 
     let unknown = alice
-        .call("ns_message", json!({"action": "wait", "kinds": ["file"]}))
+        .call("ns_message", json!({"action": "wait", "kinds": ["mail"]}))
         .await;
     assert!(is_error(&unknown));
     assert!(
-        text_of(&unknown).contains("unknown kind `file`"),
+        text_of(&unknown).contains("unknown kind `mail`"),
         "{}",
         text_of(&unknown)
     );

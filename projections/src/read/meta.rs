@@ -76,7 +76,9 @@ impl ReadModels {
             .collect()
     }
 
-    /// What `project` has used: messages on the UTC day of `now`, and stored bytes.
+    /// What `project` has used: messages on the UTC day of `now`, and stored bytes (the
+    /// sealed bytes of its messages and references, plus the ciphertext of its live files
+    /// and of uploads declared and not yet expired).
     pub async fn quota_usage(
         &self,
         project: ProjectId,
@@ -86,15 +88,19 @@ impl ReadModels {
             "SELECT COALESCE((SELECT messages FROM quota_daily
                               WHERE project_id = $1 AND day = ($2 AT TIME ZONE 'UTC')::date), 0)
                         AS messages_today,
-                    COALESCE((SELECT stored_bytes FROM projects WHERE id = $1), 0) AS stored_bytes",
+                    (COALESCE((SELECT stored_bytes FROM projects WHERE id = $1), 0)
+                     + (SELECT COALESCE(SUM(ciphertext_size), 0) FROM files
+                        WHERE project_id = $1 AND deleted_seq IS NULL)
+                     + (SELECT COALESCE(SUM(ciphertext_size), 0) FROM pending_uploads
+                        WHERE project_id = $1 AND expires_at > now()))::bigint AS stored_bytes",
         )
         .bind(project.as_uuid())
         .bind(now)
         .fetch_one(self.pool())
         .await?;
         Ok(QuotaUsage {
-            messages_today: row.get::<i64, _>("messages_today").max(0) as u64,
-            stored_bytes: row.get::<i64, _>("stored_bytes").max(0) as u64,
+            messages_today: row.try_get::<i64, _>("messages_today")?.max(0) as u64,
+            stored_bytes: row.try_get::<i64, _>("stored_bytes")?.max(0) as u64,
         })
     }
 }
