@@ -151,6 +151,11 @@ impl McpAgent {
         result.structured_content.expect("structured answer")
     }
 
+    /// `ns_message` with `arguments`, expecting success.
+    pub async fn message(&self, arguments: Value) -> Value {
+        self.call("ns_message", arguments).await
+    }
+
     /// Calls `tool`, expects an `isError` answer, and returns its text.
     pub async fn refused(&self, tool: &str, arguments: Value) -> String {
         let result = self.raw(tool, arguments.clone()).await;

@@ -8,56 +8,19 @@
 // A test: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine;
 use nexysync_tests::processes::{binary, nexysync, RunningServer, ThrowawayNats};
+use nexysync_tests::system::{call, contains, files_under, McpAgent as Agent};
 use nexysync_tests::{postgres_server_url, unique_name};
-use rmcp::model::{CallToolRequestParams, CallToolResult, CustomNotification};
-use rmcp::service::{NotificationContext, RunningService};
+use rmcp::model::CustomNotification;
+use rmcp::service::NotificationContext;
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{json, Value};
-
-/// One agent's `nexysync-mcp`, started in the agent's directory like an AI tool would.
-struct Agent {
-    client: RunningService<RoleClient, ()>,
-}
-
-impl Agent {
-    async fn start(dir: &Path) -> Self {
-        let command = tokio::process::Command::new(binary("nexysync-mcp")).configure(|cmd| {
-            cmd.current_dir(dir).env_remove("NEXYSYNC_KEY_FILE");
-        });
-        let (transport, _) = TokioChildProcess::builder(command)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nexysync-mcp starts");
-        let client = ().serve(transport).await.expect("MCP handshake");
-        Self { client }
-    }
-
-    async fn call(&self, tool: &str, arguments: Value) -> Value {
-        let result = call(&self.client.peer().clone(), tool, arguments).await;
-        assert_ne!(result.is_error, Some(true), "{tool} failed: {result:?}");
-        result.structured_content.expect("structured answer")
-    }
-
-    async fn stop(self) {
-        let _ = self.client.cancel().await;
-    }
-}
-
-async fn call(peer: &rmcp::Peer<RoleClient>, tool: &str, arguments: Value) -> CallToolResult {
-    peer.call_tool(
-        CallToolRequestParams::new(tool.to_owned())
-            .with_arguments(arguments.as_object().cloned().unwrap()),
-    )
-    .await
-    .expect("a tool answers")
-}
 
 fn bodies(answer: &Value) -> Vec<String> {
     answer["messages"]
@@ -69,26 +32,6 @@ fn bodies(answer: &Value) -> Vec<String> {
 }
 
 /// Every file under `dir`, read whole.
-fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(next) = pending.pop() {
-        for entry in std::fs::read_dir(&next).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                found.push((path.clone(), std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    found
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_agents_talk_through_the_real_binaries_and_the_server_learns_nothing() {
     nexysync_tests::init_logging();

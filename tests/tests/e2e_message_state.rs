@@ -7,61 +7,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
-use nexysync_tests::processes::{binary, nexysync, RunningServer, ThrowawayNats};
+use nexysync_tests::processes::{nexysync, RunningServer, ThrowawayNats};
+use nexysync_tests::system::McpAgent as Agent;
 use nexysync_tests::{eventually, postgres_server_url, unique_name};
-use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::RunningService;
-use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
-use rmcp::{RoleClient, ServiceExt};
 use serde_json::{json, Value};
 
 const DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
-
-/// One agent's `nexysync-mcp`, started in the agent's directory like an AI tool would.
-struct Agent {
-    client: RunningService<RoleClient, ()>,
-}
-
-impl Agent {
-    async fn start(dir: &Path) -> Self {
-        let command = tokio::process::Command::new(binary("nexysync-mcp")).configure(|cmd| {
-            cmd.current_dir(dir).env_remove("NEXYSYNC_KEY_FILE");
-        });
-        let (transport, _) = TokioChildProcess::builder(command)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nexysync-mcp starts");
-        let client = ().serve(transport).await.expect("MCP handshake");
-        Self { client }
-    }
-
-    async fn raw(&self, arguments: Value) -> CallToolResult {
-        self.client
-            .peer()
-            .call_tool(
-                CallToolRequestParams::new("ns_message")
-                    .with_arguments(arguments.as_object().cloned().unwrap()),
-            )
-            .await
-            .expect("a tool answers")
-    }
-
-    async fn message(&self, arguments: Value) -> Value {
-        let result = self.raw(arguments.clone()).await;
-        assert_ne!(
-            result.is_error,
-            Some(true),
-            "{arguments} failed: {result:?}"
-        );
-        result.structured_content.expect("structured answer")
-    }
-
-    async fn stop(self) {
-        let _ = self.client.cancel().await;
-    }
-}
 
 fn ids(answer: &Value) -> Vec<String> {
     answer["messages"]
@@ -203,7 +155,9 @@ async fn agents_react_ack_pin_and_delete_through_the_real_binaries() {
             json!({"action": "broadcast", "body": format!("{canary} agreed"), "reply_to": plan_id}),
         )
         .await;
-    let refused = bob.raw(json!({"action": "delete", "id": plan_id})).await;
+    let refused = bob
+        .raw("ns_message", json!({"action": "delete", "id": plan_id}))
+        .await;
     assert_eq!(refused.is_error, Some(true));
     assert!(
         format!("{refused:?}").contains("not_the_sender"),

@@ -9,7 +9,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use nexysync_tests::processes::{nexysync, McpProcess, RunningServer, ThrowawayNats};
+use nexysync_tests::processes::{nexysync, RunningServer, ThrowawayNats};
+use nexysync_tests::system::McpAgent;
 use nexysync_tests::{eventually, postgres_server_url, unique_name};
 use serde_json::json;
 
@@ -65,8 +66,8 @@ async fn a_file_shared_through_the_real_binaries_arrives_whole_and_the_server_le
         let agent_dir = dir(name).display().to_string();
         nexysync(&["agent", "add", "demo", name, "--dir", &agent_dir], &envs).await;
     }
-    let alice = McpProcess::start(&dir("alice")).await;
-    let bob = McpProcess::start(&dir("bob")).await;
+    let alice = McpAgent::start(&dir("alice")).await;
+    let bob = McpAgent::start(&dir("bob")).await;
 
     let name_canary = format!("name-{}", hex::encode(rand::random::<[u8; 6]>()));
     let content_canary = format!("content-{}", hex::encode(rand::random::<[u8; 6]>()));
@@ -76,7 +77,7 @@ async fn a_file_shared_through_the_real_binaries_arrives_whole_and_the_server_le
     std::fs::write(dir("alice").join(&file_name), &data).unwrap();
 
     let uploaded = alice
-        .call(
+        .raw(
             "ns_file",
             json!({"action": "upload", "path": file_name, "to": "bob"}),
         )
@@ -88,7 +89,7 @@ async fn a_file_shared_through_the_real_binaries_arrives_whole_and_the_server_le
         .to_owned();
 
     let listed = eventually("bob to list the file", Duration::from_secs(20), || async {
-        let answer = bob.call("ns_file", json!({"action": "list"})).await;
+        let answer = bob.raw("ns_file", json!({"action": "list"})).await;
         let data = answer.structured_content?;
         (data["files"].as_array().map_or(0, Vec::len) == 1).then_some(data)
     })
@@ -99,7 +100,7 @@ async fn a_file_shared_through_the_real_binaries_arrives_whole_and_the_server_le
     assert_eq!(listed["files"][0]["size"], data.len());
 
     let read = bob
-        .call("ns_file", json!({"action": "read", "id": id, "path": "."}))
+        .raw("ns_file", json!({"action": "read", "id": id, "path": "."}))
         .await;
     assert_ne!(read.is_error, Some(true), "{read:?}");
     assert_eq!(std::fs::read(dir("bob").join(&file_name)).unwrap(), data);

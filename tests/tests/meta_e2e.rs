@@ -7,55 +7,14 @@
 // A test: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use nexysync_tests::processes::{binary, nexysync, RunningServer, ThrowawayNats};
+use nexysync_tests::processes::{nexysync, RunningServer, ThrowawayNats};
+use nexysync_tests::system::McpAgent as Agent;
 use nexysync_tests::{eventually, postgres_server_url, unique_name};
-use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::RunningService;
-use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
-use rmcp::{RoleClient, ServiceExt};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// One agent's `nexysync-mcp`, started in the agent's directory like an AI tool would.
-struct Agent {
-    client: RunningService<RoleClient, ()>,
-}
-
-impl Agent {
-    async fn start(dir: &Path) -> Self {
-        let command = tokio::process::Command::new(binary("nexysync-mcp")).configure(|cmd| {
-            cmd.current_dir(dir).env_remove("NEXYSYNC_KEY_FILE");
-        });
-        let (transport, _) = TokioChildProcess::builder(command)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nexysync-mcp starts");
-        let client = ().serve(transport).await.expect("MCP handshake");
-        Self { client }
-    }
-
-    async fn raw(&self, tool: &str, arguments: Value) -> CallToolResult {
-        self.client
-            .peer()
-            .call_tool(
-                CallToolRequestParams::new(tool.to_owned())
-                    .with_arguments(arguments.as_object().cloned().unwrap()),
-            )
-            .await
-            .expect("a tool answers")
-    }
-
-    async fn call(&self, tool: &str, arguments: Value) -> Value {
-        let result = self.raw(tool, arguments).await;
-        assert_ne!(result.is_error, Some(true), "{tool} failed: {result:?}");
-        result.structured_content.expect("structured answer")
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_use_ns_meta_through_the_real_binaries() {
