@@ -73,7 +73,7 @@ impl TestAgent {
     pub async fn stream(&self, api: &TestApi) -> SseEvents {
         let response = api
             .http
-            .get(format!("{}/v1/stream", api.url))
+            .get(format!("{}/v1/stream?presence=true", api.url))
             .bearer_auth(self.token.expose_secret())
             .send()
             .await

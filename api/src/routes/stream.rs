@@ -32,6 +32,10 @@ const BACKLOG_PAGE: u32 = 500;
 #[derive(Debug, Deserialize)]
 pub struct StreamQuery {
     since_seq: Option<Seq>,
+    /// `presence=true`: also push `presence_change`. Off by default: in a project of N
+    /// agents every connect would otherwise cost N frames, N² when they all connect.
+    #[serde(default)]
+    presence: bool,
 }
 
 pub async fn subscribe(
@@ -63,6 +67,7 @@ pub async fn subscribe(
     let mut heartbeats = tokio::time::interval(state.heartbeat);
     heartbeats.reset(); // the first tick is one interval from now
     let agent = me.agent;
+    let wants_presence = query.presence;
 
     let frames = async_stream::stream! {
         let _presence = presence;
@@ -110,7 +115,7 @@ pub async fn subscribe(
                         }
                         Some(_) => {}
                         None => {
-                            if event.is_for(agent) {
+                            if wants_presence && event.is_for(agent) {
                                 yield Ok(event.frame.clone());
                             }
                         }
