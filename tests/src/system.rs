@@ -97,10 +97,13 @@ impl LocalSystem {
         dump.stdout
     }
 
-    /// Stops everything and drops the database.
-    pub async fn stop(self) {
+    /// Stops everything, drops the database, and returns every file the servers left on
+    /// disk (the NATS store and the data dir), for tests that search them.
+    pub async fn stop(self) -> Vec<(PathBuf, Vec<u8>)> {
         self.server.stop().await;
         self.nats.stop().await;
+        let mut stored = files_under(&self.root.path().join("nats"));
+        stored.extend(files_under(&self.root.path().join("data")));
         if let Ok(pool) =
             sqlx::PgPool::connect(&format!("{}/postgres", postgres_server_url())).await
         {
@@ -111,6 +114,7 @@ impl LocalSystem {
             .execute(&pool)
             .await;
         }
+        stored
     }
 }
 

@@ -177,3 +177,78 @@ async fn an_agent_of_another_project_can_read_or_change_nothing_of_this_one() {
     }
     system.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refs_kv_lists_and_deletes_and_a_login_work_through_the_real_binary() {
+    let system = LocalSystem::start(&[]).await;
+    system.create_project("demo").await;
+    let alice = system.add_agent("demo", "alice").await;
+    let bob = system.add_agent("demo", "bob").await;
+
+    // ns_ref: share, then the other agent lists and gets it whole.
+    let shared = alice
+        .call(
+            "ns_ref",
+            json!({"action": "share", "path": "src/lib.rs", "start_line": 3, "end_line": 4,
+                   "snippet": "fn a() {}\nfn b() {}", "language": "rust", "to": "bob"}),
+        )
+        .await;
+    let id = shared["id"].as_str().unwrap().to_owned();
+    let listed = bob
+        .call_until("ns_ref", json!({"action": "list"}), DEADLINE, |a| {
+            a["refs"].as_array().is_some_and(|r| !r.is_empty())
+        })
+        .await;
+    assert_eq!(listed["refs"][0]["ref"]["id"], id.as_str(), "{listed}");
+    let got = bob.call("ns_ref", json!({"action": "get", "id": id})).await;
+    assert_eq!(got["ref"]["snippet"], "fn a() {}\nfn b() {}", "{got}");
+    assert_eq!(got["ref"]["from"], "alice", "{got}");
+
+    // ns_kv: set, list, delete with the revision; then it is gone for everyone.
+    let set = alice
+        .call(
+            "ns_kv",
+            json!({"action": "set", "key": "build:main", "value": "green"}),
+        )
+        .await;
+    let revision = set["revision"].as_u64().unwrap();
+    let listed = bob
+        .call_until("ns_kv", json!({"action": "list"}), DEADLINE, |a| {
+            a["entries"].as_array().is_some_and(|e| !e.is_empty())
+        })
+        .await;
+    assert_eq!(
+        listed["entries"][0]["entry"]["key"], "build:main",
+        "{listed}"
+    );
+    alice
+        .call(
+            "ns_kv",
+            json!({"action": "delete", "key": "build:main", "expected_revision": revision}),
+        )
+        .await;
+    bob.call_until(
+        "ns_kv",
+        json!({"action": "get", "key": "build:main"}),
+        DEADLINE,
+        |a| a["found"] == false,
+    )
+    .await;
+
+    // ns_auth login: bob's server switches to alice's key file and acts as her.
+    let alice_key = system.dir("alice").join(".nexysync/key");
+    let login = bob
+        .call(
+            "ns_auth",
+            json!({"action": "login", "path": alice_key.display().to_string()}),
+        )
+        .await;
+    assert!(login.to_string().contains("alice"), "{login}");
+    let status = bob.call("ns_auth", json!({"action": "status"})).await;
+    assert!(status.to_string().contains("alice"), "{status}");
+
+    for agent in [alice, bob] {
+        agent.stop().await;
+    }
+    system.stop().await;
+}

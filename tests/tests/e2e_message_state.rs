@@ -6,11 +6,8 @@
 // A test: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-
-use nexysync_tests::processes::{nexysync, RunningServer, ThrowawayNats};
-use nexysync_tests::system::McpAgent as Agent;
-use nexysync_tests::{eventually, postgres_server_url, unique_name};
+use nexysync_tests::eventually;
+use nexysync_tests::system::{contains, LocalSystem};
 use serde_json::{json, Value};
 
 const DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
@@ -24,60 +21,12 @@ fn ids(answer: &Value) -> Vec<String> {
         .collect()
 }
 
-fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(next) = pending.pop() {
-        for entry in std::fs::read_dir(&next).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                found.push((path.clone(), std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    found
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_react_ack_pin_and_delete_through_the_real_binaries() {
-    nexysync_tests::init_logging();
-    let root = tempfile::tempdir().unwrap();
-    let dir = |name: &str| {
-        let path = root.path().join(name);
-        std::fs::create_dir_all(&path).unwrap();
-        path
-    };
-    let nats = ThrowawayNats::start(&dir("nats")).await;
-    let database = unique_name("e2estate");
-    let data_dir = dir("data");
-    let envs = vec![
-        ("NEXYSYNC_NATS_URL", nats.url.clone()),
-        (
-            "DATABASE_URL",
-            format!("{}/{database}", postgres_server_url()),
-        ),
-        ("NEXYSYNC_HOME", dir("home").display().to_string()),
-        ("NEXYSYNC_DATA_DIR", data_dir.display().to_string()),
-        ("NEXYSYNC_ADMIN_TOKEN", String::new()),
-    ];
-    let server = RunningServer::start(&envs, &data_dir).await;
-    nexysync(
-        &["project", "create", "demo", "--server", &server.url],
-        &envs,
-    )
-    .await;
-    for name in ["alice", "bob"] {
-        let agent_dir = dir(name).display().to_string();
-        nexysync(&["agent", "add", "demo", name, "--dir", &agent_dir], &envs).await;
-    }
-    let alice = Agent::start(&dir("alice")).await;
-    let bob = Agent::start(&dir("bob")).await;
+    let system = LocalSystem::start(&[]).await;
+    system.create_project("demo").await;
+    let alice = system.add_agent("demo", "alice").await;
+    let bob = system.add_agent("demo", "bob").await;
     let canary = format!("canary-{}", hex::encode(rand::random::<[u8; 8]>()));
     // The reaction is a short label rather than an emoji, so it can be searched for.
     let label = format!("{canary}-react");
@@ -182,23 +131,10 @@ async fn agents_react_ack_pin_and_delete_through_the_real_binaries() {
 
     alice.stop().await;
     bob.stop().await;
-    let dump = tokio::process::Command::new("pg_dump")
-        .arg(format!("{}/{database}", postgres_server_url()))
-        .output()
-        .await
-        .expect("pg_dump runs");
-    assert!(
-        dump.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dump.stderr)
-    );
-    server.stop().await;
-    nats.stop().await;
-
-    let mut stored = files_under(&root.path().join("nats"));
-    stored.extend(files_under(&data_dir));
-    assert!(contains(&dump.stdout, b"message_reactions"));
-    stored.push((PathBuf::from("pg_dump"), dump.stdout));
+    let dump = system.pg_dump().await;
+    let mut stored = system.stop().await;
+    assert!(contains(&dump, b"message_reactions"));
+    stored.push(("pg_dump".into(), dump));
     for (path, bytes) in &stored {
         assert!(
             !contains(bytes, canary.as_bytes()),
@@ -206,14 +142,4 @@ async fn agents_react_ack_pin_and_delete_through_the_real_binaries() {
             path.display()
         );
     }
-
-    let pool = sqlx::PgPool::connect(&format!("{}/postgres", postgres_server_url()))
-        .await
-        .unwrap();
-    sqlx::query(&format!(
-        "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
-    ))
-    .execute(&pool)
-    .await
-    .unwrap();
 }

@@ -9,48 +9,18 @@
 
 use std::time::Duration;
 
-use nexysync_tests::processes::{nexysync, RunningServer, ThrowawayNats};
-use nexysync_tests::system::McpAgent as Agent;
-use nexysync_tests::{eventually, postgres_server_url, unique_name};
+use nexysync_tests::eventually;
+use nexysync_tests::system::{contains, LocalSystem};
 use serde_json::json;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_use_ns_meta_through_the_real_binaries() {
-    nexysync_tests::init_logging();
-    let root = tempfile::tempdir().unwrap();
-    let dir = |name: &str| {
-        let path = root.path().join(name);
-        std::fs::create_dir_all(&path).unwrap();
-        path
-    };
-    let nats = ThrowawayNats::start(&dir("nats")).await;
-    let database = unique_name("meta");
-    let data_dir = dir("data");
-    let envs = vec![
-        ("NEXYSYNC_NATS_URL", nats.url.clone()),
-        (
-            "DATABASE_URL",
-            format!("{}/{database}", postgres_server_url()),
-        ),
-        ("NEXYSYNC_HOME", dir("home").display().to_string()),
-        ("NEXYSYNC_DATA_DIR", data_dir.display().to_string()),
-        ("NEXYSYNC_ADMIN_TOKEN", String::new()),
-        ("NEXYSYNC_QUOTA_MESSAGES_PER_DAY", "2".into()),
-    ];
-    let server = RunningServer::start(&envs, &data_dir).await;
-    nexysync(
-        &["project", "create", "demo", "--server", &server.url],
-        &envs,
-    )
-    .await;
-    for name in ["alice", "bob"] {
-        let agent_dir = dir(name).display().to_string();
-        nexysync(&["agent", "add", "demo", name, "--dir", &agent_dir], &envs).await;
-    }
-    let alice = Agent::start(&dir("alice")).await;
-    let bob = Agent::start(&dir("bob")).await;
+    let system = LocalSystem::start(&[("NEXYSYNC_QUOTA_MESSAGES_PER_DAY", "2".into())]).await;
+    system.create_project("demo").await;
+    let alice = system.add_agent("demo", "alice").await;
+    let bob = system.add_agent("demo", "bob").await;
 
     let me = alice.call("ns_meta", json!({"action": "whoami"})).await;
     assert_eq!(me["agent_name"], "alice");
@@ -114,46 +84,20 @@ async fn agents_use_ns_meta_through_the_real_binaries() {
         .ends_with("T00:00:00Z"));
 
     for agent in [alice, bob] {
-        let _ = agent.client.cancel().await;
+        agent.stop().await;
     }
-    let dump = tokio::process::Command::new("pg_dump")
-        .arg(format!("{}/{database}", postgres_server_url()))
-        .output()
-        .await
-        .expect("pg_dump runs");
-    assert!(dump.status.success());
-    server.stop().await;
-    nats.stop().await;
-    let mut stored = vec![(root.path().join("pg_dump"), dump.stdout)];
-    let mut pending = vec![root.path().join("nats")];
-    while let Some(next) = pending.pop() {
-        for entry in std::fs::read_dir(&next).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                stored.push((path.clone(), std::fs::read(&path).unwrap()));
-            }
-        }
-    }
+    let dump = system.pg_dump().await;
+    let mut stored = system.stop().await;
     assert!(
         stored.iter().any(|(_, bytes)| bytes.len() > 1000),
         "the NATS store holds the events"
     );
+    stored.push(("pg_dump".into(), dump));
     for (path, bytes) in &stored {
         assert!(
-            !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+            !contains(bytes, canary.as_bytes()),
             "the role canary is in {}",
             path.display()
         );
     }
-    let pool = sqlx::PgPool::connect(&format!("{}/postgres", postgres_server_url()))
-        .await
-        .unwrap();
-    sqlx::query(&format!(
-        "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
-    ))
-    .execute(&pool)
-    .await
-    .unwrap();
 }
