@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::files::SharedFile;
 use super::message::{Incoming, Message, RejectedMessage};
 use super::refs::SharedRef;
+use super::update::MessageUpdate;
 use super::{Client, ClientError};
 
 /// A kind of event the live stream carries.
@@ -33,24 +34,29 @@ pub enum StreamKind {
     Kv,
     /// A file shared with this agent or with everyone by another agent (`new_file`).
     File,
+    /// Another agent reacted to, marked read, pinned, unpinned or deleted a message this
+    /// agent may read (`message_update`).
+    Update,
 }
 
 impl StreamKind {
     /// Every kind, in a stable order.
-    pub const ALL: [StreamKind; 4] = [
+    pub const ALL: [StreamKind; 5] = [
         StreamKind::Message,
         StreamKind::Ref,
         StreamKind::Kv,
         StreamKind::File,
+        StreamKind::Update,
     ];
 
-    /// The name agents use (`message`, `ref`, `kv`, `file`).
+    /// The name agents use (`message`, `ref`, `kv`, `file`, `update`).
     pub fn as_str(self) -> &'static str {
         match self {
             StreamKind::Message => "message",
             StreamKind::Ref => "ref",
             StreamKind::Kv => "kv",
             StreamKind::File => "file",
+            StreamKind::Update => "update",
         }
     }
 
@@ -66,6 +72,7 @@ impl StreamKind {
             StreamKind::Ref => sse::NEW_REF,
             StreamKind::Kv => sse::KV_UPDATE,
             StreamKind::File => sse::NEW_FILE,
+            StreamKind::Update => sse::MESSAGE_UPDATE,
         }
     }
 
@@ -135,6 +142,7 @@ pub enum Arrival {
     Ref(SharedRef),
     Kv(KvChange),
     File(SharedFile),
+    Update(MessageUpdate),
     /// An event of `kind` that failed verification: reported, never opened.
     Rejected(StreamKind, RejectedMessage),
 }
@@ -146,6 +154,7 @@ impl Arrival {
             Arrival::Ref(_) => StreamKind::Ref,
             Arrival::Kv(_) => StreamKind::Kv,
             Arrival::File(_) => StreamKind::File,
+            Arrival::Update(_) => StreamKind::Update,
             Arrival::Rejected(kind, _) => *kind,
         }
     }
@@ -156,6 +165,7 @@ impl Arrival {
             Arrival::Ref(r) => r.seq,
             Arrival::Kv(c) => Seq(c.revision),
             Arrival::File(f) => f.seq,
+            Arrival::Update(u) => u.seq,
             Arrival::Rejected(_, r) => r.seq,
         }
     }
@@ -166,6 +176,7 @@ impl Arrival {
             Arrival::Ref(r) => r.id,
             Arrival::Kv(c) => c.id,
             Arrival::File(f) => f.id,
+            Arrival::Update(u) => u.id,
             Arrival::Rejected(_, r) => r.id,
         }
     }
@@ -226,6 +237,7 @@ impl Client {
             StreamKind::Ref => self.verify_ref(stored).await?.map(Arrival::Ref),
             StreamKind::Kv => self.verify_kv_change(stored).await?.map(Arrival::Kv),
             StreamKind::File => self.verify_file(stored).await?.map(Arrival::File),
+            StreamKind::Update => self.verify_update(stored).await?.map(Arrival::Update),
         };
         Ok(outcome.unwrap_or_else(|rejected| Arrival::Rejected(kind, rejected)))
     }

@@ -34,6 +34,7 @@ mod state;
 mod stream;
 #[cfg(test)]
 pub(crate) mod test_events;
+mod update;
 mod verify;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +61,7 @@ pub use meta::{AgentMeta, Me, Profile};
 pub use refs::{NewRef, RefListPage, SharedRef};
 pub use state::{valid_emoji, MessageReaction, Toggled, MAX_EMOJI_BYTES};
 pub use stream::{Arrivals, MessageStream, Pending, StreamOptions, StreamStatus};
+pub use update::MessageUpdate;
 pub use verify::{verify_message, Reader, VerifyError};
 
 /// The AES-GCM tag each sealed field adds to its plaintext.

@@ -327,7 +327,8 @@ impl MessageStream {
                     .collect();
                 (items, page.next_since, page.has_more)
             }
-            StreamKind::Kv => (Vec::new(), since, false),
+            // Current state only: `ns_kv list`, and `read` of the message, show what they led to.
+            StreamKind::Kv | StreamKind::Update => (Vec::new(), since, false),
         };
         let mut state = self.shared.state();
         state.advance(kind, next_since);

@@ -55,6 +55,8 @@ pub enum VerifyError {
     NotARef { kind: &'static str },
     #[error("it is served as deleted without its sender's signed message_deleted")]
     DeletionUnproven,
+    #[error("it is a {kind} event, not a change to a message")]
+    NotAMessageUpdate { kind: &'static str },
     #[error("it is a {kind} event, not a reaction_added")]
     NotAReaction { kind: &'static str },
     #[error("the reaction is about another message")]

@@ -73,7 +73,8 @@ pub struct MessageParams {
     pub timeout_s: Option<u32>,
     /// wait: the kinds of event that end the wait: `message` (direct messages and others'
     /// broadcasts), `ref` (code references shared with you or everyone), `kv` (another
-    /// agent set or deleted a shared key), `file` (a file shared with you or everyone).
+    /// agent set or deleted a shared key), `file` (a file shared with you or everyone), `update`
+    /// (another agent reacted to, read, pinned, unpinned or deleted a message you may read).
     /// Default `["message"]`.
     #[serde(default)]
     pub kinds: Option<Vec<String>>,

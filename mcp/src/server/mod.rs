@@ -5,7 +5,7 @@
 //!   the binary, `tokio::io::duplex` in tests).
 //! - `auth_tool`: `ns_auth`; `message_tool`: `ns_message`; `kv_tool`: `ns_kv`;
 //!   `ref_tool`: `ns_ref`; `meta_tool`: `ns_meta`; `file_tool`: `ns_file`.
-//! - `wait`: `ns_message wait` for any of the stream's kinds (`message`, `ref`, `kv`, `file`).
+//! - `wait`: `ns_message wait` for any of the stream's kinds (`message`, `ref`, `kv`, `file`, `update`).
 //! - `notify`: every verified arrival pushed to the client as a channel notification.
 //! - `answer`: summaries plus structured JSON, list forms (brief, full) within one
 //!   budget; errors as `isError` results.
@@ -218,7 +218,7 @@ impl NexySyncMcp {
     /// Messaging between the project's agents.
     #[tool(
         name = "ns_message",
-        description = "Talk to the other AI agents of this project; end-to-end encrypted and signature-verified. action `send` (to, body, optional topic, reply_to, ttl_s): message one agent. `broadcast` (body, optional topic): message every agent. `check` (optional since, limit): your inbox after a cursor, oldest first, with next_since. `read` (id): one whole message. `thread` (id): the conversation it belongs to. `wait` (optional kinds, timeout_s (default 30), limit): returns as soon as an event of `kinds` arrives (`message` (default), `ref`, `kv`, `file`), or timed_out. check, thread and wait take `limit` and answer a cursor (`next_since`); their rows are brief unless `full` is true, long bodies cut with their length shown. `react` (id, emoji): add an emoji reaction; the same emoji again takes it back. `ack` (id): mark read; `check` with unread_only=true lists what you have not acked. `pin` / `unpin` (id). `delete` (id): delete a message you sent; its content is erased and its thread shows a deleted node. read/thread show reactions, pinned and deleted."
+        description = "Talk to the other AI agents of this project; end-to-end encrypted and signature-verified. action `send` (to, body, optional topic, reply_to, ttl_s): message one agent. `broadcast` (body, optional topic): message every agent. `check` (optional since, limit): your inbox after a cursor, oldest first, with next_since. `read` (id): one whole message. `thread` (id): the conversation it belongs to. `wait` (optional kinds, timeout_s (default 30), limit): returns as soon as an event of `kinds` arrives (`message` (default), `ref`, `kv`, `file`, `update`: a reaction, read mark, pin or deletion by another agent), or timed_out. check, thread and wait take `limit` and answer a cursor (`next_since`); their rows are brief unless `full` is true, long bodies cut with their length shown. `react` (id, emoji): add an emoji reaction; the same emoji again takes it back. `ack` (id): mark read; `check` with unread_only=true lists what you have not acked. `pin` / `unpin` (id). `delete` (id): delete a message you sent; its content is erased and its thread shows a deleted node. read/thread show reactions, pinned and deleted."
     )]
     async fn ns_message(&self, Parameters(params): Parameters<MessageParams>) -> CallToolResult {
         into_result(message_tool::run(self, params).await)

@@ -125,6 +125,23 @@ pub(crate) fn channel_notification(arrival: &Arrival) -> Option<CustomNotificati
                 f.from, f.size, f.id
             )
         }
+        Arrival::Update(u) => {
+            meta.insert("from".into(), json!(u.by.to_string()));
+            meta.insert("message".into(), json!(u.message.to_string()));
+            let what = match (u.change, &u.emoji) {
+                ("reaction_added", Some(emoji)) => format!("reacted {} to", cut(emoji, 16).0),
+                ("reaction_removed", _) => "took back a reaction to".into(),
+                ("message_read", _) => "read".into(),
+                ("message_pinned", _) => "pinned".into(),
+                ("message_unpinned", _) => "unpinned".into(),
+                ("message_deleted", _) => "deleted".into(),
+                (other, _) => other.replace('_', " "),
+            };
+            format!(
+                "{} {what} message {} — ns_message `read` shows it now",
+                u.by, u.message
+            )
+        }
         Arrival::Rejected(..) => return None,
     };
     Some(CustomNotification::new(

@@ -39,6 +39,7 @@ pub(crate) async fn run(session: &Session, params: MessageParams) -> Result<Answ
     let mut refs = Vec::new();
     let mut kv = Vec::new();
     let mut files = Vec::new();
+    let mut updates = Vec::new();
     let mut other_rejected = Vec::new();
     for item in arrivals.items {
         match item {
@@ -47,6 +48,7 @@ pub(crate) async fn run(session: &Session, params: MessageParams) -> Result<Answ
             Arrival::Ref(shared) => refs.push(ref_row(&shared, form, count)),
             Arrival::Kv(change) => kv.push(kv_row(&change, form, count)),
             Arrival::File(file) => files.push(json!(file)),
+            Arrival::Update(update) => updates.push(json!(update)),
             Arrival::Rejected(kind, r) => {
                 let mut row = json!(RejectedView::from(&r));
                 row["kind"] = json!(kind);
@@ -64,6 +66,7 @@ pub(crate) async fn run(session: &Session, params: MessageParams) -> Result<Answ
             (refs.len(), "code reference", "code references"),
             (kv.len(), "kv change", "kv changes"),
             (files.len(), "file", "files"),
+            (updates.len(), "message update", "message updates"),
             (
                 rejected.len() + other_rejected.len(),
                 "event failed verification (not shown)",
@@ -103,6 +106,9 @@ pub(crate) async fn run(session: &Session, params: MessageParams) -> Result<Answ
     }
     if kinds.contains(&StreamKind::File) {
         data["files"] = json!(files);
+    }
+    if kinds.contains(&StreamKind::Update) {
+        data["updates"] = json!(updates);
     }
     if !kinds.contains(&StreamKind::Message) {
         // Nothing of the inbox was looked at: no messages list to mislead.
@@ -165,7 +171,7 @@ fn kv_row(change: &KvChange, form: ListForm, count: usize) -> Value {
 fn summary(
     kinds: &[StreamKind],
     timeout_s: u32,
-    counts: [(usize, &str, &str); 5],
+    counts: [(usize, &str, &str); 6],
     message_cursor: nexysync_domain::ids::Seq,
     has_more: bool,
 ) -> String {
@@ -211,7 +217,9 @@ mod tests {
         assert_eq!(error.code, "invalid_params");
         assert!(error.message.contains("unknown kind `mail`"), "{error:?}");
         assert!(
-            error.message.contains("`message`, `ref`, `kv`, `file`"),
+            error
+                .message
+                .contains("`message`, `ref`, `kv`, `file`, `update`"),
             "{error:?}"
         );
         assert!(parse_kinds(Some(&[])).is_err());

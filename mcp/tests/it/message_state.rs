@@ -159,3 +159,43 @@ async fn bad_state_calls_and_another_projects_agent_get_helpful_errors() {
     api.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_reaction_to_my_message_wakes_my_wait_for_updates_verified() {
+    let (env, api, project) = provision::start().await;
+    let alice = McpSession::start(Some(project.agent(&api, "alice").await)).await;
+    let bob = McpSession::start(Some(project.agent(&api, "bob").await)).await;
+    let sent = ok(
+        &alice,
+        json!({"action": "send", "to": "bob", "body": "ready?"}),
+    )
+    .await;
+    let id = sent["id"].as_str().unwrap().to_owned();
+    // Alice's stream is live before Bob reacts: an update is pushed, never replayed.
+    ok(
+        &alice,
+        json!({"action": "wait", "kinds": ["update"], "timeout_s": 1}),
+    )
+    .await;
+
+    ok(&bob, json!({"action": "react", "id": id, "emoji": "🚀"})).await;
+    let woken = eventually("alice's wait to return the reaction", DEADLINE, || async {
+        let data = ok(
+            &alice,
+            json!({"action": "wait", "kinds": ["update"], "timeout_s": 5}),
+        )
+        .await;
+        (data["timed_out"] == false).then_some(data)
+    })
+    .await;
+    let update = &woken["updates"][0];
+    assert_eq!(update["change"], "reaction_added", "{woken}");
+    assert_eq!(update["emoji"], "🚀", "{woken}");
+    assert_eq!(update["by"], "bob", "{woken}");
+    assert_eq!(update["message"], id.as_str(), "{woken}");
+    assert!(woken.get("messages").is_none(), "{woken}");
+
+    drop((alice, bob));
+    api.stop().await;
+    env.cleanup().await;
+}
