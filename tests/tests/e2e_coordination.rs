@@ -114,6 +114,13 @@ async fn an_agent_of_another_project_can_read_or_change_nothing_of_this_one() {
             json!({"action": "set", "key": LEASE, "value": canary.clone()}),
         )
         .await;
+    let uploaded = alice
+        .call(
+            "ns_file",
+            json!({"action": "upload", "content": format!("{canary} file"), "name": "plan.md"}),
+        )
+        .await;
+    let file = uploaded["id"].as_str().unwrap().to_owned();
     bob.call_until(
         "ns_message",
         json!({"action": "check", "since": 0}),
@@ -139,6 +146,8 @@ async fn an_agent_of_another_project_can_read_or_change_nothing_of_this_one() {
             json!({"action": "send", "to": "alice", "body": "hi"}),
         ),
         ("ns_ref", json!({"action": "get", "id": reference})),
+        ("ns_file", json!({"action": "read", "id": file})),
+        ("ns_file", json!({"action": "delete", "id": file})),
     ] {
         let refused = mallory.refused(tool, arguments).await;
         assert!(!refused.contains(&canary), "{refused}");
@@ -151,11 +160,12 @@ async fn an_agent_of_another_project_can_read_or_change_nothing_of_this_one() {
         ("ns_message", json!({"action": "check", "since": 0})),
         ("ns_ref", json!({"action": "list"})),
         ("ns_kv", json!({"action": "list"})),
+        ("ns_file", json!({"action": "list"})),
         ("ns_meta", json!({"action": "agents"})),
         ("ns_meta", json!({"action": "presence"})),
     ] {
         let answer = mallory.call(tool, arguments).await.to_string();
-        for secret in [canary.as_str(), "alice", "bob", &message, &reference] {
+        for secret in [canary.as_str(), "alice", "bob", &message, &reference, &file] {
             assert!(!answer.contains(secret), "{tool} shows {secret}: {answer}");
         }
     }
@@ -167,6 +177,11 @@ async fn an_agent_of_another_project_can_read_or_change_nothing_of_this_one() {
     assert_eq!(read["body"], format!("{canary} plan"), "{read}");
     assert_ne!(read["deleted"], true, "{read}");
     assert_ne!(read["pinned"], true, "{read}");
+    let listed = bob.call("ns_file", json!({"action": "list"})).await;
+    assert!(
+        listed.to_string().contains(&file),
+        "the file is still there: {listed}"
+    );
     assert!(
         read.get("reactions").is_none_or(|r| r == &json!([])),
         "{read}"
