@@ -38,6 +38,11 @@ impl PresenceProjector {
         loop {
             match self.run_from_checkpoint().await {
                 Ok(()) => backoff = Duration::from_millis(100),
+                // A rebuild switched the read models: the new schema starts presence from
+                // what the presence stream still holds (heartbeats refill it).
+                Err(ProjectionError::Retired) => {
+                    tracing::info!("read models rebuilt; presence projected afresh");
+                }
                 Err(e) => {
                     warn!(error = %e, "presence projector stopped; restarting from its checkpoint");
                     tokio::time::sleep(backoff).await;
@@ -83,12 +88,15 @@ impl PresenceProjector {
         last: u64,
     ) -> Result<(), ProjectionError> {
         let mut tx = self.pool.begin().await?;
-        let checkpoint: i64 = sqlx::query_scalar(
+        let checkpoint: Option<i64> = sqlx::query_scalar(
             "SELECT last_seq FROM projector_checkpoints WHERE projector = $1 FOR UPDATE",
         )
         .bind(PRESENCE)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        let Some(checkpoint) = checkpoint else {
+            return Err(ProjectionError::Retired);
+        };
         for stored in batch.iter().filter(|s| s.seq as i64 > checkpoint) {
             apply(&mut tx, &stored.event).await?;
         }
