@@ -390,35 +390,7 @@ impl Client {
         &self,
         stored: &StoredEvent,
     ) -> Result<Result<SharedFile, RejectedMessage>, ClientError> {
-        let directory = self.directory().await?;
-        let mut outcome = self.verify_file_with(&directory, stored);
-        if matches!(&outcome, Err(r) if r.reason.may_be_stale_directory()) {
-            let fresh = self.agents().await?;
-            outcome = self.verify_file_with(&fresh, stored);
-        }
-        match &outcome {
-            Ok(file) => self.note_known(file.seq),
-            Err(rejected) => {
-                tracing::warn!(event = %rejected.id, seq = %rejected.seq, reason = %rejected.reason, "file failed verification");
-            }
-        }
-        Ok(outcome)
-    }
-
-    fn verify_file_with(
-        &self,
-        directory: &Directory,
-        stored: &StoredEvent,
-    ) -> Result<SharedFile, RejectedMessage> {
-        let reader = Reader {
-            project: self.inner.key.project.id,
-            keys: &self.inner.keys,
-        };
-        check_file(reader, directory, &mut self.chain(), stored).map_err(|reason| RejectedMessage {
-            id: stored.event.id,
-            seq: stored.seq,
-            reason,
-        })
+        self.verify_kind(stored, "file", check_file).await
     }
 }
 

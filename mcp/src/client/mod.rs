@@ -389,6 +389,41 @@ impl Client {
         verify_message(reader, directory, &mut self.chain(), stored)
     }
 
+    /// Verifies a pushed or listed event of another kind than a message with `check`
+    /// (given the reader, the agents, the chain memory and the event), once more against a
+    /// fresh list of agents when the verdict may come from a stale one. A rejection is
+    /// logged as `what` and answered, never opened.
+    pub(crate) async fn verify_kind<T>(
+        &self,
+        stored: &StoredEvent,
+        what: &'static str,
+        check: impl Fn(Reader<'_>, &Directory, &mut ChainMemory, &StoredEvent) -> Result<T, VerifyError>,
+    ) -> Result<Result<T, RejectedMessage>, ClientError> {
+        let judge = |directory: &Directory| {
+            let reader = Reader {
+                project: self.inner.key.project.id,
+                keys: &self.inner.keys,
+            };
+            check(reader, directory, &mut self.chain(), stored).map_err(|reason| RejectedMessage {
+                id: stored.event.id,
+                seq: stored.seq,
+                reason,
+            })
+        };
+        let directory = self.directory().await?;
+        let mut outcome = judge(&directory);
+        if matches!(&outcome, Err(r) if r.reason.may_be_stale_directory()) {
+            outcome = judge(&*self.agents().await?);
+        }
+        match &outcome {
+            Ok(_) => self.note_known(stored.seq),
+            Err(rejected) => {
+                tracing::warn!(event = %rejected.id, seq = %rejected.seq, reason = %rejected.reason, "{what} failed verification");
+            }
+        }
+        Ok(outcome)
+    }
+
     fn chain(&self) -> std::sync::MutexGuard<'_, ChainMemory> {
         // The memory stays consistent even if a holder panicked: every update is a
         // single insert after all checks passed.

@@ -160,35 +160,7 @@ impl Client {
         &self,
         stored: &StoredEvent,
     ) -> Result<Result<SharedRef, RejectedMessage>, ClientError> {
-        let directory = self.directory().await?;
-        let mut outcome = self.verify_ref_with(&directory, stored);
-        if matches!(&outcome, Err(r) if r.reason.may_be_stale_directory()) {
-            let fresh = self.agents().await?;
-            outcome = self.verify_ref_with(&fresh, stored);
-        }
-        match &outcome {
-            Ok(shared) => self.note_known(shared.seq),
-            Err(rejected) => {
-                tracing::warn!(event = %rejected.id, seq = %rejected.seq, reason = %rejected.reason, "code reference failed verification");
-            }
-        }
-        Ok(outcome)
-    }
-
-    fn verify_ref_with(
-        &self,
-        directory: &Directory,
-        stored: &StoredEvent,
-    ) -> Result<SharedRef, RejectedMessage> {
-        let reader = Reader {
-            project: self.inner.key.project.id,
-            keys: &self.inner.keys,
-        };
-        check_ref(reader, directory, &mut self.chain(), stored).map_err(|reason| RejectedMessage {
-            id: stored.event.id,
-            seq: stored.seq,
-            reason,
-        })
+        self.verify_kind(stored, "code reference", check_ref).await
     }
 }
 

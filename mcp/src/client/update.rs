@@ -36,35 +36,10 @@ impl Client {
         &self,
         stored: &StoredEvent,
     ) -> Result<Result<MessageUpdate, RejectedMessage>, ClientError> {
-        let directory = self.directory().await?;
-        let mut outcome = self.verify_update_with(&directory, stored);
-        if matches!(&outcome, Err(r) if r.reason.may_be_stale_directory()) {
-            let fresh = self.agents().await?;
-            outcome = self.verify_update_with(&fresh, stored);
-        }
-        match &outcome {
-            Ok(update) => self.note_known(update.seq),
-            Err(rejected) => {
-                tracing::warn!(event = %rejected.id, seq = %rejected.seq, reason = %rejected.reason, "message update failed verification");
-            }
-        }
-        Ok(outcome)
-    }
-
-    fn verify_update_with(
-        &self,
-        directory: &Directory,
-        stored: &StoredEvent,
-    ) -> Result<MessageUpdate, RejectedMessage> {
-        let reader = Reader {
-            project: self.inner.key.project.id,
-            keys: &self.inner.keys,
-        };
-        check_update(reader, directory, stored).map_err(|reason| RejectedMessage {
-            id: stored.event.id,
-            seq: stored.seq,
-            reason,
+        self.verify_kind(stored, "message update", |reader, directory, _, stored| {
+            check_update(reader, directory, stored)
         })
+        .await
     }
 }
 
