@@ -394,50 +394,24 @@ async fn gather(
             false
         }
         EventBody::RefShared(shared) => {
-            let known_recipient = shared.to.and_then(|to| state.directory.lookup(project, to));
-            let log_catches_retries = nexysync_log::deduplicates(event.id, now_millis());
-            if !log_catches_retries || (shared.to.is_some() && known_recipient.is_none()) {
-                let found = reads.ref_facts(project, event.id, shared.to).await?;
-                already_applied = found
-                    .already_applied
-                    .filter(|(owner, _)| *owner == project)
-                    .map(|(_, seq)| Appended {
-                        id: event.id,
-                        seq,
-                        duplicate: true,
-                    });
-                if let (Some(to), Lookup::Found) = (shared.to, found.recipient) {
-                    state.directory.remember(to, project);
-                }
-                facts.recipient = found.recipient;
-            } else if let Some(lookup) = known_recipient {
-                facts.recipient = lookup;
-            }
+            already_applied =
+                shared_content_facts(state, project, event, shared.to, &mut facts, || async {
+                    let found = reads.ref_facts(project, event.id, shared.to).await?;
+                    Ok((found.already_applied, found.recipient))
+                })
+                .await?;
             facts.quota = Some(quota_of(state, project).await?);
             facts.recipient == Lookup::Missing
         }
         // The signature and the sealed fields are all there is to decide on.
         EventBody::AgentProfileUpdated(_) => false,
         EventBody::FileShared(shared) => {
-            let known_recipient = shared.to.and_then(|to| state.directory.lookup(project, to));
-            let log_catches_retries = nexysync_log::deduplicates(event.id, now_millis());
-            if !log_catches_retries || (shared.to.is_some() && known_recipient.is_none()) {
-                let found = reads.file_facts(project, event.id, shared.to).await?;
-                already_applied = found
-                    .already_applied
-                    .filter(|(owner, _)| *owner == project)
-                    .map(|(_, seq)| Appended {
-                        id: event.id,
-                        seq,
-                        duplicate: true,
-                    });
-                if let (Some(to), Lookup::Found) = (shared.to, found.recipient) {
-                    state.directory.remember(to, project);
-                }
-                facts.recipient = found.recipient;
-            } else if let Some(lookup) = known_recipient {
-                facts.recipient = lookup;
-            }
+            already_applied =
+                shared_content_facts(state, project, event, shared.to, &mut facts, || async {
+                    let found = reads.file_facts(project, event.id, shared.to).await?;
+                    Ok((found.already_applied, found.recipient))
+                })
+                .await?;
             facts.recipient == Lookup::Missing
         }
         EventBody::FileDeleted(deleted) => {
@@ -486,4 +460,48 @@ async fn gather(
         already_applied,
         something_missing,
     })
+}
+
+/// The facts of content shared with `to` (or everyone when `None`), as a code reference or
+/// a file: the recipient from this instance's directory when it knows it and the log
+/// would catch a retry, else from the read models (`look_up`: the original sequence of
+/// this event id if it was applied already, and the recipient). Answers the original
+/// append of a retry.
+async fn shared_content_facts<F, Fut>(
+    state: &AppState,
+    project: ProjectId,
+    event: &Envelope,
+    to: Option<nexysync_domain::ids::AgentId>,
+    facts: &mut WriteFacts,
+    look_up: F,
+) -> Result<Option<Appended>, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<
+        Output = Result<
+            (Option<(ProjectId, nexysync_domain::ids::Seq)>, Lookup),
+            nexysync_projections::ProjectionError,
+        >,
+    >,
+{
+    let known_recipient = to.and_then(|to| state.directory.lookup(project, to));
+    let log_catches_retries = nexysync_log::deduplicates(event.id, now_millis());
+    if log_catches_retries && (to.is_none() || known_recipient.is_some()) {
+        if let Some(lookup) = known_recipient {
+            facts.recipient = lookup;
+        }
+        return Ok(None);
+    }
+    let (applied, recipient) = look_up().await?;
+    if let (Some(to), Lookup::Found) = (to, recipient) {
+        state.directory.remember(to, project);
+    }
+    facts.recipient = recipient;
+    Ok(applied
+        .filter(|(owner, _)| *owner == project)
+        .map(|(_, seq)| Appended {
+            id: event.id,
+            seq,
+            duplicate: true,
+        }))
 }
