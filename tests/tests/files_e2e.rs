@@ -6,68 +6,19 @@
 // A test: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
 use std::time::Duration;
 
-use nexysync_tests::processes::{nexysync, RunningServer, ThrowawayNats};
-use nexysync_tests::system::McpAgent;
-use nexysync_tests::{eventually, postgres_server_url, unique_name};
+use nexysync_tests::eventually;
+use nexysync_tests::system::{contains, LocalSystem};
 use serde_json::json;
-
-fn all_bytes_under(dir: &Path) -> Vec<u8> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(next) = pending.pop() {
-        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                found.extend(std::fs::read(&path).unwrap_or_default());
-            }
-        }
-    }
-    found
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_shared_through_the_real_binaries_arrives_whole_and_the_server_learns_nothing() {
-    nexysync_tests::init_logging();
-    let root = tempfile::tempdir().unwrap();
-    let dir = |name: &str| {
-        let path = root.path().join(name);
-        std::fs::create_dir_all(&path).unwrap();
-        path
-    };
-    let nats = ThrowawayNats::start(&dir("nats")).await;
-    let database = unique_name("files");
-    let data_dir = dir("data");
-    let envs = vec![
-        ("NEXYSYNC_NATS_URL", nats.url.clone()),
-        (
-            "DATABASE_URL",
-            format!("{}/{database}", postgres_server_url()),
-        ),
-        ("NEXYSYNC_HOME", dir("home").display().to_string()),
-        ("NEXYSYNC_DATA_DIR", data_dir.display().to_string()),
-        ("NEXYSYNC_ADMIN_TOKEN", String::new()),
-    ];
-    let server = RunningServer::start(&envs, &data_dir).await;
-    nexysync(
-        &["project", "create", "demo", "--server", &server.url],
-        &envs,
-    )
-    .await;
-    for name in ["alice", "bob"] {
-        let agent_dir = dir(name).display().to_string();
-        nexysync(&["agent", "add", "demo", name, "--dir", &agent_dir], &envs).await;
-    }
-    let alice = McpAgent::start(&dir("alice")).await;
-    let bob = McpAgent::start(&dir("bob")).await;
+    let system = LocalSystem::start(&[]).await;
+    system.create_project("demo").await;
+    let alice = system.add_agent("demo", "alice").await;
+    let bob = system.add_agent("demo", "bob").await;
+    let dir = |name: &str| system.dir(name);
 
     let name_canary = format!("name-{}", hex::encode(rand::random::<[u8; 6]>()));
     let content_canary = format!("content-{}", hex::encode(rand::random::<[u8; 6]>()));
@@ -107,21 +58,21 @@ async fn a_file_shared_through_the_real_binaries_arrives_whole_and_the_server_le
 
     alice.stop().await;
     bob.stop().await;
-    let dump = tokio::process::Command::new("pg_dump")
-        .arg(format!("{}/{database}", postgres_server_url()))
-        .output()
-        .await
-        .expect("pg_dump runs");
-    assert!(dump.status.success());
-    server.stop().await;
-    nats.stop().await;
-
-    let blobs = all_bytes_under(&data_dir.join("blobs"));
+    let dump = system.pg_dump().await;
+    let stored = system.stop().await;
+    let under = |part: &str| -> Vec<u8> {
+        stored
+            .iter()
+            .filter(|(path, _)| path.components().any(|c| c.as_os_str() == part))
+            .flat_map(|(_, bytes)| bytes.iter().copied())
+            .collect()
+    };
+    let blobs = under("blobs");
     assert!(blobs.len() >= data.len(), "the blob store holds the file");
     for (place, bytes) in [
         ("the blob store", blobs),
-        ("the NATS store", all_bytes_under(&root.path().join("nats"))),
-        ("pg_dump", dump.stdout),
+        ("the NATS store", under("nats")),
+        ("pg_dump", dump),
     ] {
         assert!(
             !contains(&bytes, name_canary.as_bytes()),
@@ -132,13 +83,4 @@ async fn a_file_shared_through_the_real_binaries_arrives_whole_and_the_server_le
             "the content in {place}"
         );
     }
-    let pool = sqlx::PgPool::connect(&format!("{}/postgres", postgres_server_url()))
-        .await
-        .unwrap();
-    sqlx::query(&format!(
-        "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
-    ))
-    .execute(&pool)
-    .await
-    .unwrap();
 }
