@@ -32,6 +32,9 @@ pub struct Projector {
     /// Whether committed checkpoints are announced to readers: only the live read
     /// models' are (a rebuild's are not what readers read).
     announce: bool,
+    /// Filling read models nobody reads yet: a batch's commit need not wait for the disk,
+    /// since a rebuild cut off by a crash starts again from scratch anyway.
+    bulk: bool,
 }
 
 impl Projector {
@@ -42,6 +45,7 @@ impl Projector {
             pool,
             log,
             announce: true,
+            bulk: false,
         }
     }
 
@@ -49,6 +53,7 @@ impl Projector {
     pub(crate) fn unannounced(pool: PgPool, log: EventLog) -> Self {
         Self {
             announce: false,
+            bulk: true,
             ..Self::new(pool, log)
         }
     }
@@ -93,7 +98,7 @@ impl Projector {
             "projector reading the log"
         );
         let mut events = self.log.read_all(start).await?;
-        while let Some(batch) = next_batch(&mut events).await {
+        while let Some(batch) = next_batch(&mut events, MAX_BATCH).await {
             self.apply_batch(&batch?).await?;
         }
         Ok(())
@@ -129,6 +134,11 @@ impl Projector {
         let Some(checkpoint) = checkpoint else {
             return Err(ProjectionError::Retired);
         };
+        if self.bulk {
+            sqlx::query("SET LOCAL synchronous_commit TO OFF")
+                .execute(&mut *tx)
+                .await?;
+        }
         // Messages are applied in runs; anything else first flushes the run before it,
         // so every event still sees the read models as the log had them (a broadcast
         // reaches the agents registered before it).
@@ -165,16 +175,17 @@ impl Projector {
 }
 
 /// The next batch from `events`: the first event (waiting for it), then whatever else is
-/// ready, up to [`MAX_BATCH`]. `None` when the stream ends.
+/// ready, up to `max` events. `None` when the stream ends.
 pub(crate) async fn next_batch(
     events: &mut EventStream,
+    max: usize,
 ) -> Option<Result<Vec<RawEvent>, ProjectionError>> {
     let first = match events.next().await? {
         Ok(first) => first,
         Err(e) => return Some(Err(e.into())),
     };
     let mut batch = vec![first];
-    while batch.len() < MAX_BATCH {
+    while batch.len() < max {
         match events.next().now_or_never() {
             Some(Some(Ok(event))) => batch.push(event),
             Some(Some(Err(e))) => {

@@ -20,7 +20,7 @@ use sqlx::{Connection, PgConnection};
 use tracing::info;
 
 use crate::db::{self, LIVE_SCHEMA, NEXT_SCHEMA, RETIRED_SCHEMA};
-use crate::projector::{load_checkpoint, next_batch, READ_MODELS};
+use crate::projector::{load_checkpoint, next_batch, MAX_BATCH, READ_MODELS};
 use crate::{ProjectionError, Projector};
 
 /// Held (as a session lock) for a whole rebuild, so two never run at once.
@@ -31,6 +31,9 @@ const SWITCH_WITHIN: u64 = 200;
 /// How long the log may say nothing before a catch-up counts it as read to the end (the
 /// last sequence can be an event that was erased).
 const QUIET_LOG: Duration = Duration::from_secs(2);
+/// Largest batch a rebuild applies in one transaction: larger than the live projector's,
+/// since nobody waits for any one event.
+const REBUILD_BATCH: usize = 4 * crate::projector::MAX_BATCH;
 /// Longest the switch waits for the log to deliver the last events.
 const SWITCH_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -132,21 +135,40 @@ async fn catch_up(
     state: &mut RebuildProgress,
     progress: &mut impl FnMut(&RebuildProgress),
 ) -> Result<bool, ProjectionError> {
-    while state.applied < until {
-        let Ok(next) = tokio::time::timeout(QUIET_LOG, next_batch(events)).await else {
-            return Ok(false);
-        };
-        let Some(batch) = next else {
-            return Err(ProjectionError::Database(
-                "the log ended mid-rebuild".into(),
-            ));
-        };
-        let batch = batch?;
-        projector.apply_batch(&batch).await?;
+    let Some(mut batch) = read_batch(events).await? else {
+        return Ok(false);
+    };
+    loop {
+        // The next batch is read from the log while this one is applied.
+        let more = batch.last().is_some_and(|last| last.seq < until);
+        let (applied, next) = tokio::join!(projector.apply_batch(&batch), async {
+            if more {
+                read_batch(events).await
+            } else {
+                Ok(None)
+            }
+        });
+        applied?;
         record(state, &batch);
         progress(state);
+        match next? {
+            Some(next) if state.applied < until => batch = next,
+            _ => return Ok(state.applied >= until),
+        }
     }
-    Ok(true)
+}
+
+/// The next batch of a catch-up, `None` when the log has been quiet for [`QUIET_LOG`].
+async fn read_batch(
+    events: &mut EventStream,
+) -> Result<Option<Vec<nexysync_log::RawEvent>>, ProjectionError> {
+    match tokio::time::timeout(QUIET_LOG, next_batch(events, REBUILD_BATCH)).await {
+        Err(_quiet) => Ok(None),
+        Ok(None) => Err(ProjectionError::Database(
+            "the log ended mid-rebuild".into(),
+        )),
+        Ok(Some(batch)) => batch.map(Some),
+    }
 }
 
 fn record(state: &mut RebuildProgress, batch: &[nexysync_log::RawEvent]) {
@@ -178,7 +200,7 @@ async fn switch(
         Seq(0)
     };
     while state.applied < live {
-        let batch = tokio::time::timeout(SWITCH_READ_TIMEOUT, next_batch(events))
+        let batch = tokio::time::timeout(SWITCH_READ_TIMEOUT, next_batch(events, MAX_BATCH))
             .await
             .map_err(|_| {
                 ProjectionError::Database(format!(
@@ -211,6 +233,11 @@ async fn switch(
     ))
     .execute(&mut *tx)
     .await?;
+    // The catch-up's commits did not wait for the disk; this one does, and with it
+    // everything written before it.
+    sqlx::query("SET LOCAL synchronous_commit TO ON")
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(state.applied)
 }

@@ -1,9 +1,10 @@
 //! `nexysync audit`: verify, replay and export a project's history from the log itself.
 //!
 //! Every command reads the events in log order from a [`source::EventSource`] (the live
-//! JetStream subject, or a bundle's `events.jsonl`) and feeds them, one at a time, to the
-//! pure [`ProjectAuditor`] of the domain, which holds every rule. Nothing here keeps more
-//! than one event in memory.
+//! JetStream subject, or a bundle's `events.jsonl`) and feeds them, in order, to the
+//! pure [`ProjectAuditor`] of the domain, which holds every rule; [`parallel`] spreads the
+//! decoding and the signature checks of a batch over the cores. Nothing here keeps more
+//! than a batch of events in memory.
 //!
 //! - [`verify`]: `audit verify --project P` (no key needed) and `--bundle DIR`.
 //! - [`replay`]: `audit replay`: verified, then decrypted with the project key, as text or
@@ -16,6 +17,7 @@
 
 pub mod bundle;
 pub mod export;
+pub mod parallel;
 pub mod progress;
 pub mod replay;
 pub mod source;

@@ -9,27 +9,50 @@ use nexysync_domain::event::{Envelope, EventHash};
 use nexysync_domain::ids::{ProjectId, Seq};
 
 use super::bundle::{BundleError, BundleReader, Contents, Manifest};
+use super::parallel::{self, AuditedEvent};
 use super::progress::Progress;
 use super::source::EventSource;
 use super::{AuditFailure, AuditSummary, ProjectAuditor};
 
 /// Feeds every event of `source` to a fresh auditor of `project`, then to `each` once it
 /// has verified. Stops at the first broken rule ([`AuditFailure`]) or error of `each`.
+/// A batch is audited on the cores while the next one is read.
 pub async fn walk(
     source: &mut EventSource,
     project: ProjectId,
     progress: &mut Progress,
     mut each: impl FnMut(Seq, &Envelope, EventHash, &ProjectAuditor) -> anyhow::Result<()>,
 ) -> anyhow::Result<ProjectAuditor> {
+    let threads = parallel::threads();
     let mut auditor = ProjectAuditor::new(project);
     let mut events = 0u64;
-    while let Some((seq, stored)) = source.next_event().await? {
-        let (event, hash) = auditor
-            .push_json(seq, &stored)
-            .map_err(AuditFailure::from)?;
-        each(seq, &event, hash, &auditor)?;
-        events += 1;
-        progress.tick(events, seq);
+    let mut auditing: Option<tokio::task::JoinHandle<_>> = None;
+    loop {
+        let mut batch = Vec::with_capacity(parallel::BATCH);
+        while batch.len() < parallel::BATCH {
+            match source.next_event().await? {
+                Some(event) => batch.push(event),
+                None => break,
+            }
+        }
+        if let Some(job) = auditing.take() {
+            let (back, audited): (ProjectAuditor, Result<Vec<AuditedEvent>, _>) =
+                job.await.context("the audit worker stopped")?;
+            auditor = back;
+            for audited in audited.map_err(AuditFailure::from)? {
+                each(audited.seq, &audited.event, audited.hash, &auditor)?;
+                events += 1;
+                progress.tick(events, audited.seq);
+            }
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let mut working = std::mem::replace(&mut auditor, ProjectAuditor::new(project));
+        auditing = Some(tokio::task::spawn_blocking(move || {
+            let audited = parallel::audit_batch(&mut working, batch, threads);
+            (working, audited)
+        }));
     }
     progress.finish();
     Ok(auditor)

@@ -7,8 +7,8 @@
 //!   floors: the raw ordered-consumer replay of the same stream, and a plain batched
 //!   PostgreSQL insert (1,000 rows a statement, one transaction each) of as many rows of
 //!   the same size.
-//! - `verify`: the auditor over the project's history (signatures, chain), as
-//!   `nexysync audit verify` does it; floor: the raw replay.
+//! - `verify`: `nexysync audit verify`'s walk over the project's history (signatures,
+//!   chain, on every core); floor: the raw replay.
 //!
 //! The stream and the database are deleted at the end.
 
@@ -19,7 +19,6 @@ use anyhow::Context;
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
 use futures::StreamExt;
-use nexysync_domain::audit::ProjectAuditor;
 use nexysync_domain::crypto::{AgentToken, ContentKeys, ProjectKey, SigningKey};
 use nexysync_domain::event::{
     fields, Actor, AgentRegistered, ChainLink, Draft, Envelope, EventBody, MessageSent,
@@ -121,16 +120,13 @@ async fn measure(log: &EventLog, database: &str, events: usize) -> anyhow::Resul
 
     eprintln!("bench: audit verify…");
     let started = Instant::now();
-    let mut auditor = ProjectAuditor::new(project);
-    let mut stream = log.read_project(project, Seq(0)).await?;
-    while let Some(event) = stream.next().await {
-        let event = event?;
-        auditor.push_json(event.seq, &event.payload)?;
-        if event.seq.0 >= total {
-            break;
-        }
-    }
-    let verify_per_s = total as f64 / started.elapsed().as_secs_f64();
+    let mut source = crate::audit::source::EventSource::live(log, project).await?;
+    let mut quiet = crate::audit::progress::Progress::on_terminal("verifying", None, false);
+    let audited = crate::audit::verify::walk(&mut source, project, &mut quiet, |_, _, _, _| Ok(()))
+        .await?
+        .summary()
+        .events;
+    let verify_per_s = audited as f64 / started.elapsed().as_secs_f64();
 
     Ok(ReplayReport {
         events: total,

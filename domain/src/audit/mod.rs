@@ -98,18 +98,28 @@ impl ProjectAuditor {
         seq: Seq,
         stored: &[u8],
     ) -> Result<(Envelope, EventHash), AuditError> {
-        let event: Envelope =
-            serde_json::from_slice(stored).map_err(|e| AuditError::Unreadable {
-                seq,
-                reason: e.to_string(),
-            })?;
-        let hash = self.push(seq, &event)?;
-        Ok((event, hash))
+        let prepared = PreparedEvent::from_json(seq, stored)?;
+        let hash = self.push_prepared(&prepared)?.verify(&prepared)?;
+        Ok((prepared.event, hash))
     }
 
     /// Checks the event found at `seq` against every rule and the events before it;
     /// returns its hash.
     pub fn push(&mut self, seq: Seq, event: &Envelope) -> Result<EventHash, AuditError> {
+        let prepared = PreparedEvent::new(seq, event.clone());
+        self.push_prepared(&prepared)?.verify(&prepared)
+    }
+
+    /// Checks a prepared event against every rule but its signature, which the answer
+    /// checks when asked: the auditor's order-dependent part, so that callers can check
+    /// the signatures of many events on several threads ([`SignatureCheck::verify`]).
+    /// An audit holds only when every returned check is verified; report the failure of
+    /// the lowest sequence first.
+    pub fn push_prepared(
+        &mut self,
+        prepared: &PreparedEvent,
+    ) -> Result<SignatureCheck, AuditError> {
+        let (seq, event) = (prepared.seq, &prepared.event);
         if let Some(previous) = self.last_seq {
             if seq <= previous {
                 return Err(AuditError::OutOfOrder { seq, previous });
@@ -135,45 +145,40 @@ impl ProjectAuditor {
                 first: *first,
             });
         }
-        let signed = event.signing_bytes();
-        let hash = self.chain.push_with_signing_bytes(seq, event, &signed)?;
-        self.check_authority(seq, event, &signed)?;
+        self.chain.push_hashed(seq, event, prepared.hash)?;
+        let check = self.check_authority(seq, event)?;
         self.seen.insert(event.id, seq);
         self.first_seq.get_or_insert(seq);
         self.last_seq = Some(seq);
         self.events += 1;
-        Ok(hash)
+        Ok(check)
     }
 
-    /// Who may have written `event`, and whether its signature proves it.
+    /// Who may have written `event`: the key its signature must verify against.
     fn check_authority(
         &mut self,
         seq: Seq,
         event: &Envelope,
-        signed: &[u8],
-    ) -> Result<(), AuditError> {
+    ) -> Result<SignatureCheck, AuditError> {
         let kind = event.body.kind();
+        let owner_signed = |key: PublicKey| SignatureCheck {
+            key,
+            forged: AuditError::OwnerSignatureInvalid { seq, kind },
+        };
         let Some(owner_key) = self.owner_key else {
             let EventBody::ProjectCreated(created) = &event.body else {
                 return Err(AuditError::FirstEventNotProjectCreated { seq, kind });
             };
             self.expect_owner(seq, event)?;
             // The first event is signed by the key it introduces: the root of trust.
-            created
-                .owner_key
-                .verify(signed, &event.sig)
-                .map_err(|_| AuditError::OwnerSignatureInvalid { seq, kind })?;
             self.owner_key = Some(created.owner_key);
             self.name = Some(created.name.clone());
-            return Ok(());
+            return Ok(owner_signed(created.owner_key));
         };
         match &event.body {
             EventBody::ProjectCreated(_) => Err(AuditError::ProjectCreatedAgain { seq }),
             EventBody::AgentRegistered(registered) => {
                 self.expect_owner(seq, event)?;
-                owner_key
-                    .verify(signed, &event.sig)
-                    .map_err(|_| AuditError::OwnerSignatureInvalid { seq, kind })?;
                 if let Some(earlier) = self.agents.get(&registered.agent) {
                     return Err(AuditError::AgentRegisteredAgain {
                         seq,
@@ -189,29 +194,30 @@ impl ProjectAuditor {
                         registered_at: seq,
                     },
                 );
-                Ok(())
+                Ok(owner_signed(owner_key))
             }
             EventBody::MessageSent(_) => {
-                self.check_agent_signature(seq, event, signed)?;
+                let check = self.agent_signature(seq, event)?;
                 if let Actor::Agent(sender) = event.actor {
                     self.senders.insert(event.id, sender);
                 }
-                Ok(())
+                Ok(check)
             }
             EventBody::KvSet(_)
             | EventBody::KvDeleted(_)
             | EventBody::RefShared(_)
             | EventBody::AgentProfileUpdated(_)
             | EventBody::FileShared(_)
-            | EventBody::FileDeleted(_) => self.check_agent_signature(seq, event, signed),
+            | EventBody::FileDeleted(_) => self.agent_signature(seq, event),
             EventBody::ReactionAdded(_)
             | EventBody::ReactionRemoved(_)
             | EventBody::MessageRead(_)
             | EventBody::MessagePinned(_)
             | EventBody::MessageUnpinned(_)
             | EventBody::MessageDeleted(_) => {
-                self.check_agent_signature(seq, event, signed)?;
-                self.check_target(seq, event)
+                let check = self.agent_signature(seq, event)?;
+                self.check_target(seq, event)?;
+                Ok(check)
             }
         }
     }
@@ -249,12 +255,7 @@ impl ProjectAuditor {
         }
     }
 
-    fn check_agent_signature(
-        &self,
-        seq: Seq,
-        event: &Envelope,
-        signed: &[u8],
-    ) -> Result<(), AuditError> {
+    fn agent_signature(&self, seq: Seq, event: &Envelope) -> Result<SignatureCheck, AuditError> {
         let Actor::Agent(agent) = event.actor else {
             return Err(AuditError::WrongActor {
                 seq,
@@ -267,10 +268,10 @@ impl ProjectAuditor {
             .agents
             .get(&agent)
             .ok_or(AuditError::UnregisteredActor { seq, agent })?;
-        registered
-            .signing_key
-            .verify(signed, &event.sig)
-            .map_err(|_| AuditError::ForgedSignature { seq, agent })
+        Ok(SignatureCheck {
+            key: registered.signing_key,
+            forged: AuditError::ForgedSignature { seq, agent },
+        })
     }
 
     /// The owner key the project's first event named (none before it).
@@ -294,5 +295,64 @@ impl ProjectAuditor {
             first_seq: self.first_seq,
             head: self.chain.head(),
         }
+    }
+}
+
+/// An event decoded, with its canonical signing bytes and its hash: the costly part of an
+/// audit step that does not depend on the events before it, so callers may prepare many
+/// events on several threads before pushing them in order.
+#[derive(Debug, Clone)]
+pub struct PreparedEvent {
+    pub seq: Seq,
+    pub event: Envelope,
+    signed: Vec<u8>,
+    hash: EventHash,
+}
+
+impl PreparedEvent {
+    /// Prepares `event`, found at `seq`.
+    pub fn new(seq: Seq, event: Envelope) -> Self {
+        let signed = event.signing_bytes();
+        let hash = event.hash_with_signing_bytes(&signed);
+        Self {
+            seq,
+            event,
+            signed,
+            hash,
+        }
+    }
+
+    /// Decodes and prepares the stored JSON of the event at `seq`.
+    pub fn from_json(seq: Seq, stored: &[u8]) -> Result<Self, AuditError> {
+        let event: Envelope =
+            serde_json::from_slice(stored).map_err(|e| AuditError::Unreadable {
+                seq,
+                reason: e.to_string(),
+            })?;
+        Ok(Self::new(seq, event))
+    }
+
+    /// The event's hash.
+    pub fn hash(&self) -> EventHash {
+        self.hash
+    }
+}
+
+/// The signature an event must carry, as [`ProjectAuditor::push_prepared`] found it: the
+/// key the log registered for its writer, and the failure to report if it does not verify.
+#[derive(Debug, Clone)]
+#[must_use = "an event is verified only once its signature check is"]
+pub struct SignatureCheck {
+    key: PublicKey,
+    forged: AuditError,
+}
+
+impl SignatureCheck {
+    /// Verifies `prepared`'s signature (the event this check was made for); answers its hash.
+    pub fn verify(&self, prepared: &PreparedEvent) -> Result<EventHash, AuditError> {
+        self.key
+            .verify(&prepared.signed, &prepared.event.sig)
+            .map_err(|_| self.forged.clone())?;
+        Ok(prepared.hash)
     }
 }

@@ -75,6 +75,17 @@ impl ChainVerifier {
         event: &Envelope,
         signed: &[u8],
     ) -> Result<EventHash, ChainError> {
+        self.push_hashed(seq, event, event.hash_with_signing_bytes(signed))
+    }
+
+    /// [`ChainVerifier::push`], given the event's [`Envelope::hash`] computed earlier
+    /// (an auditor hashes events on several threads, then checks the links in order).
+    pub fn push_hashed(
+        &mut self,
+        seq: Seq,
+        event: &Envelope,
+        hash: EventHash,
+    ) -> Result<EventHash, ChainError> {
         match (&self.last, &event.prev) {
             (None, None) => {}
             (None, Some(_)) if self.resuming => {}
@@ -101,7 +112,6 @@ impl ChainVerifier {
                 }
             }
         }
-        let hash = event.hash_with_signing_bytes(signed);
         self.last = Some(ChainLink { seq, hash });
         Ok(hash)
     }
