@@ -348,6 +348,24 @@ pub struct SignatureCheck {
 }
 
 impl SignatureCheck {
+    /// Verifies the signatures of `events`, each with its check, in one batch
+    /// ([`crate::crypto::verify_batch`]); when the batch fails, one by one, to name the
+    /// first that does not verify.
+    pub fn verify_all(checked: &[(SignatureCheck, &PreparedEvent)]) -> Result<(), AuditError> {
+        let items: Vec<_> = checked
+            .iter()
+            .map(|(check, event)| (check.key, event.signed.as_slice(), &event.event.sig))
+            .collect();
+        if crate::crypto::verify_batch(&items).is_ok() {
+            return Ok(());
+        }
+        for (check, event) in checked {
+            check.verify(event)?;
+        }
+        // Every signature verified on its own (so the batch equation holds after all).
+        Ok(())
+    }
+
     /// Verifies `prepared`'s signature (the event this check was made for); answers its hash.
     pub fn verify(&self, prepared: &PreparedEvent) -> Result<EventHash, AuditError> {
         self.key

@@ -19,7 +19,7 @@ mod token;
 
 pub use project_key::{BlindIndex, ContentKeys, ProjectKey};
 pub use sealed::{FieldBinding, OpenError, Sealed};
-pub use signing::{PublicKey, Signature, SignatureError, SigningKey};
+pub use signing::{verify_batch, PublicKey, Signature, SignatureError, SigningKey};
 pub use token::{AgentToken, TokenHash};
 
 /// Errors decoding a key or token from its text form.
