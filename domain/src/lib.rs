@@ -27,6 +27,7 @@ pub mod blob_url;
 pub mod crypto;
 pub mod decide;
 pub mod event;
+mod formats;
 pub mod ids;
 pub mod presence;
 pub mod quota;
