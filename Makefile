@@ -45,6 +45,7 @@ clippy: toolchain ## lints, warnings as errors
 
 schemas: ## regenerate schemas/ (event JSON Schemas, OpenAPI document) from the code; review the diff
 	NEXYSYNC_BLESS_SCHEMAS=1 $(CARGO) test -p nexysync-domain --test schemas
+	NEXYSYNC_BLESS_SCHEMAS=1 $(CARGO) test -p nexysync-api --test openapi
 
 bench: services build ## run `nexysync bench` against a live system
 	$(CARGO) run --release --bin nexysync -- bench $(ARGS)

@@ -29,6 +29,7 @@ mod error;
 mod extract;
 mod hub;
 mod kv_locks;
+mod openapi;
 mod paging;
 mod presence;
 mod quota_cache;
@@ -43,5 +44,6 @@ mod sweep;
 mod write;
 
 pub use error::ApiError;
+pub use openapi::document_text;
 pub use settings::{FileSettings, Secret, Settings};
 pub use startup::Application;
