@@ -53,8 +53,11 @@ pub struct Doc {
     summary: &'static str,
     description: Option<&'static str>,
     statuses: &'static [(u16, &'static str)],
-    params: Vec<(&'static str, fn(&mut SchemaGenerator) -> Schema)>,
+    params: Vec<(&'static str, SchemaFn)>,
 }
+
+/// Builds a schema in the document's generator.
+type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
 
 /// `200`, the answer.
 pub const OK: &[(u16, &str)] = &[(200, "OK")];

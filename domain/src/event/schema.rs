@@ -120,9 +120,39 @@ impl EventSchema {
 }
 
 /// The schema of every stored event (`schemas/envelope.v1.schema.json`): the envelope
-/// with one branch per kind, in its current version.
+/// with one `anyOf` branch per line of [`EVENT_SCHEMAS`], so an event of an old version
+/// validates as it was written. (The API's request bodies are the envelope as the code
+/// derives it, current versions only: writes are never of an old version.)
 pub fn envelope_schema() -> Schema {
-    generator().into_root_schema_for::<Envelope>()
+    let mut generator = generator();
+    let mut root = generator.root_schema_for::<Envelope>();
+    let branches: Vec<Value> = EVENT_SCHEMAS
+        .iter()
+        .map(|entry| {
+            json_schema!({
+                "title": format!("{} (version {})", entry.kind.as_str(), entry.version),
+                "type": "object",
+                "properties": {
+                    "kind": { "type": "string", "const": entry.kind.as_str() },
+                    "meta": entry.meta_in(&mut generator),
+                },
+                "required": ["kind", "meta"],
+            })
+            .to_value()
+        })
+        .collect();
+    let object = root.ensure_object();
+    object.remove("oneOf");
+    object.insert("anyOf".into(), branches.into());
+    object.insert(
+        "description".into(),
+        "Any stored event, in the envelope (version 1): `kind` and `meta` of one (kind, version), sealed content, the actor's signature and the link to the project's previous event."
+            .into(),
+    );
+    let definitions = generator.take_definitions(true);
+    object.insert("$defs".into(), Value::Object(definitions));
+    prune_definitions(&mut root);
+    root
 }
 
 /// The settings of every schema file: JSON Schema 2020-12, definitions under `$defs`.
