@@ -7,7 +7,10 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
 use nexysync_domain::ids::{EventId, ProjectId};
 use nexysync_tests::{json_of, TestApi, TestEnv, TestProject};
 use serde_json::{json, Value};
@@ -75,6 +78,18 @@ fn assert_answer(doc: &Value, method: &str, path: &str, status: u16, body: &Valu
         problems.is_empty(),
         "{method} {path} {status} does not match the document: {problems:?}\n{body}"
     );
+}
+
+/// Checks an SSE frame's `data` against the document's schema for that event name.
+fn assert_sse_data(doc: &Value, event: &str, data: &Value) {
+    let schema = &doc["paths"]["/v1/stream"]["get"]["responses"]["200"]["content"]
+        ["text/event-stream"]["schema"]["x-sse-data"][event];
+    assert!(schema.is_object(), "no schema for SSE event {event}");
+    let mut root = schema.clone();
+    root["components"] = doc["components"].clone();
+    let validator = jsonschema::draft202012::new(&root).unwrap();
+    let problems: Vec<String> = validator.iter_errors(data).map(|e| e.to_string()).collect();
+    assert!(problems.is_empty(), "SSE {event}: {problems:?}\n{data}");
 }
 
 /// The path with each `{parameter}` replaced by a well-formed value.
@@ -179,6 +194,30 @@ async fn the_api_serves_the_checked_in_document_and_answers_as_it_says() {
         .await;
     assert_eq!(body["refs"].as_array().unwrap().len(), 1, "{body}");
     assert_answer(&doc, "get", "/v1/refs", status, &body);
+
+    // The stream's frames: the backlog (bob's message), then `ready`.
+    let response = api
+        .http
+        .get(format!("{}/v1/stream?since_seq=0", api.url))
+        .bearer_auth(bob.token.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let mut frames = Box::pin(response.bytes_stream().eventsource());
+    let mut names = Vec::new();
+    while names.last().map(String::as_str) != Some("ready") {
+        let frame = tokio::time::timeout(Duration::from_secs(10), frames.next())
+            .await
+            .expect("a frame within the deadline")
+            .expect("the stream stays open")
+            .expect("a readable frame");
+        let data: Value = serde_json::from_str(&frame.data).unwrap();
+        assert_sse_data(&doc, &frame.event, &data);
+        names.push(frame.event);
+    }
+    assert_eq!(names, ["new_message", "ready"]);
+    drop(frames);
 
     // Errors: the one shape, under each operation's `default` answer.
     let (status, body) = bob

@@ -141,13 +141,29 @@ impl<T: DescribeAnswer> DescribeAnswer for Result<T, ApiError> {
     }
 }
 
+/// The frames' `data`, by event name, as an `x-sse-data` annotation (OpenAPI has no
+/// words for server-sent events): the schemas land in the components like any other.
 impl DescribeAnswer for crate::sse::EventStream {
-    fn describe(described: &mut Described, _: &mut SchemaGenerator) {
+    fn describe(described: &mut Described, generator: &mut SchemaGenerator) {
+        use nexysync_domain::wire::sse;
+        let stored = generator.subschema_for::<crate::raw::RawStoredEvent>();
+        let data = serde_json::json!({
+            sse::NEW_MESSAGE: stored,
+            sse::NEW_REF: stored,
+            sse::NEW_FILE: stored,
+            sse::KV_UPDATE: stored,
+            sse::MESSAGE_UPDATE: stored,
+            sse::PRESENCE_CHANGE: generator.subschema_for::<sse::PresenceChange>(),
+            sse::READY: generator.subschema_for::<sse::Ready>(),
+            sse::CATCH_UP: generator.subschema_for::<sse::CatchUp>(),
+            sse::CURSOR_TOO_OLD: generator.subschema_for::<sse::CursorTooOld>(),
+        });
         described.answer = Some((
             "text/event-stream",
             schemars::json_schema!({
                 "type": "string",
-                "description": "Server-sent events (see docs/api.md): `event:` names the kind, `id:` is the stream sequence, `data:` is JSON (a `StoredEvent` for events of the log).",
+                "description": "Server-sent events (see docs/api.md): `event:` names the kind, `id:` is the stream sequence (absent for presence), `data:` is one line of JSON, whose schema by event name is in `x-sse-data`.",
+                "x-sse-data": data,
             }),
         ));
     }

@@ -10,6 +10,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Liveness")]
 pub struct Live {
     /// Always `ok`.
     status: &'static str,
@@ -20,6 +21,7 @@ pub async fn live() -> Json<Live> {
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Readiness")]
 pub struct Ready {
     /// Always `ready`.
     status: &'static str,
