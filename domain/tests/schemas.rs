@@ -14,12 +14,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use nexysync_domain::crypto::{ProjectKey, SigningKey};
+use nexysync_domain::crypto::{AgentToken, ProjectKey, SigningKey};
 use nexysync_domain::event::schema::{
     envelope_schema, generator, to_file_text, versions, EventSchema, EVENT_SCHEMAS,
 };
-use nexysync_domain::event::{fields, Actor, Draft, EventBody, EventKind, MessageSent};
-use nexysync_domain::ids::{AgentId, EventId, ProjectId};
+use nexysync_domain::event::{
+    fields, Actor, AgentRegistered, ChainLink, Draft, EventBody, EventKind, MessageSent,
+};
+use nexysync_domain::ids::{AgentId, AgentName, EventId, ProjectId, Seq};
 use schemars::Schema;
 use serde_json::{json, Value};
 
@@ -304,10 +306,11 @@ fn uuid_v4() -> String {
 fn fresh_events_validate_whatever_their_random_bytes() {
     let envelope = validator(&envelope_schema());
     let message_sent = validator(&entry_for("message_sent.v1.json").schema());
+    let agent_registered = validator(&entry_for("agent_registered.v1.json").schema());
     let keys = ProjectKey::generate().content_keys();
     for length in 0..40 {
         let key = SigningKey::generate();
-        let event = Draft::new(
+        let mut event = Draft::new(
             ProjectId::generate(),
             Actor::Agent(AgentId::generate()),
             EventBody::MessageSent(MessageSent {
@@ -319,8 +322,27 @@ fn fresh_events_validate_whatever_their_random_bytes() {
         )
         .seal(&keys, fields::BODY, &vec![b'x'; length])
         .sign(&key);
+        event.prev = Some(ChainLink {
+            seq: Seq(length as u64 + 1),
+            hash: event.hash(),
+        });
         let value: Value = serde_json::from_slice(&event.to_json()).unwrap();
         assert_eq!(errors(&envelope, &value), Vec::<String>::new());
         assert_eq!(errors(&message_sent, &value), Vec::<String>::new());
+
+        let registration = Draft::new(
+            event.project,
+            Actor::Owner,
+            EventBody::AgentRegistered(AgentRegistered {
+                agent: AgentId::generate(),
+                name: AgentName::parse(&format!("agent-{length}")).unwrap(),
+                signing_key: key.public_key(),
+                token_hash: AgentToken::generate().hash(),
+            }),
+        )
+        .sign(&SigningKey::generate());
+        let value: Value = serde_json::from_slice(&registration.to_json()).unwrap();
+        assert_eq!(errors(&envelope, &value), Vec::<String>::new());
+        assert_eq!(errors(&agent_registered, &value), Vec::<String>::new());
     }
 }
