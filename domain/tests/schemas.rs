@@ -2,7 +2,7 @@
 //! they describe:
 //! - the checked-in files are byte for byte what the types generate (rewrite them with
 //!   `make schemas`, i.e. `NEXYSYNC_BLESS_SCHEMAS=1 cargo test -p nexysync-domain --test
-//!   schemas`, and review the diff);
+//!   schemas`, and review the diff), and each is a valid JSON Schema 2020-12;
 //! - every kind the envelope can carry has a schema for each of its versions, and the
 //!   newest is the shape `EventBody` actually carries;
 //! - every golden event validates against its kind's schema and the envelope schema, and
@@ -84,6 +84,20 @@ fn checked_in_schemas_are_what_the_types_generate() {
          (NEXYSYNC_BLESS_SCHEMAS=1 cargo test -p nexysync-domain --test schemas) and review the diff.",
         stale.join("; ")
     );
+}
+
+#[test]
+fn every_schema_is_a_valid_json_schema() {
+    let mut all: Vec<(String, Schema)> = EVENT_SCHEMAS
+        .iter()
+        .map(|e| (e.path(), e.schema()))
+        .collect();
+    all.push((ENVELOPE_FILE.into(), envelope_schema()));
+    for (path, schema) in all {
+        if let Err(e) = jsonschema::meta::validate(schema.as_value()) {
+            panic!("{path} is not a valid JSON Schema 2020-12: {e}");
+        }
+    }
 }
 
 /// The `meta` reference of each kind in the envelope's generated `oneOf`: what
