@@ -172,11 +172,13 @@ pub async fn commit(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ListQuery {
-    /// Only events after this stream sequence (exclusive; default 0): the previous page's `next_since_seq`.
+    /// Only events after this stream sequence (exclusive; default 0): the previous
+    /// page's `next_since_seq`.
     since_seq: Option<Seq>,
     /// Page size: default 50, at most 500.
     limit: Option<u32>,
-    /// Read-your-writes: wait (bounded) until the read models reached this sequence, else `503 projection_lagging`.
+    /// Read-your-writes: wait (bounded) until the read models reached this sequence,
+    /// else `503 projection_lagging`.
     min_seq: Option<Seq>,
 }
 
@@ -212,7 +214,8 @@ pub async fn list(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ReadQuery {
-    /// Read-your-writes: wait (bounded) until the read models reached this sequence, else `503 projection_lagging`.
+    /// Read-your-writes: wait (bounded) until the read models reached this sequence,
+    /// else `503 projection_lagging`.
     min_seq: Option<Seq>,
 }
 

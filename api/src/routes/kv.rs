@@ -86,7 +86,8 @@ impl TryFrom<KvRow> for RawKvEntry {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct GetQuery {
-    /// Read-your-writes: wait (bounded) until the read models reached this sequence, else `503 projection_lagging`.
+    /// Read-your-writes: wait (bounded) until the read models reached this sequence,
+    /// else `503 projection_lagging`.
     min_seq: Option<Seq>,
 }
 
@@ -120,7 +121,8 @@ pub struct ListQuery {
     after: Option<String>,
     /// Page size: default 50, at most 500.
     limit: Option<u32>,
-    /// Read-your-writes: wait (bounded) until the read models reached this sequence, else `503 projection_lagging`.
+    /// Read-your-writes: wait (bounded) until the read models reached this sequence,
+    /// else `503 projection_lagging`.
     min_seq: Option<Seq>,
 }
 

@@ -32,11 +32,13 @@ pub async fn send(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct InboxQuery {
-    /// Only events after this stream sequence (exclusive; default 0): the previous page's `next_since_seq`.
+    /// Only events after this stream sequence (exclusive; default 0): the previous
+    /// page's `next_since_seq`.
     since_seq: Option<Seq>,
     /// Page size: default 50, at most 500.
     limit: Option<u32>,
-    /// Read-your-writes: wait (bounded) until the read models reached this sequence, else `503 projection_lagging`.
+    /// Read-your-writes: wait (bounded) until the read models reached this sequence,
+    /// else `503 projection_lagging`.
     min_seq: Option<Seq>,
     /// Only messages the caller has not marked read.
     #[serde(default)]
@@ -124,7 +126,8 @@ pub async fn inbox(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ReadQuery {
-    /// Read-your-writes: wait (bounded) until the read models reached this sequence, else `503 projection_lagging`.
+    /// Read-your-writes: wait (bounded) until the read models reached this sequence,
+    /// else `503 projection_lagging`.
     min_seq: Option<Seq>,
 }
 

@@ -24,7 +24,8 @@ use crate::write::{quota_of, submit_as_agent, write_status};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct MinSeq {
-    /// Read-your-writes: wait (bounded) until the read models reached this sequence, else `503 projection_lagging`.
+    /// Read-your-writes: wait (bounded) until the read models reached this sequence,
+    /// else `503 projection_lagging`.
     min_seq: Option<Seq>,
 }
 
