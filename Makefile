@@ -8,7 +8,7 @@ CARGO ?= cargo
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help up test test-current-nats services toolchain build check fmt clippy bench install
+.PHONY: help up test test-current-nats services toolchain build check fmt clippy schemas bench install
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -42,6 +42,10 @@ fmt: ## format the code
 
 clippy: toolchain ## lints, warnings as errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+schemas: ## regenerate schemas/ (event JSON Schemas, OpenAPI document) from the code; review the diff
+	NEXYSYNC_BLESS_SCHEMAS=1 $(CARGO) test -p nexysync-domain --test schemas
+	NEXYSYNC_BLESS_SCHEMAS=1 $(CARGO) test -p nexysync-api --test openapi
 
 bench: services build ## run `nexysync bench` against a live system
 	$(CARGO) run --release --bin nexysync -- bench $(ARGS)

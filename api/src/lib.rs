@@ -7,6 +7,9 @@
 //! - `routes/`: one file per resource (`projects`, `messages`, `message_state`, `refs`,
 //!   `files`, `kv`, `stream`, `meta`, `health`).
 //! - `auth`: bearer tokens (agent tokens by hash, the admin token in constant time).
+//! - `openapi`: the route table's OpenAPI 3.1 document, read off the handlers' types
+//!   (`routes::table` registers a route and documents it in one call); served at
+//!   `/v1/openapi.json`, checked in as `schemas/openapi.json` (ADR 0011).
 //! - `error`: the one place errors become `{ "error": { "code", "message" } }`.
 //! - `write`: the write path: gather facts, `domain::decide::decide`, append to the log;
 //!   `kv_locks` serialises KV writes per key so compare-and-set holds (ADR 0004);
@@ -29,6 +32,7 @@ mod error;
 mod extract;
 mod hub;
 mod kv_locks;
+mod openapi;
 mod paging;
 mod presence;
 mod quota_cache;
@@ -43,5 +47,6 @@ mod sweep;
 mod write;
 
 pub use error::ApiError;
+pub use openapi::document_text;
 pub use settings::{FileSettings, Secret, Settings};
 pub use startup::Application;

@@ -3,15 +3,18 @@
 
 use nexysync_domain::ids::Seq;
 use nexysync_projections::StoredJson;
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 
 /// `domain::wire::StoredEvent`, with the envelope kept as stored.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "StoredEvent")]
 pub struct RawStoredEvent {
     pub seq: Seq,
+    #[schemars(with = "nexysync_domain::event::Envelope")]
     pub event: Box<RawValue>,
 }
 

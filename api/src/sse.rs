@@ -1,8 +1,19 @@
 //! Server-sent event frames, encoded once and shared: a broadcast to a thousand streams
 //! writes the same bytes a thousand times instead of formatting them a thousand times.
 
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use nexysync_domain::ids::Seq;
+
+/// An answer that is a stream of server-sent events (so the OpenAPI document can say so).
+#[derive(Debug)]
+pub struct EventStream(pub Response);
+
+impl IntoResponse for EventStream {
+    fn into_response(self) -> Response {
+        self.0
+    }
+}
 
 /// `event: <name>\nid: <seq>\ndata: <data>\n\n`. `data` must be one line (JSON is).
 pub fn frame(name: &str, id: Option<Seq>, data: &str) -> Bytes {

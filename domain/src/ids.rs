@@ -4,6 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -149,7 +150,9 @@ impl TryFrom<Uuid> for EventId {
 }
 
 /// A position in the event stream (JetStream's stream sequence, starting at 1).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default, JsonSchema,
+)]
 #[serde(transparent)]
 pub struct Seq(pub u64);
 

@@ -5,7 +5,9 @@
 //! - [`crypto`]: client-side crypto: project key and HKDF subkeys, AES-256-GCM sealing with
 //!   key commitment and field binding, HMAC blind indexes, Ed25519 signatures, tokens.
 //! - [`event`]: the envelope (version 1), event kinds, canonical signing bytes, the hash
-//!   chain and its verifier.
+//!   chain and its verifier; `event::schema`, the list of every (kind, version) and the
+//!   JSON Schemas generated from it (`schemas/`). `formats` holds the schemas of the
+//!   values with a text form of their own (ids, base64 keys, hex digests).
 //! - [`decide`]: the pure decision whether a signed event may be appended.
 //! - [`presence`]: the server's presence events (no content, unsigned) and the pure
 //!   board that tells who is online, including after an instance goes silent.
@@ -27,6 +29,7 @@ pub mod blob_url;
 pub mod crypto;
 pub mod decide;
 pub mod event;
+mod formats;
 pub mod ids;
 pub mod presence;
 pub mod quota;

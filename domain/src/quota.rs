@@ -7,6 +7,7 @@
 //! provisioning and profile updates. Other features that store content (files) call
 //! [`Quota::check_stored_bytes`] with the bytes they are about to add.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::decide::Rejection;
@@ -14,7 +15,7 @@ use crate::decide::Rejection;
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
 /// The limits of one project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct QuotaLimits {
     /// Messages (and code references) per UTC day.
     pub messages_per_day: u64,
@@ -35,7 +36,7 @@ impl Default for QuotaLimits {
 }
 
 /// What a project has used, as the read models count it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct QuotaUsage {
     /// Messages of the current UTC day.
     pub messages_today: u64,

@@ -1,6 +1,7 @@
 //! The HTTP API's JSON shapes, shared by the server (`api`) and the client (`mcp`) so the
 //! two can never disagree. Events travel as [`Envelope`]s: ciphertext and signatures only.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{BlindIndex, PublicKey};
@@ -13,7 +14,7 @@ pub const MAX_LIMIT: u32 = 500;
 
 /// Answer to an accepted write: the event's id and its stream sequence, for
 /// read-your-writes (`min_seq`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Appended {
     pub id: EventId,
     pub seq: Seq,
@@ -23,7 +24,7 @@ pub struct Appended {
 
 /// Answer to an accepted KV write (`kv_set` or `kv_deleted`). `revision` is the event's
 /// sequence: the revision a following compare-and-set names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct KvAppended {
     pub id: EventId,
     pub seq: Seq,
@@ -33,7 +34,7 @@ pub struct KvAppended {
 
 /// A live KV entry: the `kv_set` event that gave it its value, and its revision (that
 /// event's sequence).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct KvEntry {
     pub key_ix: BlindIndex,
     pub revision: u64,
@@ -44,7 +45,7 @@ pub struct KvEntry {
 }
 
 /// A page of live KV entries in `key_ix` order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct KvPage {
     pub entries: Vec<KvEntry>,
     /// Pass as `after` to get the next page (absent on the last page).
@@ -54,7 +55,7 @@ pub struct KvPage {
 }
 
 /// A page of code references (`ref_shared` events) the caller may read, oldest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RefPage {
     pub refs: Vec<StoredEvent>,
     /// Pass as `since_seq` to get the next page.
@@ -63,7 +64,7 @@ pub struct RefPage {
 }
 
 /// A page of live files (`file_shared` events) the caller may read, oldest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FilePage {
     pub files: Vec<StoredEvent>,
     /// Pass as `since_seq` to get the next page.
@@ -72,7 +73,7 @@ pub struct FilePage {
 }
 
 /// Answer to a declared upload (`POST /v1/files`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct UploadTicket {
     pub file: EventId,
     /// `PUT` exactly `max_bytes` bytes of ciphertext, with the declared SHA-256, here.
@@ -82,7 +83,7 @@ pub struct UploadTicket {
 }
 
 /// Answer to `GET /v1/files/{id}`: the file's event and a short-lived download URL.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FileDownload {
     pub file: StoredEvent,
     pub download_url: String,
@@ -90,7 +91,7 @@ pub struct FileDownload {
 }
 
 /// An event as read back: its position in the log and its envelope.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct StoredEvent {
     pub seq: Seq,
     pub event: Envelope,
@@ -99,7 +100,7 @@ pub struct StoredEvent {
 /// A message as read back (inbox, one message, thread): its position, its envelope, and
 /// the state its reader sees. The state fields default when absent, so a
 /// [`StoredEvent`] reader still parses it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MessageEntry {
     pub seq: Seq,
     /// The `message_sent` envelope. Once the message was deleted its `sealed` fields are
@@ -131,7 +132,7 @@ impl MessageEntry {
 }
 
 /// A page of an agent's inbox (direct messages to it and broadcasts), oldest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MessagePage {
     pub messages: Vec<MessageEntry>,
     /// Pass as `since_seq` to get the next page.
@@ -141,7 +142,7 @@ pub struct MessagePage {
 
 /// A thread: every message reachable through `reply_to` from the root that the caller
 /// may read, in log order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Thread {
     pub root: EventId,
     /// Deleted messages stay as nodes (`deleted`, no content), so the thread holds together.
@@ -149,7 +150,7 @@ pub struct Thread {
 }
 
 /// Who the token belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct WhoAmI {
     pub project: ProjectId,
     pub project_name: ProjectName,
@@ -161,7 +162,7 @@ pub struct WhoAmI {
 }
 
 /// One agent of the project, with the signed registration that vouches for its key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AgentInfo {
     pub id: AgentId,
     pub name: AgentName,
@@ -182,7 +183,7 @@ pub struct AgentInfo {
 
 /// One agent's presence: online while it holds at least one SSE stream on an API
 /// instance whose heartbeat is recent (the bound is the server's `presence_timeout`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PresenceEntry {
     pub agent: AgentId,
     pub name: AgentName,
@@ -192,7 +193,7 @@ pub struct PresenceEntry {
 }
 
 /// `GET /v1/presence`: every agent of the caller's project.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PresenceList {
     pub agents: Vec<PresenceEntry>,
     /// How long an instance that stops without saying so can keep an agent online (ms).
@@ -200,7 +201,7 @@ pub struct PresenceList {
 }
 
 /// `GET /v1/quota`: the project's limits, what it used, and when the daily count resets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct QuotaStatus {
     pub limits: crate::quota::QuotaLimits,
     pub usage: crate::quota::QuotaUsage,
@@ -210,18 +211,18 @@ pub struct QuotaStatus {
 
 /// The project's agents. Clients verify each registration against the owner key they
 /// hold, so the server cannot slip in a key of its own.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AgentList {
     pub agents: Vec<AgentInfo>,
 }
 
 /// The one error shape of the API: `{ "error": { "code", "message" } }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -229,6 +230,7 @@ pub struct ErrorDetail {
 
 /// Server-sent events of `GET /v1/stream`. The SSE `id:` is the stream sequence.
 pub mod sse {
+    use schemars::JsonSchema;
     use serde::{Deserialize, Serialize};
 
     use crate::ids::Seq;
@@ -264,7 +266,7 @@ pub mod sse {
     /// The stream is live: every event up to `seq` has been sent. `data` is a [`Ready`].
     pub const READY: &str = "ready";
 
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
     pub struct PresenceChange {
         pub agent: crate::ids::AgentId,
         pub online: bool,
@@ -272,18 +274,18 @@ pub mod sse {
         pub at: i64,
     }
 
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
     pub struct CatchUp {
         pub last_seq: Seq,
     }
 
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
     pub struct CursorTooOld {
         pub requested: Seq,
         pub oldest_seq: Seq,
     }
 
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
     pub struct Ready {
         pub seq: Seq,
     }

@@ -9,6 +9,7 @@ use axum::Json;
 use nexysync_domain::event::{Envelope, EventBody, EventKind};
 use nexysync_domain::ids::{EventId, ProjectId, Seq};
 use nexysync_domain::wire::Appended;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tracing::{instrument, warn};
 
@@ -22,7 +23,7 @@ use crate::state::AppState;
 use crate::write::{check_as_agent, submit_as_agent, write_status};
 
 /// Answer to a declared upload.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct UploadTicket {
     file: EventId,
     /// `PUT` the ciphertext here: exactly `max_bytes` bytes with the declared SHA-256.
@@ -169,15 +170,21 @@ pub async fn commit(
     Ok((write_status(&appended), Json(appended)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct ListQuery {
+    /// Only events after this stream sequence (exclusive; default 0): the previous
+    /// page's `next_since_seq`.
     since_seq: Option<Seq>,
+    /// Page size: default 50, at most 500.
     limit: Option<u32>,
+    /// Read-your-writes: wait (bounded) until the read models reached this sequence,
+    /// else `503 projection_lagging`.
     min_seq: Option<Seq>,
 }
 
 /// `domain::wire::FilePage` with envelopes as stored.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "FilePage")]
 pub struct RawFilePage {
     files: Vec<RawStoredEvent>,
     next_since_seq: Seq,
@@ -205,13 +212,16 @@ pub async fn list(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct ReadQuery {
+    /// Read-your-writes: wait (bounded) until the read models reached this sequence,
+    /// else `503 projection_lagging`.
     min_seq: Option<Seq>,
 }
 
 /// `domain::wire::FileDownload` with the envelope as stored.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "FileDownload")]
 pub struct RawFileDownload {
     file: RawStoredEvent,
     download_url: String,

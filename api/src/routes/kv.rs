@@ -10,6 +10,7 @@ use nexysync_domain::event::{Envelope, EventKind};
 use nexysync_domain::ids::Seq;
 use nexysync_domain::wire::{KvAppended, DEFAULT_LIMIT, MAX_LIMIT};
 use nexysync_projections::KvRow;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -57,12 +58,14 @@ async fn write(
 }
 
 /// `domain::wire::KvEntry` with the envelope as stored.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "KvEntry")]
 pub struct RawKvEntry {
     key_ix: BlindIndex,
     revision: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     expires_at_ms: Option<i64>,
+    #[schemars(with = "nexysync_domain::event::Envelope")]
     event: Box<RawValue>,
 }
 
@@ -81,8 +84,10 @@ impl TryFrom<KvRow> for RawKvEntry {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct GetQuery {
+    /// Read-your-writes: wait (bounded) until the read models reached this sequence,
+    /// else `503 projection_lagging`.
     min_seq: Option<Seq>,
 }
 
@@ -110,15 +115,20 @@ pub async fn get(
     Ok(Json(row.try_into()?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct ListQuery {
+    /// Only keys after this `key_ix` (exclusive): the previous page's `next_after`.
     after: Option<String>,
+    /// Page size: default 50, at most 500.
     limit: Option<u32>,
+    /// Read-your-writes: wait (bounded) until the read models reached this sequence,
+    /// else `503 projection_lagging`.
     min_seq: Option<Seq>,
 }
 
 /// `domain::wire::KvPage` with envelopes as stored.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "KvPage")]
 pub struct RawKvPage {
     entries: Vec<RawKvEntry>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -9,6 +9,7 @@ use nexysync_domain::event::Envelope;
 use nexysync_domain::ids::{EventId, Seq};
 use nexysync_domain::wire::Appended;
 use nexysync_projections::{StoredJson, TokenOwner};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AgentAuth;
@@ -29,10 +30,15 @@ pub async fn send(
     Ok((write_status(&appended), Json(appended)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct InboxQuery {
+    /// Only events after this stream sequence (exclusive; default 0): the previous
+    /// page's `next_since_seq`.
     since_seq: Option<Seq>,
+    /// Page size: default 50, at most 500.
     limit: Option<u32>,
+    /// Read-your-writes: wait (bounded) until the read models reached this sequence,
+    /// else `503 projection_lagging`.
     min_seq: Option<Seq>,
     /// Only messages the caller has not marked read.
     #[serde(default)]
@@ -40,9 +46,11 @@ pub struct InboxQuery {
 }
 
 /// `domain::wire::MessageEntry` with envelopes as stored.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "MessageEntry")]
 pub struct RawMessageEntry {
     seq: Seq,
+    #[schemars(with = "nexysync_domain::event::Envelope")]
     event: Box<serde_json::value::RawValue>,
     reactions: Vec<RawStoredEvent>,
     pinned: bool,
@@ -81,7 +89,8 @@ async fn entries(
 }
 
 /// `domain::wire::MessagePage` with envelopes as stored.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "MessagePage")]
 pub struct RawMessagePage {
     messages: Vec<RawMessageEntry>,
     next_since_seq: Seq,
@@ -115,8 +124,10 @@ pub async fn inbox(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct ReadQuery {
+    /// Read-your-writes: wait (bounded) until the read models reached this sequence,
+    /// else `503 projection_lagging`.
     min_seq: Option<Seq>,
 }
 
@@ -152,7 +163,8 @@ pub async fn read(
 }
 
 /// `domain::wire::Thread` with envelopes as stored.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Thread")]
 pub struct RawThread {
     root: EventId,
     messages: Vec<RawMessageEntry>,

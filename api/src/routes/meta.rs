@@ -12,6 +12,7 @@ use nexysync_domain::event::{Envelope, EventKind};
 use nexysync_domain::ids::{AgentId, AgentName, ProjectId, ProjectName, Seq};
 use nexysync_domain::quota::next_utc_midnight_ms;
 use nexysync_domain::wire::{Appended, PresenceEntry, PresenceList, QuotaStatus};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AgentAuth;
@@ -21,13 +22,16 @@ use crate::raw::RawStoredEvent;
 use crate::state::AppState;
 use crate::write::{quota_of, submit_as_agent, write_status};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct MinSeq {
+    /// Read-your-writes: wait (bounded) until the read models reached this sequence,
+    /// else `503 projection_lagging`.
     min_seq: Option<Seq>,
 }
 
 /// `domain::wire::WhoAmI` with the profile as stored.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "WhoAmI")]
 pub struct RawWhoAmI {
     project: ProjectId,
     project_name: ProjectName,
@@ -55,7 +59,8 @@ pub async fn whoami(
 }
 
 /// `domain::wire::AgentInfo` with the registration and profile as stored.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "AgentInfo")]
 pub struct RawAgentInfo {
     id: AgentId,
     name: AgentName,
@@ -68,7 +73,8 @@ pub struct RawAgentInfo {
     last_seen_ms: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "AgentList")]
 pub struct RawAgentList {
     agents: Vec<RawAgentInfo>,
 }

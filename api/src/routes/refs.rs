@@ -8,6 +8,7 @@ use axum::Json;
 use nexysync_domain::event::{Envelope, EventKind};
 use nexysync_domain::ids::{EventId, Seq};
 use nexysync_domain::wire::Appended;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AgentAuth;
@@ -28,15 +29,21 @@ pub async fn share(
     Ok((write_status(&appended), Json(appended)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct ListQuery {
+    /// Only events after this stream sequence (exclusive; default 0): the previous
+    /// page's `next_since_seq`.
     since_seq: Option<Seq>,
+    /// Page size: default 50, at most 500.
     limit: Option<u32>,
+    /// Read-your-writes: wait (bounded) until the read models reached this sequence,
+    /// else `503 projection_lagging`.
     min_seq: Option<Seq>,
 }
 
 /// `domain::wire::RefPage` with envelopes as stored.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "RefPage")]
 pub struct RawRefPage {
     refs: Vec<RawStoredEvent>,
     next_since_seq: Seq,
@@ -63,8 +70,10 @@ pub async fn list(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct ReadQuery {
+    /// Read-your-writes: wait (bounded) until the read models reached this sequence,
+    /// else `503 projection_lagging`.
     min_seq: Option<Seq>,
 }
 

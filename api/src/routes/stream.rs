@@ -11,11 +11,12 @@ use std::convert::Infallible;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use bytes::Bytes;
 use nexysync_domain::ids::Seq;
 use nexysync_domain::presence::PresenceKey;
 use nexysync_domain::wire::sse;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, warn};
@@ -23,14 +24,16 @@ use tracing::{debug, warn};
 use crate::auth::AgentAuth;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
-use crate::sse::{frame, heartbeat, stored_event_frame};
+use crate::sse::{frame, heartbeat, stored_event_frame, EventStream};
 use crate::state::AppState;
 
 /// Backlog rows read per query.
 const BACKLOG_PAGE: u32 = 500;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct StreamQuery {
+    /// Resume after this stream sequence (the `Last-Event-ID` header wins when both are
+    /// given); absent: live events only.
     since_seq: Option<Seq>,
     /// `presence=true`: also push `presence_change`. Off by default: in a project of N
     /// agents every connect would otherwise cost N frames, N² when they all connect.
@@ -43,7 +46,7 @@ pub async fn subscribe(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<StreamQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<EventStream, ApiError> {
     let cursor = match headers.get("last-event-id") {
         Some(value) => Some(
             value
@@ -141,7 +144,7 @@ pub async fn subscribe(
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Tell buffering proxies (nginx) to pass events through as they come.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    Ok(EventStream(response))
 }
 
 fn json_frame(name: &str, data: &impl serde::Serialize) -> Bytes {

@@ -15,6 +15,7 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use hmac::Mac;
 use rand::RngCore;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -44,15 +45,19 @@ impl FieldBinding<'_> {
 }
 
 /// An encrypted field as stored and routed by the server.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Sealed {
     #[serde(rename = "n", with = "b64::array")]
+    #[schemars(schema_with = "crate::formats::sealed::nonce")]
     nonce: [u8; 12],
     #[serde(rename = "c", with = "b64::vec")]
+    #[schemars(schema_with = "crate::formats::sealed::ciphertext")]
     ciphertext: Vec<u8>,
     #[serde(rename = "k", with = "b64::array")]
+    #[schemars(schema_with = "crate::formats::sealed::commitment")]
     commitment: [u8; 32],
     #[serde(rename = "b", with = "b64::array")]
+    #[schemars(schema_with = "crate::formats::sealed::binding")]
     binding: [u8; 16],
 }
 

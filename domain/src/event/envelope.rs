@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -109,7 +110,7 @@ impl fmt::Debug for EventHash {
 }
 
 /// The link to the project's previous event, set by the log on append.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ChainLink {
     /// Stream sequence of the previous event of the same project.
     pub seq: Seq,
@@ -117,7 +118,7 @@ pub struct ChainLink {
 }
 
 /// An event as signed by its actor and stored in the log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Envelope {
     pub v: u16,
     pub id: EventId,

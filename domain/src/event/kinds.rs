@@ -1,6 +1,7 @@
 //! The event kinds (version 1): past-tense facts with their clear metadata. Content lives
 //! in the envelope's sealed fields, never here.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{BlindIndex, ContentKeys, PublicKey, TokenHash};
@@ -8,7 +9,7 @@ use crate::ids::{AgentId, AgentName, EventId, ProjectName};
 
 /// What happened, with the clear metadata the server needs to route it.
 /// Serialised as `"kind": "...", "meta": {...}` inside the envelope.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", content = "meta", rename_all = "snake_case")]
 pub enum EventBody {
     ProjectCreated(ProjectCreated),
@@ -64,7 +65,7 @@ impl EventBody {
 }
 
 /// The kinds of event, for filters and error messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     ProjectCreated,
@@ -108,7 +109,7 @@ impl EventKind {
 
 /// A project came to be. Signed by the owner key it names: the root of trust for
 /// everything registered after it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ProjectCreated {
     pub name: ProjectName,
     /// The owner's Ed25519 key; agent registrations must be signed by it.
@@ -116,7 +117,7 @@ pub struct ProjectCreated {
 }
 
 /// An agent joined the project, vouched for by the owner's signature.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AgentRegistered {
     pub agent: AgentId,
     pub name: AgentName,
@@ -128,7 +129,7 @@ pub struct AgentRegistered {
 
 /// An agent sent a message to one agent (`to`) or to everyone (`to` absent).
 /// Sealed fields: `body` always, `topic` exactly when `topic_ix` is present.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MessageSent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<AgentId>,
@@ -147,7 +148,7 @@ pub const KV_NAMESPACE: &str = "kv";
 
 /// An agent set a key of the project's shared key-value store.
 /// Sealed fields: `key` and `value`. The server finds the key by `key_ix` only.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct KvSet {
     /// Blind index of the key (namespace [`KV_NAMESPACE`]).
     pub key_ix: BlindIndex,
@@ -161,7 +162,7 @@ pub struct KvSet {
 }
 
 /// An agent deleted a key of the project's key-value store. No sealed fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct KvDeleted {
     pub key_ix: BlindIndex,
     /// Compare-and-set, as for [`KvSet`].
@@ -176,7 +177,7 @@ pub const MAX_REF_LINES: u32 = 10_000;
 /// (`to`) or everyone (`to` absent). Line numbers are clear, routing-neutral metadata;
 /// everything textual is sealed: `path` and `snippet` always, `note`, `language` and
 /// `commit` when given.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RefShared {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<AgentId>,
@@ -211,7 +212,7 @@ pub fn emoji_index(keys: &ContentKeys, message: EventId, emoji: &str) -> BlindIn
 /// An agent added (`reaction_added`) or took back (`reaction_removed`) an emoji reaction
 /// to a message. `reaction_added` seals the emoji (field `emoji`); `reaction_removed`
 /// carries nothing sealed: the index names the reaction it takes back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Reaction {
     pub message: EventId,
     /// [`emoji_index`] of the emoji.
@@ -221,7 +222,7 @@ pub struct Reaction {
 /// An agent marked a message read (`message_read`), pinned or unpinned it for the
 /// project (`message_pinned`, `message_unpinned`), or, as its sender, deleted it
 /// (`message_deleted`). No sealed fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MessageTarget {
     pub message: EventId,
 }
@@ -229,7 +230,7 @@ pub struct MessageTarget {
 /// the actor's own (there is no field naming another agent), so an agent can only ever
 /// describe itself. Sealed fields: `role` always, `description` when given. No clear
 /// metadata: the server stores and serves the envelope, it never reads the profile.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AgentProfileUpdated {}
 
 /// Largest file that may be shared, in plaintext bytes (16 GiB).
@@ -240,7 +241,7 @@ pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024 * 1024;
 /// ([`crate::crypto::file_stream`]); the event's id is the file's id. Sizes, the digest of
 /// the ciphertext and the chunk size are clear; the file's `name` (always) and
 /// `media_type` (when given) are sealed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FileShared {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<AgentId>,
@@ -249,6 +250,7 @@ pub struct FileShared {
     /// Bytes of the encrypted blob: `ciphertext_len(size, chunk_size)`.
     pub ciphertext_size: u64,
     /// Lowercase hex SHA-256 of the encrypted blob, which the CDN checks on upload.
+    #[schemars(schema_with = "crate::formats::sha256_hex")]
     pub digest: String,
     /// Plaintext bytes per chunk.
     pub chunk_size: u32,
@@ -272,7 +274,7 @@ impl FileShared {
 }
 
 /// An agent deleted a shared file; its blob is removed. No sealed fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FileDeleted {
     /// The id of the `file_shared` event.
     pub file: EventId,

@@ -5,6 +5,7 @@ pub mod canonical;
 mod chain;
 mod envelope;
 mod kinds;
+pub mod schema;
 
 pub use chain::{ChainError, ChainVerifier};
 pub use envelope::{Actor, ChainLink, Draft, Envelope, EventHash, ENVELOPE_VERSION};
