@@ -23,6 +23,7 @@
 
 mod apply;
 mod apply_state;
+mod bulk;
 pub mod db;
 mod error;
 mod presence;

@@ -1,7 +1,9 @@
 //! Rebuilding the read models from sequence 1 without downtime.
 //!
 //! The next version is built in [`NEXT_SCHEMA`] by a projector of its own while the live
-//! schema keeps serving. When it has nearly caught up, one transaction
+//! schema keeps serving, with its foreign keys and secondary indexes set aside until it
+//! has nearly caught up ([`crate::bulk`]), its commits not waiting for the disk. Then
+//! one transaction
 //! 1. locks the live checkpoint (the live projector's next batch waits on it),
 //! 2. applies the last few events to the new schema, so both stand at the same sequence,
 //! 3. deletes the live checkpoint row (the waiting batch then finds none and its projector
@@ -19,6 +21,7 @@ use nexysync_log::{EventLog, EventStream};
 use sqlx::{Connection, PgConnection};
 use tracing::info;
 
+use crate::bulk;
 use crate::db::{self, LIVE_SCHEMA, NEXT_SCHEMA, RETIRED_SCHEMA};
 use crate::projector::{load_checkpoint, next_batch, MAX_BATCH, READ_MODELS};
 use crate::{ProjectionError, Projector};
@@ -90,16 +93,11 @@ pub async fn rebuild(
         target: Seq(log.last_seq().await?),
     };
     progress(&state);
-    loop {
-        state.target = Seq(log.last_seq().await?.max(state.target.0));
-        if state.applied.0 + SWITCH_WITHIN >= state.target.0 {
-            break;
-        }
-        let until = state.target;
-        if !catch_up(&projector, &mut events, until, &mut state, &mut progress).await? {
-            break;
-        }
-    }
+    let set_aside = bulk::set_aside(&pool, NEXT_SCHEMA).await?;
+    catch_up_nearly(log, &projector, &mut events, &mut state, &mut progress).await?;
+    set_aside.restore(&pool).await?;
+    // Making the indexes took a while: what the log gained meanwhile, before switching.
+    catch_up_nearly(log, &projector, &mut events, &mut state, &mut progress).await?;
     let switched_at = switch(&projector, &mut events, &mut state).await?;
     progress(&state);
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {RETIRED_SCHEMA} CASCADE"))
@@ -128,6 +126,27 @@ pub async fn rebuild(
 
 /// Applies batches to the new read models until they reach `until`. Answers `false`
 /// when the log went quiet before that (nothing more to read for now).
+/// Applies the log until the new read models are within [`SWITCH_WITHIN`] of its end
+/// (or it has been quiet for [`QUIET_LOG`]).
+async fn catch_up_nearly(
+    log: &EventLog,
+    projector: &Projector,
+    events: &mut EventStream,
+    state: &mut RebuildProgress,
+    progress: &mut impl FnMut(&RebuildProgress),
+) -> Result<(), ProjectionError> {
+    loop {
+        state.target = Seq(log.last_seq().await?.max(state.target.0));
+        if state.applied.0 + SWITCH_WITHIN >= state.target.0 {
+            return Ok(());
+        }
+        let until = state.target;
+        if !catch_up(projector, events, until, state, progress).await? {
+            return Ok(());
+        }
+    }
+}
+
 async fn catch_up(
     projector: &Projector,
     events: &mut EventStream,
