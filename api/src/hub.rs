@@ -223,7 +223,7 @@ impl Hub {
         let project = prefix.project_of(&raw.subject)?;
         let actor = match routing.actor {
             Actor::Agent(id) => Some(id),
-            Actor::Owner => None,
+            Actor::Owner | Actor::Pruner => None,
         };
         let (name, to) = match routing.kind {
             EventKind::MessageSent => (sse::NEW_MESSAGE, routing.meta.to),

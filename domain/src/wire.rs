@@ -146,6 +146,19 @@ pub struct Thread {
     pub root: EventId,
     /// Deleted messages stay as nodes (`deleted`, no content), so the thread holds together.
     pub messages: Vec<MessageEntry>,
+    /// Where messages of the thread were until they expired (retention): placeholders,
+    /// no content, so the thread still shows how its replies connect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expired: Vec<ExpiredNode>,
+}
+
+/// A message of a thread that expired: where it was, nothing it said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiredNode {
+    pub seq: Seq,
+    pub id: EventId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<EventId>,
 }
 
 /// Who the token belongs to.

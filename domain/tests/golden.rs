@@ -21,6 +21,12 @@
 //! `NEXYSYNC_BLESS_PROFILE=1`.
 //! `file_shared.v1.json` and `file_deleted.v1.json` continue it at seq 14 and 15 (same
 //! actor, same key); regenerate only them with `NEXYSYNC_BLESS_FILE=1`.
+//!
+//! `project_created.v1.json` is version 1 of its kind, read through the upcast to the
+//! current type; its bytes, signature and hash are still the stored ones. Version 2
+//! (with a retention policy) starts a second, tiny chain: `project_created.v2.json` (seq 1)
+//! and `retention_set.v1.json` (seq 2), signed by [`V2_OWNER_KEY`]; regenerate only them
+//! with `NEXYSYNC_BLESS_V2=1`.
 
 // A test: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -31,7 +37,7 @@ use nexysync_domain::crypto::{AgentToken, ProjectKey, SigningKey};
 use nexysync_domain::event::{
     emoji_index, fields, Actor, AgentProfileUpdated, AgentRegistered, ChainLink, ChainVerifier,
     Draft, Envelope, EventBody, FileDeleted, FileShared, KvDeleted, KvSet, MessageSent,
-    MessageTarget, ProjectCreated, Reaction, RefShared, KV_NAMESPACE,
+    MessageTarget, ProjectCreated, Reaction, RefShared, RetentionPolicy, KV_NAMESPACE,
 };
 use nexysync_domain::ids::{AgentId, AgentName, ProjectId, ProjectName, Seq};
 
@@ -54,6 +60,9 @@ const STATE_FILES: [&str; 6] = [
 const GOLDEN_EMOJI: &str = "🚀";
 const PROFILE_FILES: [&str; 1] = ["agent_profile_updated.v1.json"];
 const FILE_FILES: [&str; 2] = ["file_shared.v1.json", "file_deleted.v1.json"];
+const V2_FILES: [&str; 2] = ["project_created.v2.json", "retention_set.v1.json"];
+/// The owner key of the version 2 golden project (32-byte seed); it signs nothing else.
+const V2_OWNER_KEY: &str = "Z29sZGVuLXYyLW93bmVyLXNpZ25pbmcta2V5LTMyYiE=";
 /// The signing key of the KV golden events (32-byte seed); it signs nothing else.
 const KV_AGENT_KEY: &str = "Z29sZGVuLWt2LWFnZW50LXNpZ25pbmcta2V5LTMyYiE=";
 /// The golden project's key; it protects nothing but these examples.
@@ -76,9 +85,10 @@ fn bless() {
             EventBody::ProjectCreated(ProjectCreated {
                 name: ProjectName::parse("golden").unwrap(),
                 owner_key: owner.public_key(),
+                retention: Default::default(),
             }),
         )
-        .sign(&owner),
+        .sign_at_version(&owner, 1),
         Draft::new(
             project,
             Actor::Owner,
@@ -306,6 +316,48 @@ fn bless_file() {
     }
 }
 
+/// Builds the version 2 project and its policy change, leaving every other file as it is.
+fn bless_v2() {
+    let owner = SigningKey::from_base64(V2_OWNER_KEY).unwrap();
+    let project = ProjectId::generate();
+    let mut events = vec![
+        Draft::new(
+            project,
+            Actor::Owner,
+            EventBody::ProjectCreated(ProjectCreated {
+                name: ProjectName::parse("golden-v2").unwrap(),
+                owner_key: owner.public_key(),
+                retention: RetentionPolicy {
+                    default_ttl_s: Some(7 * 24 * 3600),
+                    max_ttl_s: Some(30 * 24 * 3600),
+                },
+            }),
+        )
+        .sign(&owner),
+        Draft::new(
+            project,
+            Actor::Owner,
+            EventBody::RetentionSet(RetentionPolicy {
+                default_ttl_s: Some(12 * 3600),
+                max_ttl_s: None,
+            }),
+        )
+        .sign(&owner),
+    ];
+    let mut prev: Option<ChainLink> = None;
+    for (i, event) in events.iter_mut().enumerate() {
+        event.prev = prev;
+        prev = Some(ChainLink {
+            seq: Seq(i as u64 + 1),
+            hash: event.hash(),
+        });
+    }
+    for (file, event) in V2_FILES.iter().zip(&events) {
+        let pretty = serde_json::to_string_pretty(event).unwrap();
+        std::fs::write(golden_dir().join(file), pretty + "\n").unwrap();
+    }
+}
+
 fn load() -> Vec<Envelope> {
     let mut events = load_files(&FILES);
     events.extend(load_files(&KV_FILES));
@@ -347,10 +399,19 @@ fn golden_events_parse_verify_chain_and_open() {
     if std::env::var("NEXYSYNC_BLESS_FILE").is_ok_and(|v| v == "1") {
         bless_file();
     }
+    if std::env::var("NEXYSYNC_BLESS_V2").is_ok_and(|v| v == "1") {
+        bless_v2();
+    }
     let events = load();
     let EventBody::ProjectCreated(created) = &events[0].body else {
         panic!("the first golden event creates the project")
     };
+    assert_eq!(events[0].kind_v, 1, "the golden project is version 1");
+    assert_eq!(
+        created.retention,
+        RetentionPolicy::default(),
+        "version 1 is upcast with no retention policy"
+    );
     events[0].verify_signature(&created.owner_key).unwrap();
     let EventBody::AgentRegistered(registered) = &events[1].body else {
         panic!("the second golden event registers an agent")
@@ -442,6 +503,49 @@ fn golden_events_parse_verify_chain_and_open() {
 }
 
 #[test]
+fn golden_project_created_v2_carries_its_policy_and_verifies() {
+    let events = load_files(&V2_FILES);
+    let EventBody::ProjectCreated(created) = &events[0].body else {
+        panic!("the v2 golden chain starts with project_created")
+    };
+    assert_eq!(events[0].kind_v, 2);
+    assert_eq!(
+        created.retention,
+        RetentionPolicy {
+            default_ttl_s: Some(7 * 24 * 3600),
+            max_ttl_s: Some(30 * 24 * 3600),
+        }
+    );
+    let owner = SigningKey::from_base64(V2_OWNER_KEY).unwrap().public_key();
+    assert_eq!(created.owner_key, owner);
+    events[0].verify_signature(&owner).unwrap();
+    events[1].verify_signature(&owner).unwrap();
+    let EventBody::RetentionSet(policy) = &events[1].body else {
+        panic!("the second v2 golden event sets the policy")
+    };
+    assert_eq!(policy.default_ttl_s, Some(12 * 3600));
+    let mut auditor = nexysync_domain::audit::ProjectAuditor::new(events[0].project);
+    for (i, event) in events.iter().enumerate() {
+        auditor.push(Seq(i as u64 + 1), event).unwrap();
+    }
+    auditor.finish().unwrap();
+    assert_eq!(auditor.retention(), *policy);
+}
+
+#[test]
+fn golden_project_created_v1_signs_as_stored_not_as_upcast() {
+    let mut v1 = load_files(&FILES[..1]).remove(0);
+    let EventBody::ProjectCreated(created) = &v1.body else {
+        panic!("project_created")
+    };
+    let owner = created.owner_key;
+    // Read as version 2 (what the upcast gives), the same fields would sign differently:
+    // only the stored version's shape verifies.
+    v1.kind_v = 2;
+    assert!(v1.verify_signature(&owner).is_err());
+}
+
+#[test]
 fn golden_events_keep_their_exact_shape() {
     let files = FILES
         .iter()
@@ -449,8 +553,11 @@ fn golden_events_keep_their_exact_shape() {
         .chain(&REF_FILES)
         .chain(&STATE_FILES)
         .chain(&PROFILE_FILES)
-        .chain(&FILE_FILES);
-    for (file, event) in files.zip(load()) {
+        .chain(&FILE_FILES)
+        .chain(&V2_FILES);
+    let mut events = load();
+    events.extend(load_files(&V2_FILES));
+    for (file, event) in files.zip(events) {
         let text = std::fs::read_to_string(golden_dir().join(file)).unwrap();
         let again = serde_json::to_string_pretty(&event).unwrap() + "\n";
         assert_eq!(text, again, "{file} no longer serialises as stored");

@@ -22,6 +22,7 @@
 //!   migrated in place: they are rebuilt beside the live ones (see `db`).
 
 mod apply;
+mod apply_erased;
 mod apply_state;
 pub mod db;
 mod error;

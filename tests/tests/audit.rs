@@ -46,6 +46,7 @@ impl Seeded {
             EventBody::ProjectCreated(ProjectCreated {
                 name: ProjectName::parse("audited").unwrap(),
                 owner_key: owner.public_key(),
+                retention: Default::default(),
             }),
         )
         .sign(&owner);

@@ -28,6 +28,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/projects/{project}/agents",
             post(projects::register_agent),
         )
+        .route(
+            "/v1/projects/{project}/retention",
+            post(projects::set_retention),
+        )
         .route("/v1/whoami", get(meta::whoami))
         .route("/v1/agents", get(meta::agents))
         .route("/v1/presence", get(meta::presence))

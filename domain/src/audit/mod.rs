@@ -13,7 +13,11 @@
 //!   dropped, inserted, changed or reordered event is caught at the event after it;
 //! - no event id appears twice (a replayed event would carry a valid signature);
 //! - a reaction, read mark, pin or deletion names a message earlier in this log, and a
-//!   deletion is by that message's sender.
+//!   deletion is by that message's sender;
+//! - a gap in the chain (an event linking to a sequence the log no longer holds) is
+//!   covered by a later retention tombstone whose stripped events re-hash to the links,
+//!   verify against the registered keys and had expired ([`gaps`], ADR 0012). Call
+//!   [`ProjectAuditor::finish`] at the end of the log: a gap never covered fails there.
 //!
 //! It is pure and holds only the registered keys, the chain head, one entry per event id
 //! seen (about 40 bytes per event) and each message's sender, never the events themselves, so a caller can
@@ -21,16 +25,22 @@
 //! unspecified: stop there.
 
 mod error;
+mod gaps;
+#[cfg(test)]
+mod retention_tests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 pub use error::AuditError;
+pub use gaps::ERASURE_SLACK_MS;
+use gaps::{Gap, Gaps};
 
 use crate::crypto::PublicKey;
 use crate::event::{
-    Actor, ChainLink, ChainVerifier, Envelope, EventBody, EventHash, ENVELOPE_VERSION,
+    Actor, ChainLink, ChainVerifier, Envelope, EventBody, EventHash, EventsErased, RetentionPolicy,
+    ENVELOPE_VERSION,
 };
 use crate::ids::{AgentId, AgentName, EventId, ProjectId, ProjectName, Seq};
 
@@ -56,6 +66,8 @@ pub struct AuditSummary {
     pub first_seq: Option<Seq>,
     /// The last verified event: its sequence and hash.
     pub head: Option<ChainLink>,
+    /// Events erased by retention, each proven by a tombstone.
+    pub erased: u64,
 }
 
 /// Verifies one project's log, event by event, in log order.
@@ -72,6 +84,12 @@ pub struct ProjectAuditor {
     first_seq: Option<Seq>,
     last_seq: Option<Seq>,
     events: u64,
+    /// The retention policy in force.
+    policy: RetentionPolicy,
+    gaps: Gaps,
+    /// Messages erased by retention, so their erased reactions and marks can follow.
+    erased_messages: HashSet<EventId>,
+    erased: u64,
 }
 
 impl ProjectAuditor {
@@ -88,6 +106,10 @@ impl ProjectAuditor {
             first_seq: None,
             last_seq: None,
             events: 0,
+            policy: RetentionPolicy::default(),
+            gaps: Gaps::default(),
+            erased_messages: HashSet::new(),
+            erased: 0,
         }
     }
 
@@ -135,6 +157,7 @@ impl ProjectAuditor {
                 first: *first,
             });
         }
+        self.note_gap(seq, event);
         let signed = event.signing_bytes();
         let hash = self.chain.push_with_signing_bytes(seq, event, &signed)?;
         self.check_authority(seq, event, &signed)?;
@@ -165,10 +188,30 @@ impl ProjectAuditor {
                 .map_err(|_| AuditError::OwnerSignatureInvalid { seq, kind })?;
             self.owner_key = Some(created.owner_key);
             self.name = Some(created.name.clone());
+            self.policy = created.retention;
             return Ok(());
         };
         match &event.body {
             EventBody::ProjectCreated(_) => Err(AuditError::ProjectCreatedAgain { seq }),
+            EventBody::RetentionSet(policy) => {
+                self.expect_owner(seq, event)?;
+                owner_key
+                    .verify(signed, &event.sig)
+                    .map_err(|_| AuditError::OwnerSignatureInvalid { seq, kind })?;
+                self.policy = *policy;
+                Ok(())
+            }
+            EventBody::EventsErased(erased) => {
+                if event.actor != Actor::Pruner {
+                    return Err(AuditError::WrongActor {
+                        seq,
+                        kind,
+                        actor: event.actor,
+                        allowed: "the server's pruner",
+                    });
+                }
+                self.cover(seq, event.at, erased)
+            }
             EventBody::AgentRegistered(registered) => {
                 self.expect_owner(seq, event)?;
                 owner_key
@@ -214,6 +257,144 @@ impl ProjectAuditor {
                 self.check_target(seq, event)
             }
         }
+    }
+
+    /// An event linking past the head opens a gap, taken on trust until a tombstone
+    /// covers it (anything else about the link is the chain's to judge).
+    fn note_gap(&mut self, seq: Seq, event: &Envelope) {
+        let (Some(head), Some(link)) = (self.chain.head(), event.prev) else {
+            return;
+        };
+        if link.seq > head.seq && link.seq < seq {
+            self.gaps.open(Gap {
+                found_at: seq,
+                cursor: head,
+                until: link,
+                policy: self.policy,
+            });
+            self.chain.bridge(link);
+        }
+    }
+
+    /// Walks the tombstone at `seq` (dated `at`) through the gaps it explains.
+    fn cover(&mut self, seq: Seq, at: i64, erased: &EventsErased) -> Result<(), AuditError> {
+        for entry in &erased.erased {
+            let gap = self
+                .gaps
+                .containing(entry.seq)
+                .ok_or(AuditError::ErasedEventNotMissing {
+                    seq,
+                    erased: entry.seq,
+                })?;
+            let event = &entry.event;
+            let found = event.prev.map(|link| link.seq).unwrap_or(Seq(0));
+            if event.prev != Some(gap.cursor) {
+                return Err(AuditError::ErasedEventMisplaced {
+                    seq,
+                    erased: entry.seq,
+                    expected: gap.cursor.seq,
+                    found,
+                });
+            }
+            let signed = entry.signing_bytes();
+            if event.hash_with_signing_bytes(&signed) != entry.hash {
+                return Err(AuditError::ErasedHashMismatch {
+                    seq,
+                    erased: entry.seq,
+                });
+            }
+            if entry.seq == gap.until.seq && entry.hash != gap.until.hash {
+                return Err(AuditError::ErasedHashNotChained {
+                    seq,
+                    erased: entry.seq,
+                    listed: entry.hash,
+                    claimed: gap.until.hash,
+                });
+            }
+            let policy = gap.policy;
+            gap.cursor = ChainLink {
+                seq: entry.seq,
+                hash: entry.hash,
+            };
+            self.check_erasable(seq, at, entry.seq, event, &signed, policy)?;
+            self.seen.insert(event.id, entry.seq);
+            self.erased += 1;
+        }
+        self.gaps.close_covered();
+        Ok(())
+    }
+
+    /// An erased event is an agent's, signed by its registered key, and either a message
+    /// that had expired by the tombstone's date or an event about an erased message.
+    fn check_erasable(
+        &mut self,
+        seq: Seq,
+        at: i64,
+        erased: Seq,
+        event: &Envelope,
+        signed: &[u8],
+        policy: RetentionPolicy,
+    ) -> Result<(), AuditError> {
+        let kind = event.body.kind();
+        let refuse = |why| AuditError::ErasedWithoutExpiry {
+            seq,
+            erased,
+            kind,
+            why,
+        };
+        if event.project != self.project {
+            return Err(refuse("it belongs to another project"));
+        }
+        if let Some(first) = self.seen.get(&event.id) {
+            return Err(AuditError::EventRepeated {
+                seq,
+                id: event.id,
+                first: *first,
+            });
+        }
+        let Actor::Agent(agent) = event.actor else {
+            return Err(refuse("only agents' events expire"));
+        };
+        let signed_by_registered = self
+            .agents
+            .get(&agent)
+            .filter(|registered| registered.registered_at < erased)
+            .is_some_and(|registered| registered.signing_key.verify(signed, &event.sig).is_ok());
+        if !signed_by_registered {
+            return Err(AuditError::ErasedEventForged { seq, erased });
+        }
+        match &event.body {
+            EventBody::MessageSent(sent) => {
+                let Some(ttl_s) = policy.effective_ttl(sent.ttl_s) else {
+                    return Err(refuse("the message had no time-to-live"));
+                };
+                if at + ERASURE_SLACK_MS < event.at + i64::from(ttl_s) * 1000 {
+                    return Err(refuse("the message had not expired yet"));
+                }
+                self.erased_messages.insert(event.id);
+                Ok(())
+            }
+            body => match body.target_message() {
+                Some(message) if self.erased_messages.contains(&message) => Ok(()),
+                _ => Err(refuse("it is not about an erased message")),
+            },
+        }
+    }
+
+    /// Ends the audit at the end of the log: every gap must have been covered.
+    pub fn finish(&self) -> Result<(), AuditError> {
+        match self.gaps.first() {
+            Some(gap) => Err(AuditError::UncoveredGap {
+                seq: gap.found_at,
+                claims: gap.until.seq,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The retention policy in force at this point of the log.
+    pub fn retention(&self) -> RetentionPolicy {
+        self.policy
     }
 
     /// A message-state event names a message of this log; a deletion is by its sender.
@@ -293,6 +474,7 @@ impl ProjectAuditor {
             agents: self.agents.len(),
             first_seq: self.first_seq,
             head: self.chain.head(),
+            erased: self.erased,
         }
     }
 }
