@@ -171,6 +171,10 @@ pub struct WhoAmI {
     /// The caller's latest `agent_profile_updated` (role and description sealed), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<StoredEvent>,
+    /// The project's retention policy in force: how long messages live by default, and
+    /// the longest `ttl_s` a message may ask for.
+    #[serde(default)]
+    pub retention: crate::event::RetentionPolicy,
 }
 
 /// One agent of the project, with the signed registration that vouches for its key.

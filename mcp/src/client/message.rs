@@ -173,4 +173,6 @@ pub struct ThreadPage {
     pub root: EventId,
     /// In log order.
     pub items: Vec<Incoming>,
+    /// Where messages of the thread were until they expired: no content.
+    pub expired: Vec<nexysync_domain::wire::ExpiredNode>,
 }
