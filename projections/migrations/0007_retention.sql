@@ -29,3 +29,11 @@ CREATE TABLE expired_messages (
     erased_seq  bigint NOT NULL
 );
 CREATE INDEX expired_messages_by_project ON expired_messages (project_id, seq);
+
+-- Sequences a projected tombstone lists, until the pruner has erased them from the log:
+-- a pruner that stopped between the tombstone and the erasure finishes on its next run.
+CREATE TABLE pending_erasures (
+    seq            bigint PRIMARY KEY,
+    project_id     uuid NOT NULL,
+    tombstone_seq  bigint NOT NULL
+);

@@ -18,6 +18,15 @@ pub(crate) async fn apply_events_erased(
     erased: &EventsErased,
 ) -> Result<(), sqlx::Error> {
     for entry in &erased.erased {
+        sqlx::query(
+            "INSERT INTO pending_erasures (seq, project_id, tombstone_seq) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(entry.seq.0 as i64)
+        .bind(project.as_uuid())
+        .bind(seq)
+        .execute(&mut *conn)
+        .await?;
         let event = &entry.event;
         let (EventBody::MessageSent(sent), Actor::Agent(sender)) = (&event.body, event.actor)
         else {
