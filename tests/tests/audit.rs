@@ -398,7 +398,10 @@ async fn a_bundle_with_two_events_swapped_is_caught_naming_the_sequence() {
     assert_caught_at(
         &run,
         seeded.seqs[4].0,
-        &format!("comes after seq {}: the log is out of order", seeded.seqs[5].0),
+        &format!(
+            "comes after seq {}: the log is out of order",
+            seeded.seqs[5].0
+        ),
     );
     env.cleanup().await;
 }

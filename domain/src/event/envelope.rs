@@ -171,7 +171,7 @@ struct StoredOut<'a> {
 #[serde(untagged)]
 enum StoredBody<'a> {
     Current(&'a EventBody),
-    Legacy(LegacyBody),
+    Legacy(Box<LegacyBody>),
 }
 
 /// The stored JSON of an envelope, as read: the body is decoded once its version is known.
@@ -330,7 +330,7 @@ impl Envelope {
     /// The body in the shape of its stored version.
     fn stored_body(&self) -> StoredBody<'_> {
         match self.body.downcast(self.kind_v) {
-            Some(legacy) => StoredBody::Legacy(legacy),
+            Some(legacy) => StoredBody::Legacy(Box::new(legacy)),
             None => StoredBody::Current(&self.body),
         }
     }
