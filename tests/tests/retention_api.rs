@@ -34,8 +34,8 @@ async fn set_retention(
     project: &TestProject,
     policy: RetentionPolicy,
 ) -> (u16, serde_json::Value) {
-    let event = Draft::new(project.id, Actor::Owner, EventBody::RetentionSet(policy))
-        .sign(&project.owner);
+    let event =
+        Draft::new(project.id, Actor::Owner, EventBody::RetentionSet(policy)).sign(&project.owner);
     let response = api
         .http
         .post(format!("{}/v1/projects/{}/retention", api.url, project.id))
