@@ -240,3 +240,43 @@ fn batches(entries: Vec<ErasedEvent>) -> Vec<Vec<ErasedEvent>> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use nexysync_domain::crypto::SigningKey;
+    use nexysync_domain::event::{Actor, Draft, EventBody, MessageSent};
+    use nexysync_domain::ids::AgentId;
+
+    use super::*;
+
+    fn entry(seq: u64) -> ErasedEvent {
+        let body = EventBody::MessageSent(MessageSent {
+            to: None,
+            reply_to: None,
+            ttl_s: Some(1),
+            topic_ix: None,
+        });
+        let event = Draft::new(
+            ProjectId::generate(),
+            Actor::Agent(AgentId::generate()),
+            body,
+        )
+        .sign(&SigningKey::generate());
+        ErasedEvent::strip(Seq(seq), &event)
+    }
+
+    #[test]
+    fn tombstones_stay_under_the_log_limit_and_keep_log_order() {
+        let per_entry = entry(1).stored_len() + 1;
+        let count = 3 * (MAX_TOMBSTONE_BYTES - ENVELOPE_ROOM) / per_entry;
+        let entries: Vec<ErasedEvent> = (1..=count as u64).map(entry).collect();
+        let cut = batches(entries);
+        assert!(cut.len() >= 3, "{} batches", cut.len());
+        for batch in &cut {
+            let bytes: usize = batch.iter().map(|e| e.stored_len() + 1).sum();
+            assert!(bytes <= MAX_TOMBSTONE_BYTES - ENVELOPE_ROOM);
+        }
+        let seqs: Vec<u64> = cut.iter().flatten().map(|e| e.seq.0).collect();
+        assert_eq!(seqs, (1..=count as u64).collect::<Vec<_>>());
+    }
+}

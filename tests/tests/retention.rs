@@ -218,6 +218,17 @@ async fn an_expired_message_vanishes_at_once_then_is_erased_and_the_audit_still_
 
     let verified = nexysync(&["audit", "verify", "--project", "demo"], &system.envs).await;
     assert!(verified.contains("erased by retention"), "{verified}");
+    // Rebuilt from the log, which no longer holds it: the same placeholder, no content.
+    nexysync(&["projections", "rebuild"], &system.envs).await;
+    let thread = alice
+        .message(json!({"action": "thread", "id": child}))
+        .await;
+    assert_eq!(
+        thread["expired"][0]["id"], mortal,
+        "a placeholder after a rebuild"
+    );
+    assert_eq!(ids(&thread), [root.clone(), child.clone()]);
+    assert!(!contains(&system.pg_dump().await, body_c.as_bytes()));
     let replay = nexysync_output(
         &[
             "audit",
