@@ -94,6 +94,16 @@ impl Provisioning {
             .await
     }
 
+    /// `POST /v1/projects/{id}/retention` with an owner-signed `RetentionSet`.
+    pub async fn set_retention(
+        &self,
+        project: ProjectId,
+        event: &Envelope,
+    ) -> Result<Appended, ProvisioningError> {
+        self.post(&format!("/v1/projects/{project}/retention"), event)
+            .await
+    }
+
     async fn post(&self, path: &str, event: &Envelope) -> Result<Appended, ProvisioningError> {
         let url = format!("{}{path}", self.server);
         let response = self
@@ -216,6 +226,7 @@ mod tests {
             EventBody::ProjectCreated(ProjectCreated {
                 name: ProjectName::parse("demo").unwrap(),
                 owner_key: owner.public_key(),
+                retention: Default::default(),
             }),
         )
         .sign(&owner)

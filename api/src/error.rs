@@ -112,6 +112,11 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
         | Rejection::ReactionNotFound(_)
         | Rejection::FileNotFound(_) => StatusCode::NOT_FOUND,
         Rejection::ContentTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        // The request asks for what the project's policy does not allow (issue 5: a 400
+        // naming the maximum).
+        Rejection::TtlAboveProjectMaximum { .. } | Rejection::InvalidRetentionPolicy => {
+            StatusCode::BAD_REQUEST
+        }
         Rejection::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }

@@ -62,6 +62,9 @@ struct HubState {
 struct Routing {
     actor: Actor,
     kind: EventKind,
+    /// The event's time, for a message's expiry.
+    #[serde(default)]
+    at: i64,
     #[serde(default)]
     meta: RoutingMeta,
 }
@@ -73,6 +76,9 @@ struct RoutingMeta {
     /// The message a message-state event is about.
     #[serde(default)]
     message: Option<EventId>,
+    /// A message's own TTL.
+    #[serde(default)]
+    ttl_s: Option<u32>,
 }
 
 /// Shared handle on the hub.
@@ -223,10 +229,23 @@ impl Hub {
         let project = prefix.project_of(&raw.subject)?;
         let actor = match routing.actor {
             Actor::Agent(id) => Some(id),
-            Actor::Owner => None,
+            Actor::Owner | Actor::Pruner => None,
         };
         let (name, to) = match routing.kind {
-            EventKind::MessageSent => (sse::NEW_MESSAGE, routing.meta.to),
+            EventKind::MessageSent => {
+                // A message the tail reaches after its own TTL ran out is not pushed: an
+                // expired message is never returned again (ADR 0012). One expiring by the
+                // project default only can be late by that default at most; the read
+                // models, which resumes and reads use, hold the exact expiry.
+                let expires = routing
+                    .meta
+                    .ttl_s
+                    .map(|ttl| routing.at.saturating_add(i64::from(ttl) * 1000));
+                if expires.is_some_and(|at| at <= chrono::Utc::now().timestamp_millis()) {
+                    return None;
+                }
+                (sse::NEW_MESSAGE, routing.meta.to)
+            }
             EventKind::KvSet | EventKind::KvDeleted => (sse::KV_UPDATE, routing.meta.to),
             EventKind::RefShared => (sse::NEW_REF, routing.meta.to),
             EventKind::FileShared => (sse::NEW_FILE, routing.meta.to),

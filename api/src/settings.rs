@@ -56,6 +56,10 @@ pub struct Settings {
     pub presence_timeout: Duration,
     /// Shared files: where the CDN is and how its URLs are signed.
     pub files: FileSettings,
+    /// Run the retention pruner in this process (`nexysync up` does): erases expired
+    /// messages behind tombstones (ADR 0012). One instance at a time prunes (advisory
+    /// lock), so every instance may run it.
+    pub pruner: Option<nexysync_projections::PrunerSettings>,
 }
 
 /// How the API reaches the CDN and signs its URLs.
@@ -110,6 +114,7 @@ impl Settings {
             presence_heartbeat: Duration::from_secs(10),
             presence_timeout: Duration::from_secs(30),
             files: FileSettings::default(),
+            pruner: None,
         }
     }
 }
@@ -131,6 +136,7 @@ impl fmt::Debug for Settings {
             .field("presence_heartbeat", &self.presence_heartbeat)
             .field("presence_timeout", &self.presence_timeout)
             .field("files", &self.files)
+            .field("pruner", &self.pruner)
             .finish()
     }
 }

@@ -86,6 +86,15 @@ impl Application {
             settings.presence_heartbeat,
             stopped.clone(),
         ));
+        if let Some(pruner) = settings.pruner {
+            let pruner = nexysync_projections::Pruner::new(
+                log.clone(),
+                pool.clone(),
+                projection.clone(),
+                pruner,
+            );
+            tokio::spawn(pruner.run(stopped.clone()));
+        }
         let (presence, presence_publisher) = crate::presence::Presence::new();
         info!(instance = %presence.instance(), "presence instance id");
         let listener = TcpListener::bind(settings.listen)

@@ -63,7 +63,7 @@ pub async fn submit(
             state.settle_projection().await;
             Some(guard)
         }
-        Actor::Agent(_) => None,
+        Actor::Agent(_) | Actor::Pruner => None,
     };
     // A KV write decides on the key's current revision: hold the key's lock across
     // gather, decide and append, with the read models caught up to everything this
@@ -342,6 +342,12 @@ async fn gather(
             facts.owner_key = reads.owner_key(project).await?;
             false
         }
+        EventBody::RetentionSet(_) => {
+            facts.owner_key = reads.owner_key(project).await?;
+            facts.owner_key.is_none()
+        }
+        // Refused by actor: only the pruner writes tombstones, never through the API.
+        EventBody::EventsErased(_) => false,
         EventBody::AgentRegistered(registered) => {
             facts.owner_key = reads.owner_key(project).await?;
             facts.agent_name_taken = reads.agent_name_taken(project, &registered.name).await?;
@@ -376,6 +382,11 @@ async fn gather(
                 facts.recipient = lookup;
             }
             facts.quota = Some(quota_of(state, project).await?);
+            if sent.ttl_s.is_some() {
+                // Only a message naming its TTL is checked against the project maximum;
+                // the default applies in the read models (ADR 0012).
+                facts.retention = reads.retention(project).await?;
+            }
             facts.recipient == Lookup::Missing || facts.reply_to == Lookup::Missing
         }
         EventBody::KvSet(set) => {

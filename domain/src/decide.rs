@@ -7,7 +7,8 @@
 use crate::crypto::file_stream::FILE_CHUNK_SIZE;
 use crate::crypto::PublicKey;
 use crate::event::{
-    fields, Actor, Envelope, EventBody, EventKind, ENVELOPE_VERSION, MAX_FILE_BYTES, MAX_REF_LINES,
+    fields, Actor, Envelope, EventBody, EventKind, RetentionPolicy, ENVELOPE_VERSION,
+    MAX_FILE_BYTES, MAX_REF_LINES,
 };
 use crate::ids::{AgentId, AgentName, EventId, ProjectId};
 use crate::quota::{Quota, QuotaLimit, QuotaReset};
@@ -103,6 +104,9 @@ pub struct WriteFacts {
     /// For a `file_deleted`: whether the file is shared in this project (and not deleted)
     /// and readable by the caller.
     pub file: Lookup,
+    /// The project's retention policy in force (the last `project_created` or
+    /// `retention_set`).
+    pub retention: RetentionPolicy,
     /// The server's clock, Unix milliseconds.
     pub now_ms: u64,
 }
@@ -124,6 +128,7 @@ impl WriteFacts {
             target: TargetFacts::default(),
             quota: None,
             file: Lookup::NotReferenced,
+            retention: RetentionPolicy::default(),
             now_ms,
         }
     }
@@ -178,6 +183,10 @@ pub enum Rejection {
     AgentIdTaken(AgentId),
     #[error("ttl_s must be between 1 and {MAX_TTL_S} seconds")]
     InvalidTtl,
+    #[error("ttl_s {ttl_s} is above this project's maximum of {max_ttl_s} seconds; ask for at most {max_ttl_s}")]
+    TtlAboveProjectMaximum { ttl_s: u32, max_ttl_s: u32 },
+    #[error("invalid retention policy: default_ttl_s and max_ttl_s must be between 1 and {MAX_TTL_S} seconds, and the default at most the maximum")]
+    InvalidRetentionPolicy,
     #[error("compare-and-set failed: expected revision {expected}, but the key's current_revision is {current} (0: the key does not exist); read the key again and retry")]
     RevisionMismatch { expected: u64, current: u64 },
     #[error("no such key (it was never set, was deleted, or expired)")]
@@ -240,6 +249,8 @@ impl Rejection {
             Self::AgentNameTaken(_) => "agent_name_taken",
             Self::AgentIdTaken(_) => "agent_id_taken",
             Self::InvalidTtl => "invalid_ttl",
+            Self::TtlAboveProjectMaximum { .. } => "ttl_above_maximum",
+            Self::InvalidRetentionPolicy => "invalid_retention_policy",
             Self::RevisionMismatch { .. } => "revision_mismatch",
             Self::KvKeyNotFound => "key_not_found",
             Self::InvalidLineRange { .. } => "invalid_line_range",
@@ -290,7 +301,17 @@ pub fn decide(facts: &WriteFacts, event: &Envelope) -> Result<(), Rejection> {
         return Err(Rejection::TimestampMismatch { skew_ms });
     }
     let kind = event.body.kind();
-    let owner_only = matches!(kind, EventKind::ProjectCreated | EventKind::AgentRegistered);
+    if kind == EventKind::EventsErased {
+        // Tombstones are the pruner's, appended by the server itself, never by a client.
+        return Err(Rejection::NotAllowedForActor {
+            kind: kind.as_str(),
+            allowed: "the server's pruner",
+        });
+    }
+    let owner_only = matches!(
+        kind,
+        EventKind::ProjectCreated | EventKind::AgentRegistered | EventKind::RetentionSet
+    );
     match (owner_only, event.actor) {
         (true, Actor::Agent(_)) => {
             return Err(Rejection::NotAllowedForActor {
@@ -321,8 +342,21 @@ pub fn decide(facts: &WriteFacts, event: &Envelope) -> Result<(), Rejection> {
             }
             // The project's first event is signed by the key it introduces.
             verify(event, &created.owner_key)?;
+            check_policy(&created.retention)?;
             expect_sealed_fields(event, &[], &[])
         }
+        EventBody::RetentionSet(policy) => {
+            let owner_key = facts
+                .owner_key
+                .ok_or(Rejection::UnknownProject(event.project))?;
+            verify(event, &owner_key)?;
+            check_policy(policy)?;
+            expect_sealed_fields(event, &[], &[])
+        }
+        EventBody::EventsErased(_) => Err(Rejection::NotAllowedForActor {
+            kind: kind.as_str(),
+            allowed: "the server's pruner",
+        }),
         EventBody::AgentRegistered(registered) => {
             let owner_key = facts
                 .owner_key
@@ -356,6 +390,11 @@ pub fn decide(facts: &WriteFacts, event: &Envelope) -> Result<(), Rejection> {
             }
             if sent.ttl_s.is_some_and(|ttl| ttl == 0 || ttl > MAX_TTL_S) {
                 return Err(Rejection::InvalidTtl);
+            }
+            if let (Some(ttl_s), Some(max_ttl_s)) = (sent.ttl_s, facts.retention.max_ttl_s) {
+                if ttl_s > max_ttl_s {
+                    return Err(Rejection::TtlAboveProjectMaximum { ttl_s, max_ttl_s });
+                }
             }
             if let Some(to) = sent.to {
                 if facts.recipient != Lookup::Found {
@@ -522,6 +561,15 @@ pub fn decide(facts: &WriteFacts, event: &Envelope) -> Result<(), Rejection> {
     }
 }
 
+/// A retention policy is consistent and within the server's own TTL limit.
+fn check_policy(policy: &RetentionPolicy) -> Result<(), Rejection> {
+    let in_range = |ttl: Option<u32>| ttl.is_none_or(|ttl| (1..=MAX_TTL_S).contains(&ttl));
+    if !policy.is_consistent() || !in_range(policy.default_ttl_s) || !in_range(policy.max_ttl_s) {
+        return Err(Rejection::InvalidRetentionPolicy);
+    }
+    Ok(())
+}
+
 /// The quota rules of a content-bearing event, when the write path gathered them.
 fn check_quota(facts: &WriteFacts, sealed_len: usize) -> Result<(), Rejection> {
     match &facts.quota {
@@ -658,6 +706,92 @@ mod tests {
             caller_key: Some(sender.key.public_key()),
             ..WriteFacts::new(project.id, Actor::Agent(sender.id), now())
         }
+    }
+
+    fn mortal(project: &Project, alice: &crate::test_support::Agent, ttl_s: u32) -> Envelope {
+        let meta = MessageSent {
+            to: None,
+            reply_to: None,
+            ttl_s: Some(ttl_s),
+            topic_ix: None,
+        };
+        message_with(project, alice, meta, "soon gone")
+    }
+
+    #[test]
+    fn a_ttl_above_the_project_maximum_is_refused_naming_the_maximum() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let mut facts = facts_for(&project, &alice);
+        facts.retention = RetentionPolicy {
+            default_ttl_s: None,
+            max_ttl_s: Some(3600),
+        };
+        let refused = decide(&facts, &mortal(&project, &alice, 3601)).unwrap_err();
+        assert_eq!(
+            refused,
+            Rejection::TtlAboveProjectMaximum {
+                ttl_s: 3601,
+                max_ttl_s: 3600
+            }
+        );
+        assert!(refused.to_string().contains("maximum of 3600 seconds"));
+        assert_eq!(refused.code(), "ttl_above_maximum");
+        assert_eq!(decide(&facts, &mortal(&project, &alice, 3600)), Ok(()));
+    }
+
+    #[test]
+    fn a_retention_policy_is_set_by_the_owner_only_and_must_be_consistent() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let set = |policy| {
+            crate::event::Draft::new(project.id, Actor::Owner, EventBody::RetentionSet(policy))
+                .sign(&project.owner)
+        };
+        let owner = WriteFacts {
+            owner_key: Some(project.owner.public_key()),
+            ..WriteFacts::new(project.id, Actor::Owner, now())
+        };
+        let good = RetentionPolicy {
+            default_ttl_s: Some(60),
+            max_ttl_s: Some(3600),
+        };
+        assert_eq!(decide(&owner, &set(good)), Ok(()));
+        let inverted = RetentionPolicy {
+            default_ttl_s: Some(7200),
+            max_ttl_s: Some(3600),
+        };
+        assert_eq!(
+            decide(&owner, &set(inverted)),
+            Err(Rejection::InvalidRetentionPolicy)
+        );
+        let by_agent = crate::event::Draft::new(
+            project.id,
+            Actor::Agent(alice.id),
+            EventBody::RetentionSet(good),
+        )
+        .sign(&alice.key);
+        assert!(matches!(
+            decide(&facts_for(&project, &alice), &by_agent),
+            Err(Rejection::NotAllowedForActor { .. })
+        ));
+    }
+
+    #[test]
+    fn a_client_cannot_append_a_tombstone() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let mut tombstone = Envelope::tombstone(
+            crate::ids::EventId::generate(),
+            project.id,
+            now() as i64,
+            crate::event::EventsErased { erased: vec![] },
+        );
+        tombstone.actor = Actor::Agent(alice.id);
+        assert!(matches!(
+            decide(&facts_for(&project, &alice), &tombstone),
+            Err(Rejection::NotAllowedForActor { .. })
+        ));
     }
 
     #[test]

@@ -149,9 +149,10 @@ schema!(
     Actor,
     "Actor",
     json_schema!({
-        "description": "Who acted: `owner` (the project owner, for provisioning) or an agent's id.",
+        "description": "Who acted: `owner` (the project owner, for provisioning), `pruner` (the server's retention pruner, for tombstones) or an agent's id.",
         "oneOf": [
             { "type": "string", "const": "owner" },
+            { "type": "string", "const": "pruner" },
             { "type": "string", "format": "uuid", "pattern": UUID_PATTERN },
         ],
     })

@@ -147,6 +147,19 @@ pub struct Thread {
     pub root: EventId,
     /// Deleted messages stay as nodes (`deleted`, no content), so the thread holds together.
     pub messages: Vec<MessageEntry>,
+    /// Where messages of the thread were until they expired (retention): placeholders,
+    /// no content, so the thread still shows how its replies connect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expired: Vec<ExpiredNode>,
+}
+
+/// A message of a thread that expired: where it was, nothing it said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ExpiredNode {
+    pub seq: Seq,
+    pub id: EventId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<EventId>,
 }
 
 /// Who the token belongs to.
@@ -159,6 +172,10 @@ pub struct WhoAmI {
     /// The caller's latest `agent_profile_updated` (role and description sealed), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<StoredEvent>,
+    /// The project's retention policy in force: how long messages live by default, and
+    /// the longest `ttl_s` a message may ask for.
+    #[serde(default)]
+    pub retention: crate::event::RetentionPolicy,
 }
 
 /// One agent of the project, with the signed registration that vouches for its key.

@@ -21,6 +21,14 @@
 //! `NEXYSYNC_BLESS_PROFILE=1`.
 //! `file_shared.v1.json` and `file_deleted.v1.json` continue it at seq 14 and 15 (same
 //! actor, same key); regenerate only them with `NEXYSYNC_BLESS_FILE=1`.
+//!
+//! `project_created.v1.json` is version 1 of its kind, read through the upcast to the
+//! current type; its bytes, signature and hash are still the stored ones. Version 2
+//! (with a retention policy) starts a second, tiny chain: `project_created.v2.json` (seq 1)
+//! and `retention_set.v1.json` (seq 2), signed by [`V2_OWNER_KEY`]; regenerate only them
+//! with `NEXYSYNC_BLESS_V2=1`. `events_erased.v1.json` is the pruner's tombstone at seq 4
+//! of that chain, for a message at seq 3 that no file holds (regenerate it with
+//! `NEXYSYNC_BLESS_ERASED=1`).
 
 // A test: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -30,10 +38,11 @@ use std::path::PathBuf;
 use nexysync_domain::crypto::{AgentToken, ProjectKey, SigningKey};
 use nexysync_domain::event::{
     emoji_index, fields, Actor, AgentProfileUpdated, AgentRegistered, ChainLink, ChainVerifier,
-    Draft, Envelope, EventBody, FileDeleted, FileShared, KvDeleted, KvSet, MessageSent,
-    MessageTarget, ProjectCreated, Reaction, RefShared, KV_NAMESPACE,
+    Draft, Envelope, ErasedEvent, EventBody, EventsErased, FileDeleted, FileShared, KvDeleted,
+    KvSet, MessageSent, MessageTarget, ProjectCreated, Reaction, RefShared, RetentionPolicy,
+    KV_NAMESPACE,
 };
-use nexysync_domain::ids::{AgentId, AgentName, ProjectId, ProjectName, Seq};
+use nexysync_domain::ids::{AgentId, AgentName, EventId, ProjectId, ProjectName, Seq};
 
 const FILES: [&str; 3] = [
     "project_created.v1.json",
@@ -54,6 +63,12 @@ const STATE_FILES: [&str; 6] = [
 const GOLDEN_EMOJI: &str = "🚀";
 const PROFILE_FILES: [&str; 1] = ["agent_profile_updated.v1.json"];
 const FILE_FILES: [&str; 2] = ["file_shared.v1.json", "file_deleted.v1.json"];
+const V2_FILES: [&str; 2] = ["project_created.v2.json", "retention_set.v1.json"];
+/// A tombstone continuing the version 2 chain at seq 4: the pruner erased seq 3, a
+/// message with a one-minute TTL signed by [`KV_AGENT_KEY`], which no file holds any more.
+const ERASED_FILE: &str = "events_erased.v1.json";
+/// The owner key of the version 2 golden project (32-byte seed); it signs nothing else.
+const V2_OWNER_KEY: &str = "Z29sZGVuLXYyLW93bmVyLXNpZ25pbmcta2V5LTMyYiE=";
 /// The signing key of the KV golden events (32-byte seed); it signs nothing else.
 const KV_AGENT_KEY: &str = "Z29sZGVuLWt2LWFnZW50LXNpZ25pbmcta2V5LTMyYiE=";
 /// The golden project's key; it protects nothing but these examples.
@@ -76,9 +91,10 @@ fn bless() {
             EventBody::ProjectCreated(ProjectCreated {
                 name: ProjectName::parse("golden").unwrap(),
                 owner_key: owner.public_key(),
+                retention: Default::default(),
             }),
         )
-        .sign(&owner),
+        .sign_at_version(&owner, 1),
         Draft::new(
             project,
             Actor::Owner,
@@ -306,6 +322,87 @@ fn bless_file() {
     }
 }
 
+/// Builds the version 2 project and its policy change, leaving every other file as it is.
+fn bless_v2() {
+    let owner = SigningKey::from_base64(V2_OWNER_KEY).unwrap();
+    let project = ProjectId::generate();
+    let mut events = vec![
+        Draft::new(
+            project,
+            Actor::Owner,
+            EventBody::ProjectCreated(ProjectCreated {
+                name: ProjectName::parse("golden-v2").unwrap(),
+                owner_key: owner.public_key(),
+                retention: RetentionPolicy {
+                    default_ttl_s: Some(7 * 24 * 3600),
+                    max_ttl_s: Some(30 * 24 * 3600),
+                },
+            }),
+        )
+        .sign(&owner),
+        Draft::new(
+            project,
+            Actor::Owner,
+            EventBody::RetentionSet(RetentionPolicy {
+                default_ttl_s: Some(12 * 3600),
+                max_ttl_s: None,
+            }),
+        )
+        .sign(&owner),
+    ];
+    let mut prev: Option<ChainLink> = None;
+    for (i, event) in events.iter_mut().enumerate() {
+        event.prev = prev;
+        prev = Some(ChainLink {
+            seq: Seq(i as u64 + 1),
+            hash: event.hash(),
+        });
+    }
+    for (file, event) in V2_FILES.iter().zip(&events) {
+        let pretty = serde_json::to_string_pretty(event).unwrap();
+        std::fs::write(golden_dir().join(file), pretty + "\n").unwrap();
+    }
+}
+
+/// Builds the tombstone after the version 2 chain, leaving every other file as it is.
+fn bless_erased() {
+    let v2 = load_files(&V2_FILES);
+    let last = &v2[1];
+    let agent_key = SigningKey::from_base64(KV_AGENT_KEY).unwrap();
+    let keys = ProjectKey::from_base64(PROJECT_KEY).unwrap().content_keys();
+    let mut message = Draft::new(
+        last.project,
+        Actor::Agent(AgentId::generate()),
+        EventBody::MessageSent(MessageSent {
+            to: None,
+            reply_to: None,
+            ttl_s: Some(60),
+            topic_ix: None,
+        }),
+    )
+    .seal(&keys, fields::BODY, b"a golden message that expired")
+    .sign(&agent_key);
+    message.prev = Some(ChainLink {
+        seq: Seq(2),
+        hash: last.hash(),
+    });
+    let erased = ErasedEvent::strip(Seq(3), &message);
+    let mut tombstone = Envelope::tombstone(
+        EventId::generate(),
+        last.project,
+        message.at + 61_000,
+        EventsErased {
+            erased: vec![erased],
+        },
+    );
+    tombstone.prev = Some(ChainLink {
+        seq: Seq(3),
+        hash: message.hash(),
+    });
+    let pretty = serde_json::to_string_pretty(&tombstone).unwrap();
+    std::fs::write(golden_dir().join(ERASED_FILE), pretty + "\n").unwrap();
+}
+
 fn load() -> Vec<Envelope> {
     let mut events = load_files(&FILES);
     events.extend(load_files(&KV_FILES));
@@ -347,10 +444,22 @@ fn golden_events_parse_verify_chain_and_open() {
     if std::env::var("NEXYSYNC_BLESS_FILE").is_ok_and(|v| v == "1") {
         bless_file();
     }
+    if std::env::var("NEXYSYNC_BLESS_V2").is_ok_and(|v| v == "1") {
+        bless_v2();
+    }
+    if std::env::var("NEXYSYNC_BLESS_ERASED").is_ok_and(|v| v == "1") {
+        bless_erased();
+    }
     let events = load();
     let EventBody::ProjectCreated(created) = &events[0].body else {
         panic!("the first golden event creates the project")
     };
+    assert_eq!(events[0].kind_v, 1, "the golden project is version 1");
+    assert_eq!(
+        created.retention,
+        RetentionPolicy::default(),
+        "version 1 is upcast with no retention policy"
+    );
     events[0].verify_signature(&created.owner_key).unwrap();
     let EventBody::AgentRegistered(registered) = &events[1].body else {
         panic!("the second golden event registers an agent")
@@ -442,6 +551,81 @@ fn golden_events_parse_verify_chain_and_open() {
 }
 
 #[test]
+fn golden_project_created_v2_carries_its_policy_and_verifies() {
+    let events = load_files(&V2_FILES);
+    let EventBody::ProjectCreated(created) = &events[0].body else {
+        panic!("the v2 golden chain starts with project_created")
+    };
+    assert_eq!(events[0].kind_v, 2);
+    assert_eq!(
+        created.retention,
+        RetentionPolicy {
+            default_ttl_s: Some(7 * 24 * 3600),
+            max_ttl_s: Some(30 * 24 * 3600),
+        }
+    );
+    let owner = SigningKey::from_base64(V2_OWNER_KEY).unwrap().public_key();
+    assert_eq!(created.owner_key, owner);
+    events[0].verify_signature(&owner).unwrap();
+    events[1].verify_signature(&owner).unwrap();
+    let EventBody::RetentionSet(policy) = &events[1].body else {
+        panic!("the second v2 golden event sets the policy")
+    };
+    assert_eq!(policy.default_ttl_s, Some(12 * 3600));
+    let mut auditor = nexysync_domain::audit::ProjectAuditor::new(events[0].project);
+    for (i, event) in events.iter().enumerate() {
+        auditor.push(Seq(i as u64 + 1), event).unwrap();
+    }
+    auditor.finish().unwrap();
+    assert_eq!(auditor.retention(), *policy);
+}
+
+#[test]
+fn golden_tombstone_proves_the_event_it_erased_without_its_content() {
+    let tombstone = load_files(&[ERASED_FILE]).remove(0);
+    assert_eq!(tombstone.actor, Actor::Pruner);
+    assert_eq!(tombstone.project, load_files(&V2_FILES)[0].project);
+    let EventBody::EventsErased(erased) = &tombstone.body else {
+        panic!("the tombstone golden file is an events_erased")
+    };
+    let [entry] = erased.erased.as_slice() else {
+        panic!("the golden tombstone erased one event")
+    };
+    assert!(entry.event.sealed.is_empty(), "no ciphertext is kept");
+    assert!(entry.sealed.contains_key(fields::BODY), "its digest is");
+    let signed = entry.signing_bytes();
+    assert_eq!(entry.event.hash_with_signing_bytes(&signed), entry.hash);
+    let agent = SigningKey::from_base64(KV_AGENT_KEY).unwrap().public_key();
+    agent.verify(&signed, &entry.event.sig).unwrap();
+    // The tombstone links to the erased event: the chain runs through it.
+    assert_eq!(
+        tombstone.prev,
+        Some(ChainLink {
+            seq: entry.seq,
+            hash: entry.hash
+        })
+    );
+    let text = std::fs::read_to_string(golden_dir().join(ERASED_FILE)).unwrap();
+    assert_eq!(
+        serde_json::to_string_pretty(&tombstone).unwrap() + "\n",
+        text
+    );
+}
+
+#[test]
+fn golden_project_created_v1_signs_as_stored_not_as_upcast() {
+    let mut v1 = load_files(&FILES[..1]).remove(0);
+    let EventBody::ProjectCreated(created) = &v1.body else {
+        panic!("project_created")
+    };
+    let owner = created.owner_key;
+    // Read as version 2 (what the upcast gives), the same fields would sign differently:
+    // only the stored version's shape verifies.
+    v1.kind_v = 2;
+    assert!(v1.verify_signature(&owner).is_err());
+}
+
+#[test]
 fn golden_events_keep_their_exact_shape() {
     let files = FILES
         .iter()
@@ -449,8 +633,11 @@ fn golden_events_keep_their_exact_shape() {
         .chain(&REF_FILES)
         .chain(&STATE_FILES)
         .chain(&PROFILE_FILES)
-        .chain(&FILE_FILES);
-    for (file, event) in files.zip(load()) {
+        .chain(&FILE_FILES)
+        .chain(&V2_FILES);
+    let mut events = load();
+    events.extend(load_files(&V2_FILES));
+    for (file, event) in files.zip(events) {
         let text = std::fs::read_to_string(golden_dir().join(file)).unwrap();
         let again = serde_json::to_string_pretty(&event).unwrap() + "\n";
         assert_eq!(text, again, "{file} no longer serialises as stored");

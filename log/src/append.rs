@@ -206,6 +206,7 @@ mod tests {
             EventBody::ProjectCreated(ProjectCreated {
                 name: ProjectName::parse("p").expect("valid"),
                 owner_key: owner.public_key(),
+                retention: Default::default(),
             }),
         )
         .sign(&owner);

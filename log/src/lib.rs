@@ -16,12 +16,14 @@
 //! - Works on nats-server 2.9 (Debian) and current releases.
 
 mod append;
+mod erase;
 mod error;
 mod names;
 mod presence;
 mod read;
 
 pub use append::{AppendOutcome, HEADER_EVENT_KIND};
+pub use erase::MAX_TOMBSTONE_BYTES;
 pub use error::LogError;
 pub use names::{Prefix, PrefixError};
 pub use presence::{PresenceLog, PresenceStream, StoredPresence, PRESENCE_RETENTION};

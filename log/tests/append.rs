@@ -72,6 +72,7 @@ async fn start_project(log: &EventLog) -> ProjectId {
         EventBody::ProjectCreated(ProjectCreated {
             name: ProjectName::parse("test").unwrap(),
             owner_key: owner.public_key(),
+            retention: Default::default(),
         }),
     )
     .sign(&owner);
@@ -186,6 +187,7 @@ async fn a_project_is_created_once_and_first() {
         EventBody::ProjectCreated(ProjectCreated {
             name: ProjectName::parse("again").unwrap(),
             owner_key: owner.public_key(),
+            retention: Default::default(),
         }),
     )
     .sign(&owner);

@@ -26,16 +26,29 @@ pub(crate) async fn apply(
     match &event.body {
         EventBody::ProjectCreated(created) => {
             sqlx::query(
-                "INSERT INTO projects (id, name, owner_key, created_seq, created_at)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO projects (id, name, owner_key, created_seq, created_at, default_ttl_s, max_ttl_s)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
             )
             .bind(event.project.as_uuid())
             .bind(created.name.as_str())
             .bind(created.owner_key.to_base64())
             .bind(seq)
             .bind(at)
+            .bind(ttl_column(created.retention.default_ttl_s))
+            .bind(ttl_column(created.retention.max_ttl_s))
             .execute(&mut *conn)
             .await?;
+        }
+        EventBody::RetentionSet(policy) => {
+            sqlx::query("UPDATE projects SET default_ttl_s = $2, max_ttl_s = $3 WHERE id = $1")
+                .bind(event.project.as_uuid())
+                .bind(ttl_column(policy.default_ttl_s))
+                .bind(ttl_column(policy.max_ttl_s))
+                .execute(&mut *conn)
+                .await?;
+        }
+        EventBody::EventsErased(erased) => {
+            crate::apply_erased::apply_events_erased(conn, seq, event.project, erased).await?;
         }
         EventBody::AgentRegistered(registered) => {
             let inserted = sqlx::query(
@@ -65,10 +78,13 @@ pub(crate) async fn apply(
                 warn!(seq, "message without an agent actor skipped");
                 return Ok(());
             };
+            // The expiry counts the project's default in force now, in log order (ADR 0012).
             let inserted = sqlx::query(
-                "INSERT INTO messages (id, project_id, seq, sender, recipient, reply_to, topic_ix, ttl_s, sent_at, envelope)
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10::json
-                 WHERE EXISTS (SELECT 1 FROM agents WHERE id = $4 AND project_id = $2)
+                "INSERT INTO messages (id, project_id, seq, sender, recipient, reply_to, topic_ix, ttl_s, sent_at, envelope, expires_at)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10::json,
+                        $9 + make_interval(secs => COALESCE($8, p.default_ttl_s))
+                 FROM projects p
+                 WHERE p.id = $2 AND EXISTS (SELECT 1 FROM agents WHERE id = $4 AND project_id = $2)
                  ON CONFLICT DO NOTHING",
             )
             .bind(event.id.as_uuid())
@@ -284,6 +300,11 @@ pub(crate) async fn apply(
     Ok(())
 }
 
+/// A TTL in seconds as its `integer` column (TTLs are at most 90 days).
+fn ttl_column(ttl_s: Option<u32>) -> Option<i32> {
+    ttl_s.map(|t| t.min(i32::MAX as u32) as i32)
+}
+
 /// One more content-bearing event for the project's quota: a message of its UTC day and
 /// its sealed bytes stored.
 async fn count_content(
@@ -333,10 +354,12 @@ WITH batch AS (
              sealed_len)
 ),
 inserted AS (
-    INSERT INTO messages (id, project_id, seq, sender, recipient, reply_to, topic_ix, ttl_s, sent_at, envelope)
+    INSERT INTO messages (id, project_id, seq, sender, recipient, reply_to, topic_ix, ttl_s, sent_at, envelope, expires_at)
     SELECT b.id, b.project_id, b.seq, b.sender, b.recipient, b.reply_to, b.topic_ix, b.ttl_s,
-           b.sent_at, b.envelope::json
+           b.sent_at, b.envelope::json,
+           b.sent_at + make_interval(secs => COALESCE(b.ttl_s, p.default_ttl_s))
     FROM batch b JOIN agents a ON a.id = b.sender AND a.project_id = b.project_id
+         JOIN projects p ON p.id = b.project_id
     ON CONFLICT DO NOTHING
     RETURNING id, project_id, seq, sender, recipient, reply_to, sent_at
 ),

@@ -7,6 +7,8 @@
 //!   transaction; `apply` holds what each event kind does to the tables.
 //! - [`rebuild()`]: a new version of the read models built from sequence 1 beside the
 //!   live one, then switched to atomically; [`status`] for operators.
+//! - [`Pruner`]: retention: erases expired messages from the log behind a tombstone
+//!   (ADR 0012); `apply_erased` removes them from the read models.
 //! - [`PresenceProjector`]: the presence stream → the presence tables, own checkpoint.
 //! - [`ProjectionWatch`]: how far the read models are, and bounded waits for
 //!   read-your-writes.
@@ -22,12 +24,14 @@
 //!   migrated in place: they are rebuilt beside the live ones (see `db`).
 
 mod apply;
+mod apply_erased;
 mod apply_state;
 mod bulk;
 pub mod db;
 mod error;
 mod presence;
 mod projector;
+mod pruner;
 mod read;
 mod rebuild;
 mod watch;
@@ -35,6 +39,7 @@ mod watch;
 pub use error::ProjectionError;
 pub use presence::{PresenceProjector, PRESENCE};
 pub use projector::{Projector, CHECKPOINT_CHANNEL, MAX_BATCH, READ_MODELS};
+pub use pruner::{PruneReport, Pruner, PrunerSettings};
 pub use read::{
     AgentRecord, Audience, FileFacts, FileRow, KvCurrent, KvRow, MessageFacts, MessageState,
     PendingUpload, PresenceRow, ReadModels, RefFacts, StateFacts, StoredJson, TokenOwner,

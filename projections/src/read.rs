@@ -4,7 +4,9 @@
 
 use nexysync_domain::crypto::{PublicKey, TokenHash};
 use nexysync_domain::decide::Lookup;
+use nexysync_domain::event::RetentionPolicy;
 use nexysync_domain::ids::{AgentId, AgentName, EventId, ProjectId, ProjectName, Seq};
+use nexysync_domain::wire::ExpiredNode;
 use sqlx::{PgPool, Row};
 
 use crate::ProjectionError;
@@ -118,6 +120,21 @@ impl ReadModels {
             .transpose()
     }
 
+    /// The project's retention policy in force (none for an unknown project).
+    pub async fn retention(&self, project: ProjectId) -> Result<RetentionPolicy, ProjectionError> {
+        let row: Option<(Option<i32>, Option<i32>)> =
+            sqlx::query_as("SELECT default_ttl_s, max_ttl_s FROM projects WHERE id = $1")
+                .bind(project.as_uuid())
+                .fetch_optional(&self.pool)
+                .await?;
+        let (default_ttl_s, max_ttl_s) = row.unwrap_or_default();
+        let seconds = |ttl: Option<i32>| ttl.map(|t| t.max(0) as u32);
+        Ok(RetentionPolicy {
+            default_ttl_s: seconds(default_ttl_s),
+            max_ttl_s: seconds(max_ttl_s),
+        })
+    }
+
     /// Whether message `id` was already applied, whether `to` and `reply_to` exist (and
     /// where): one query for the whole of a send's checks.
     pub async fn message_facts(
@@ -131,7 +148,7 @@ impl ReadModels {
             "SELECT (SELECT project_id FROM messages WHERE id = $1) AS own_project,
                     (SELECT seq FROM messages WHERE id = $1) AS own_seq,
                     (SELECT project_id FROM agents WHERE id = $2) AS recipient_project,
-                    (SELECT project_id FROM messages WHERE id = $3) AS parent_project",
+                    (SELECT project_id FROM messages m WHERE id = $3 AND (m.expires_at IS NULL OR m.expires_at > now())) AS parent_project",
         )
         .bind(id.as_uuid())
         .bind(to.map(|a| *a.as_uuid()))
@@ -240,7 +257,7 @@ impl ReadModels {
         let rows = sqlx::query(
             "SELECT m.seq, m.envelope::text AS envelope
              FROM inbox_entries i JOIN messages m ON m.id = i.message_id
-             WHERE i.agent_id = $1 AND i.seq > $2 AND i.seq <= $3
+             WHERE i.agent_id = $1 AND i.seq > $2 AND i.seq <= $3 AND (m.expires_at IS NULL OR m.expires_at > now())
              ORDER BY i.seq LIMIT $4",
         )
         .bind(agent.as_uuid())
@@ -260,8 +277,8 @@ impl ReadModels {
         id: EventId,
     ) -> Result<Option<StoredJson>, ProjectionError> {
         let row = sqlx::query(
-            "SELECT seq, envelope::text AS envelope FROM messages
-             WHERE id = $1 AND project_id = $2
+            "SELECT seq, envelope::text AS envelope FROM messages m
+             WHERE id = $1 AND project_id = $2 AND (m.expires_at IS NULL OR m.expires_at > now())
                AND (sender = $3 OR recipient = $3 OR recipient IS NULL)",
         )
         .bind(id.as_uuid())
@@ -309,6 +326,7 @@ impl ReadModels {
              SELECT m.seq, m.envelope::text AS envelope
              FROM messages m JOIN down ON m.id = down.id
              WHERE m.project_id = $2 AND (m.sender = $3 OR m.recipient = $3 OR m.recipient IS NULL)
+               AND (m.expires_at IS NULL OR m.expires_at > now())
              ORDER BY m.seq LIMIT 1000",
         )
         .bind(root)
@@ -318,6 +336,55 @@ impl ReadModels {
         .await?;
         let root = EventId::try_from(root).map_err(|e| corrupt("message id", e))?;
         Ok(Some((root, rows.into_iter().map(stored).collect())))
+    }
+
+    /// Where the thread of `root` held messages that expired (erased or not yet): one
+    /// placeholder each that `agent` could have read, in log order, without content.
+    pub async fn expired_in_thread(
+        &self,
+        project: ProjectId,
+        agent: AgentId,
+        root: EventId,
+    ) -> Result<Vec<ExpiredNode>, ProjectionError> {
+        let rows = sqlx::query(
+            "WITH RECURSIVE down(id) AS (
+                 SELECT $1::uuid
+                 UNION
+                 SELECT e.child FROM thread_edges e JOIN down ON e.parent = down.id
+                 WHERE e.project_id = $2
+             ),
+             expired AS (
+                 SELECT m.id, m.seq, m.reply_to, m.sender, m.recipient FROM messages m
+                 WHERE m.project_id = $2 AND m.expires_at <= now()
+                 UNION ALL
+                 SELECT x.id, x.seq, x.reply_to, x.sender, x.recipient FROM expired_messages x
+                 WHERE x.project_id = $2
+             )
+             SELECT x.id, x.seq, x.reply_to FROM expired x JOIN down ON x.id = down.id
+             WHERE x.sender = $3 OR x.recipient = $3 OR x.recipient IS NULL
+             ORDER BY x.seq LIMIT 1000",
+        )
+        .bind(root.as_uuid())
+        .bind(project.as_uuid())
+        .bind(agent.as_uuid())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let id = EventId::try_from(row.get::<uuid::Uuid, _>("id"))
+                    .map_err(|e| corrupt("message id", e))?;
+                let reply_to = row
+                    .get::<Option<uuid::Uuid>, _>("reply_to")
+                    .map(EventId::try_from)
+                    .transpose()
+                    .map_err(|e| corrupt("message id", e))?;
+                Ok(ExpiredNode {
+                    seq: Seq(row.get::<i64, _>("seq") as u64),
+                    id,
+                    reply_to,
+                })
+            })
+            .collect()
     }
 }
 

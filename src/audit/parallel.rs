@@ -130,6 +130,7 @@ mod tests {
                 EventBody::ProjectCreated(ProjectCreated {
                     name: ProjectName::parse("p").unwrap(),
                     owner_key: owner.public_key(),
+                    retention: Default::default(),
                 }),
             )
             .sign(&owner),

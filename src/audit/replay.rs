@@ -7,7 +7,9 @@ use std::path::Path;
 use anyhow::Context;
 use base64::Engine;
 use nexysync_domain::crypto::{ContentKeys, PublicKey};
-use nexysync_domain::event::{emoji_index, fields, Actor, Envelope, EventBody, EventHash};
+use nexysync_domain::event::{
+    emoji_index, fields, Actor, Envelope, EventBody, EventHash, RetentionPolicy,
+};
 use nexysync_domain::ids::{AgentId, ProjectId, Seq};
 use nexysync_mcp::{KeyFile, KeyFileError};
 use serde_json::{json, Map, Value};
@@ -180,10 +182,7 @@ fn write_text(
             registered.name, registered.agent
         ),
         EventBody::MessageSent(sent) => {
-            let from = match event.actor {
-                Actor::Agent(id) => name_of(auditor, id),
-                Actor::Owner => "owner".into(),
-            };
+            let from = actor_name(auditor, event.actor);
             let to = sent
                 .to
                 .map(|to| name_of(auditor, to))
@@ -382,6 +381,20 @@ fn write_text(
             let who = actor_name(auditor, event.actor);
             writeln!(out, "#{seq} {when} {who} deleted file {}", deleted.file)
         }
+        EventBody::RetentionSet(policy) => writeln!(
+            out,
+            "#{seq} {when} owner set retention: {}",
+            policy_text(policy)
+        ),
+        EventBody::EventsErased(erased) => {
+            let seqs: Vec<String> = erased.erased.iter().map(|e| e.seq.to_string()).collect();
+            writeln!(
+                out,
+                "#{seq} {when} pruner erased {} expired event(s): seq {}",
+                seqs.len(),
+                seqs.join(", ")
+            )
+        }
     }
 }
 
@@ -389,7 +402,18 @@ fn actor_name(auditor: &ProjectAuditor, actor: Actor) -> String {
     match actor {
         Actor::Agent(id) => name_of(auditor, id),
         Actor::Owner => "owner".into(),
+        Actor::Pruner => "pruner".into(),
     }
+}
+
+/// A retention policy as text: "default 7d, max 30d".
+fn policy_text(policy: &RetentionPolicy) -> String {
+    let part = |ttl: Option<u32>| ttl.map_or("none".to_owned(), |t| format!("{t} s"));
+    format!(
+        "default ttl {}, max ttl {}",
+        part(policy.default_ttl_s),
+        part(policy.max_ttl_s)
+    )
 }
 
 /// Text with control characters escaped, so a message cannot drive the terminal.
@@ -428,6 +452,14 @@ fn write_jsonl(
         EventBody::ProjectCreated(created) => {
             line.insert("name".into(), created.name.to_string().into());
             line.insert("owner_key".into(), created.owner_key.to_base64().into());
+            line.insert("retention".into(), json!(created.retention));
+        }
+        EventBody::RetentionSet(policy) => {
+            line.insert("retention".into(), json!(policy));
+        }
+        EventBody::EventsErased(erased) => {
+            let seqs: Vec<u64> = erased.erased.iter().map(|e| e.seq.0).collect();
+            line.insert("erased_seqs".into(), json!(seqs));
         }
         EventBody::AgentRegistered(registered) => {
             line.insert("agent".into(), registered.agent.to_string().into());
@@ -566,6 +598,7 @@ mod tests {
                 EventBody::ProjectCreated(ProjectCreated {
                     name: ProjectName::parse("replayed").unwrap(),
                     owner_key: owner.public_key(),
+                    retention: Default::default(),
                 }),
             )
             .sign(&owner),

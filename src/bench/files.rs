@@ -297,6 +297,7 @@ async fn provision(server: &str, admin: nexysync_api::Secret) -> anyhow::Result<
         EventBody::ProjectCreated(ProjectCreated {
             name: name.clone(),
             owner_key: owner.public_key(),
+            retention: Default::default(),
         }),
     )
     .sign(&owner);

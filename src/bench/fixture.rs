@@ -87,6 +87,7 @@ impl Fixture {
             EventBody::ProjectCreated(ProjectCreated {
                 name: ProjectName::parse(&name).context("bench project name")?,
                 owner_key: owner.public_key(),
+                retention: Default::default(),
             }),
         )
         .sign(&owner);

@@ -152,6 +152,7 @@ async fn write_history(log: &EventLog, events: usize) -> anyhow::Result<(Project
         EventBody::ProjectCreated(ProjectCreated {
             name: ProjectName::parse("bench")?,
             owner_key: owner.public_key(),
+            retention: Default::default(),
         }),
     )
     .sign(&owner)];

@@ -89,6 +89,12 @@ pub enum ProjectCommand {
     /// NEXYSYNC_HOME/projects/NAME.json (mode 0600). Keep that file: it is needed to add
     /// agents.
     Create(project::CreateArgs),
+    /// Set a project's retention policy (owner-signed, for messages sent from now on).
+    ///
+    /// `--default-ttl` is how long a message lives when it names no TTL, `--max-ttl` the
+    /// longest it may ask for (`3600`, `12h`, `7d`). A flag left out means "for ever" or
+    /// "no maximum": the new policy replaces the old one as a whole.
+    Retention(project::RetentionSetArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,6 +165,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up::run(settings, args).await,
         Command::Project(ProjectCommand::Create(args)) => project::create(settings, args).await,
+        Command::Project(ProjectCommand::Retention(args)) => {
+            project::set_retention(settings, args).await
+        }
         Command::Agent(AgentCommand::Add(args)) => agent::add(settings, args).await,
         Command::Audit(AuditCommand::Verify(args)) => audit::verify(settings, args).await,
         Command::Audit(AuditCommand::Replay(args)) => audit::replay(settings, args).await,

@@ -56,6 +56,7 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
     if let Some(quota) = file_quota()? {
         api.files.quota_bytes = quota;
     }
+    api.pruner = Some(pruner_settings()?);
 
     let app = Application::build(api).await.with_context(|| {
         format!(
@@ -143,6 +144,27 @@ async fn start_cdn(settings: &Settings) -> anyhow::Result<RunningCdn> {
         secret,
         secret_origin,
         stop,
+    })
+}
+
+/// The retention pruner's timing: `NEXYSYNC_PRUNE_INTERVAL_S` between runs (default 60)
+/// and `NEXYSYNC_PRUNE_GRACE_S` after a message's expiry before it is erased (default 30;
+/// it is hidden from its expiry on either way).
+fn pruner_settings() -> anyhow::Result<nexysync_projections::PrunerSettings> {
+    let seconds = |name: &str, default: u64| -> anyhow::Result<u64> {
+        match std::env::var(name).ok().filter(|v| !v.is_empty()) {
+            None => Ok(default),
+            Some(text) => text
+                .trim()
+                .parse()
+                .with_context(|| format!("{name} `{text}` must be a whole number of seconds")),
+        }
+    };
+    let interval = seconds("NEXYSYNC_PRUNE_INTERVAL_S", 60)?.max(1);
+    Ok(nexysync_projections::PrunerSettings {
+        interval: std::time::Duration::from_secs(interval),
+        grace: std::time::Duration::from_secs(seconds("NEXYSYNC_PRUNE_GRACE_S", 30)?),
+        catch_up: std::time::Duration::from_secs(30),
     })
 }
 

@@ -42,6 +42,7 @@ impl TestProject {
             EventBody::ProjectCreated(ProjectCreated {
                 name: ProjectName::parse(name).unwrap(),
                 owner_key: project.owner.public_key(),
+                retention: Default::default(),
             }),
         )
         .sign(&project.owner);

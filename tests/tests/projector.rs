@@ -33,6 +33,7 @@ async fn a_projector_killed_mid_batch_loses_and_duplicates_nothing() {
         EventBody::ProjectCreated(ProjectCreated {
             name: ProjectName::parse("crashy").unwrap(),
             owner_key: owner.public_key(),
+            retention: Default::default(),
         }),
     )
     .sign(&owner);

@@ -75,6 +75,7 @@ async fn message_state_follows_every_toggle_and_a_second_pass_changes_nothing() 
         EventBody::ProjectCreated(ProjectCreated {
             name: ProjectName::parse("state").unwrap(),
             owner_key: owner.public_key(),
+            retention: Default::default(),
         }),
     )
     .sign(&owner);

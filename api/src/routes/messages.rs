@@ -168,6 +168,8 @@ pub async fn read(
 pub struct RawThread {
     root: EventId,
     messages: Vec<RawMessageEntry>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    expired: Vec<nexysync_domain::wire::ExpiredNode>,
 }
 
 /// `GET /v1/messages/{id}/thread`
@@ -184,8 +186,13 @@ pub async fn thread(
         .thread_for(me.project, me.agent, id)
         .await?
         .ok_or_else(|| message_not_found(id))?;
+    let expired = state
+        .reads
+        .expired_in_thread(me.project, me.agent, root)
+        .await?;
     Ok(Json(RawThread {
         root,
         messages: entries(&state, &me, rows).await?,
+        expired,
     }))
 }

@@ -39,6 +39,7 @@ pub struct RawWhoAmI {
     agent_name: AgentName,
     #[serde(skip_serializing_if = "Option::is_none")]
     profile: Option<RawStoredEvent>,
+    retention: nexysync_domain::event::RetentionPolicy,
 }
 
 /// `GET /v1/whoami`
@@ -55,6 +56,7 @@ pub async fn whoami(
         agent: me.agent,
         agent_name: me.agent_name.clone(),
         profile: profile.map(RawStoredEvent::try_from).transpose()?,
+        retention: state.reads.retention(me.project).await?,
     }))
 }
 

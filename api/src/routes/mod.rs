@@ -60,6 +60,14 @@ pub(crate) fn table() -> Routes {
                 .param::<ProjectId>("project")
                 .answers(APPENDED),
         )
+        .post(
+            "/v1/projects/{project}/retention",
+            projects::set_retention,
+            doc("Set the project's retention policy")
+                .description("The body is a `retention_set` envelope, actor `owner`, signed by the project's owner key: the default and maximum TTL of messages sent after it.")
+                .param::<ProjectId>("project")
+                .answers(APPENDED),
+        )
         .get("/v1/whoami", meta::whoami, doc("Who the token belongs to"))
         .get(
             "/v1/agents",

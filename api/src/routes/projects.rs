@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use nexysync_domain::event::{Actor, Envelope};
+use nexysync_domain::event::{Actor, Envelope, EventKind};
 use nexysync_domain::ids::ProjectId;
 use nexysync_domain::wire::Appended;
 
@@ -34,4 +34,25 @@ pub async fn register_agent(
         .map_err(|e| ApiError::InvalidRequest(format!("project id in the path: {e}")))?;
     let appended = submit(&state, project, Actor::Owner, None, event).await?;
     Ok((StatusCode::CREATED, Json(appended)))
+}
+
+/// `POST /v1/projects/{project}/retention`: an owner-signed `retention_set`, the project's
+/// retention policy for messages sent after it (ADR 0012).
+pub async fn set_retention(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    ApiJson(event): ApiJson<Envelope>,
+) -> Result<(StatusCode, Json<Appended>), ApiError> {
+    let project = ProjectId::parse(&project)
+        .map_err(|e| ApiError::InvalidRequest(format!("project id in the path: {e}")))?;
+    if event.body.kind() != EventKind::RetentionSet {
+        return Err(ApiError::InvalidRequest(format!(
+            "this endpoint takes a `retention_set` event, not `{}`",
+            event.body.kind().as_str()
+        )));
+    }
+    let appended = submit(&state, project, Actor::Owner, None, event).await?;
+    let status = crate::write::write_status(&appended);
+    Ok((status, Json(appended)))
 }

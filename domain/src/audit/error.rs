@@ -1,6 +1,6 @@
 //! What an audit found wrong: the first rule the log breaks, and where.
 
-use crate::event::{Actor, ChainError, EventKind};
+use crate::event::{Actor, ChainError, EventHash, EventKind};
 use crate::ids::{AgentId, EventId, ProjectId, Seq};
 
 /// The first event of a project's log that breaks a rule. Every variant names the
@@ -56,6 +56,37 @@ pub enum AuditError {
         message: EventId,
         actor: Actor,
     },
+    #[error("event at seq {seq} links to seq {claims}, which is not in the log, and no retention tombstone covers it")]
+    UncoveredGap { seq: Seq, claims: Seq },
+    #[error(
+        "retention tombstone at seq {seq} lists seq {erased}, which is not missing from the log"
+    )]
+    ErasedEventNotMissing { seq: Seq, erased: Seq },
+    #[error("retention tombstone at seq {seq} lists seq {erased} with a link to seq {found}, but the chain there comes from seq {expected}")]
+    ErasedEventMisplaced {
+        seq: Seq,
+        erased: Seq,
+        expected: Seq,
+        found: Seq,
+    },
+    #[error("retention tombstone at seq {seq} lists a hash for seq {erased} that is not the hash of the event it lists")]
+    ErasedHashMismatch { seq: Seq, erased: Seq },
+    #[error("retention tombstone at seq {seq} lists seq {erased} with hash {listed:?}, but the chain named {claimed:?} for it")]
+    ErasedHashNotChained {
+        seq: Seq,
+        erased: Seq,
+        listed: EventHash,
+        claimed: EventHash,
+    },
+    #[error("retention tombstone at seq {seq} lists seq {erased}, a {} that retention may not erase: {why}", .kind.as_str())]
+    ErasedWithoutExpiry {
+        seq: Seq,
+        erased: Seq,
+        kind: EventKind,
+        why: &'static str,
+    },
+    #[error("retention tombstone at seq {seq} lists seq {erased}, which is not signed by the key registered for its actor")]
+    ErasedEventForged { seq: Seq, erased: Seq },
 }
 
 impl AuditError {
@@ -75,7 +106,14 @@ impl AuditError {
             | Self::AgentRegisteredAgain { seq, .. }
             | Self::EventRepeated { seq, .. }
             | Self::UnknownTargetMessage { seq, .. }
-            | Self::DeletedByAnotherAgent { seq, .. } => *seq,
+            | Self::DeletedByAnotherAgent { seq, .. }
+            | Self::UncoveredGap { seq, .. }
+            | Self::ErasedEventNotMissing { seq, .. }
+            | Self::ErasedEventMisplaced { seq, .. }
+            | Self::ErasedHashMismatch { seq, .. }
+            | Self::ErasedHashNotChained { seq, .. }
+            | Self::ErasedWithoutExpiry { seq, .. }
+            | Self::ErasedEventForged { seq, .. } => *seq,
             Self::Chain(chain) => chain.seq(),
         }
     }
@@ -101,6 +139,13 @@ impl AuditError {
             Self::EventRepeated { .. } => "event_repeated",
             Self::UnknownTargetMessage { .. } => "unknown_target_message",
             Self::DeletedByAnotherAgent { .. } => "deleted_by_another_agent",
+            Self::UncoveredGap { .. } => "uncovered_gap",
+            Self::ErasedEventNotMissing { .. } => "erased_event_not_missing",
+            Self::ErasedEventMisplaced { .. } => "erased_event_misplaced",
+            Self::ErasedHashMismatch { .. } => "erased_hash_mismatch",
+            Self::ErasedHashNotChained { .. } => "erased_hash_not_chained",
+            Self::ErasedWithoutExpiry { .. } => "erased_without_expiry",
+            Self::ErasedEventForged { .. } => "erased_event_forged",
         }
     }
 }

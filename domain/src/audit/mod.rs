@@ -13,7 +13,11 @@
 //!   dropped, inserted, changed or reordered event is caught at the event after it;
 //! - no event id appears twice (a replayed event would carry a valid signature);
 //! - a reaction, read mark, pin or deletion names a message earlier in this log, and a
-//!   deletion is by that message's sender.
+//!   deletion is by that message's sender;
+//! - a gap in the chain (an event linking to a sequence the log no longer holds) is
+//!   covered by a later retention tombstone whose stripped events re-hash to the links,
+//!   verify against the registered keys and had expired ([`gaps`], ADR 0012). Call
+//!   [`ProjectAuditor::finish`] at the end of the log: a gap never covered fails there.
 //!
 //! It is pure and holds only the registered keys, the chain head, one entry per event id
 //! seen (about 40 bytes per event) and each message's sender, never the events themselves, so a caller can
@@ -21,16 +25,22 @@
 //! unspecified: stop there.
 
 mod error;
+mod gaps;
+#[cfg(test)]
+mod retention_tests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 pub use error::AuditError;
+pub use gaps::ERASURE_SLACK_MS;
+use gaps::{Gap, Gaps};
 
 use crate::crypto::PublicKey;
 use crate::event::{
-    Actor, ChainLink, ChainVerifier, Envelope, EventBody, EventHash, ENVELOPE_VERSION,
+    Actor, ChainLink, ChainVerifier, Envelope, EventBody, EventHash, EventsErased, RetentionPolicy,
+    ENVELOPE_VERSION,
 };
 use crate::ids::{AgentId, AgentName, EventId, ProjectId, ProjectName, Seq};
 
@@ -56,6 +66,8 @@ pub struct AuditSummary {
     pub first_seq: Option<Seq>,
     /// The last verified event: its sequence and hash.
     pub head: Option<ChainLink>,
+    /// Events erased by retention, each proven by a tombstone.
+    pub erased: u64,
 }
 
 /// Verifies one project's log, event by event, in log order.
@@ -72,6 +84,12 @@ pub struct ProjectAuditor {
     first_seq: Option<Seq>,
     last_seq: Option<Seq>,
     events: u64,
+    /// The retention policy in force.
+    policy: RetentionPolicy,
+    gaps: Gaps,
+    /// Messages erased by retention, so their erased reactions and marks can follow.
+    erased_messages: HashSet<EventId>,
+    erased: u64,
 }
 
 impl ProjectAuditor {
@@ -88,6 +106,10 @@ impl ProjectAuditor {
             first_seq: None,
             last_seq: None,
             events: 0,
+            policy: RetentionPolicy::default(),
+            gaps: Gaps::default(),
+            erased_messages: HashSet::new(),
+            erased: 0,
         }
     }
 
@@ -145,6 +167,7 @@ impl ProjectAuditor {
                 first: *first,
             });
         }
+        self.note_gap(seq, event);
         self.chain.push_hashed(seq, event, prepared.hash)?;
         let check = self.check_authority(seq, event)?;
         self.seen.insert(event.id, seq);
@@ -161,9 +184,8 @@ impl ProjectAuditor {
         event: &Envelope,
     ) -> Result<SignatureCheck, AuditError> {
         let kind = event.body.kind();
-        let owner_signed = |key: PublicKey| SignatureCheck {
-            key,
-            forged: AuditError::OwnerSignatureInvalid { seq, kind },
+        let owner_signed = |key: PublicKey| {
+            SignatureCheck::signed_by(key, AuditError::OwnerSignatureInvalid { seq, kind })
         };
         let Some(owner_key) = self.owner_key else {
             let EventBody::ProjectCreated(created) = &event.body else {
@@ -173,10 +195,29 @@ impl ProjectAuditor {
             // The first event is signed by the key it introduces: the root of trust.
             self.owner_key = Some(created.owner_key);
             self.name = Some(created.name.clone());
+            self.policy = created.retention;
             return Ok(owner_signed(created.owner_key));
         };
         match &event.body {
             EventBody::ProjectCreated(_) => Err(AuditError::ProjectCreatedAgain { seq }),
+            EventBody::RetentionSet(policy) => {
+                self.expect_owner(seq, event)?;
+                self.policy = *policy;
+                Ok(owner_signed(owner_key))
+            }
+            EventBody::EventsErased(erased) => {
+                if event.actor != Actor::Pruner {
+                    return Err(AuditError::WrongActor {
+                        seq,
+                        kind,
+                        actor: event.actor,
+                        allowed: "the server's pruner",
+                    });
+                }
+                // Unsigned: every entry proves itself against the chain and its signer.
+                self.cover(seq, event.at, erased)?;
+                Ok(SignatureCheck::unsigned())
+            }
             EventBody::AgentRegistered(registered) => {
                 self.expect_owner(seq, event)?;
                 if let Some(earlier) = self.agents.get(&registered.agent) {
@@ -220,6 +261,144 @@ impl ProjectAuditor {
                 Ok(check)
             }
         }
+    }
+
+    /// An event linking past the head opens a gap, taken on trust until a tombstone
+    /// covers it (anything else about the link is the chain's to judge).
+    fn note_gap(&mut self, seq: Seq, event: &Envelope) {
+        let (Some(head), Some(link)) = (self.chain.head(), event.prev) else {
+            return;
+        };
+        if link.seq > head.seq && link.seq < seq {
+            self.gaps.open(Gap {
+                found_at: seq,
+                cursor: head,
+                until: link,
+                policy: self.policy,
+            });
+            self.chain.bridge(link);
+        }
+    }
+
+    /// Walks the tombstone at `seq` (dated `at`) through the gaps it explains.
+    fn cover(&mut self, seq: Seq, at: i64, erased: &EventsErased) -> Result<(), AuditError> {
+        for entry in &erased.erased {
+            let gap = self
+                .gaps
+                .containing(entry.seq)
+                .ok_or(AuditError::ErasedEventNotMissing {
+                    seq,
+                    erased: entry.seq,
+                })?;
+            let event = &entry.event;
+            let found = event.prev.map(|link| link.seq).unwrap_or(Seq(0));
+            if event.prev != Some(gap.cursor) {
+                return Err(AuditError::ErasedEventMisplaced {
+                    seq,
+                    erased: entry.seq,
+                    expected: gap.cursor.seq,
+                    found,
+                });
+            }
+            let signed = entry.signing_bytes();
+            if event.hash_with_signing_bytes(&signed) != entry.hash {
+                return Err(AuditError::ErasedHashMismatch {
+                    seq,
+                    erased: entry.seq,
+                });
+            }
+            if entry.seq == gap.until.seq && entry.hash != gap.until.hash {
+                return Err(AuditError::ErasedHashNotChained {
+                    seq,
+                    erased: entry.seq,
+                    listed: entry.hash,
+                    claimed: gap.until.hash,
+                });
+            }
+            let policy = gap.policy;
+            gap.cursor = ChainLink {
+                seq: entry.seq,
+                hash: entry.hash,
+            };
+            self.check_erasable(seq, at, entry.seq, event, &signed, policy)?;
+            self.seen.insert(event.id, entry.seq);
+            self.erased += 1;
+        }
+        self.gaps.close_covered();
+        Ok(())
+    }
+
+    /// An erased event is an agent's, signed by its registered key, and either a message
+    /// that had expired by the tombstone's date or an event about an erased message.
+    fn check_erasable(
+        &mut self,
+        seq: Seq,
+        at: i64,
+        erased: Seq,
+        event: &Envelope,
+        signed: &[u8],
+        policy: RetentionPolicy,
+    ) -> Result<(), AuditError> {
+        let kind = event.body.kind();
+        let refuse = |why| AuditError::ErasedWithoutExpiry {
+            seq,
+            erased,
+            kind,
+            why,
+        };
+        if event.project != self.project {
+            return Err(refuse("it belongs to another project"));
+        }
+        if let Some(first) = self.seen.get(&event.id) {
+            return Err(AuditError::EventRepeated {
+                seq,
+                id: event.id,
+                first: *first,
+            });
+        }
+        let Actor::Agent(agent) = event.actor else {
+            return Err(refuse("only agents' events expire"));
+        };
+        let signed_by_registered = self
+            .agents
+            .get(&agent)
+            .filter(|registered| registered.registered_at < erased)
+            .is_some_and(|registered| registered.signing_key.verify(signed, &event.sig).is_ok());
+        if !signed_by_registered {
+            return Err(AuditError::ErasedEventForged { seq, erased });
+        }
+        match &event.body {
+            EventBody::MessageSent(sent) => {
+                let Some(ttl_s) = policy.effective_ttl(sent.ttl_s) else {
+                    return Err(refuse("the message had no time-to-live"));
+                };
+                if at + ERASURE_SLACK_MS < event.at + i64::from(ttl_s) * 1000 {
+                    return Err(refuse("the message had not expired yet"));
+                }
+                self.erased_messages.insert(event.id);
+                Ok(())
+            }
+            body => match body.target_message() {
+                Some(message) if self.erased_messages.contains(&message) => Ok(()),
+                _ => Err(refuse("it is not about an erased message")),
+            },
+        }
+    }
+
+    /// Ends the audit at the end of the log: every gap must have been covered.
+    pub fn finish(&self) -> Result<(), AuditError> {
+        match self.gaps.first() {
+            Some(gap) => Err(AuditError::UncoveredGap {
+                seq: gap.found_at,
+                claims: gap.until.seq,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The retention policy in force at this point of the log.
+    pub fn retention(&self) -> RetentionPolicy {
+        self.policy
     }
 
     /// A message-state event names a message of this log; a deletion is by its sender.
@@ -268,10 +447,10 @@ impl ProjectAuditor {
             .agents
             .get(&agent)
             .ok_or(AuditError::UnregisteredActor { seq, agent })?;
-        Ok(SignatureCheck {
-            key: registered.signing_key,
-            forged: AuditError::ForgedSignature { seq, agent },
-        })
+        Ok(SignatureCheck::signed_by(
+            registered.signing_key,
+            AuditError::ForgedSignature { seq, agent },
+        ))
     }
 
     /// The owner key the project's first event named (none before it).
@@ -294,6 +473,7 @@ impl ProjectAuditor {
             agents: self.agents.len(),
             first_seq: self.first_seq,
             head: self.chain.head(),
+            erased: self.erased,
         }
     }
 }
@@ -343,18 +523,32 @@ impl PreparedEvent {
 #[derive(Debug, Clone)]
 #[must_use = "an event is verified only once its signature check is"]
 pub struct SignatureCheck {
-    key: PublicKey,
-    forged: AuditError,
+    /// The key and the failure to report; `None` for an event that carries no signature
+    /// of its own (a tombstone, whose entries the auditor checked one by one).
+    signer: Option<(PublicKey, AuditError)>,
 }
 
 impl SignatureCheck {
+    fn signed_by(key: PublicKey, forged: AuditError) -> Self {
+        Self {
+            signer: Some((key, forged)),
+        }
+    }
+
+    fn unsigned() -> Self {
+        Self { signer: None }
+    }
+
     /// Verifies the signatures of `events`, each with its check, in one batch
     /// ([`crate::crypto::verify_batch`]); when the batch fails, one by one, to name the
     /// first that does not verify.
     pub fn verify_all(checked: &[(SignatureCheck, &PreparedEvent)]) -> Result<(), AuditError> {
         let items: Vec<_> = checked
             .iter()
-            .map(|(check, event)| (check.key, event.signed.as_slice(), &event.event.sig))
+            .filter_map(|(check, event)| {
+                let (key, _) = check.signer.as_ref()?;
+                Some((*key, event.signed.as_slice(), &event.event.sig))
+            })
             .collect();
         if crate::crypto::verify_batch(&items).is_ok() {
             return Ok(());
@@ -368,9 +562,10 @@ impl SignatureCheck {
 
     /// Verifies `prepared`'s signature (the event this check was made for); answers its hash.
     pub fn verify(&self, prepared: &PreparedEvent) -> Result<EventHash, AuditError> {
-        self.key
-            .verify(&prepared.signed, &prepared.event.sig)
-            .map_err(|_| self.forged.clone())?;
+        if let Some((key, forged)) = &self.signer {
+            key.verify(&prepared.signed, &prepared.event.sig)
+                .map_err(|_| forged.clone())?;
+        }
         Ok(prepared.hash)
     }
 }

@@ -124,6 +124,11 @@ impl fmt::Debug for PublicKey {
 pub struct Signature(#[serde(with = "b64::array")] [u8; 64]);
 
 impl Signature {
+    /// A signature from its 64 bytes (all zero: the unsigned retention tombstone).
+    pub fn from_bytes(bytes: [u8; 64]) -> Self {
+        Self(bytes)
+    }
+
     pub fn to_bytes(&self) -> [u8; 64] {
         self.0
     }

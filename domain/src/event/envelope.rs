@@ -7,6 +7,11 @@
 //!   "prev": { "seq": 41, "hash": "<hex>" } }
 //! ```
 //!
+//! A kind at another version than 1 also carries `"kind_v": <n>` (after `meta`); absent
+//! means 1, so every event stored before kinds had versions reads as it was (ADR 0012).
+//! Signatures and hashes are computed from the body in its stored version's shape, never
+//! from the upcast form.
+//!
 //! The actor signs everything but `prev` (sealed fields by their digest). The log adds
 //! `prev` when it appends, so a conflicting append can be retried without asking the
 //! client to sign again (ADR 0002). An event's hash covers the signed bytes, the
@@ -19,7 +24,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{canonical, EventBody};
+use super::kinds::LegacyBody;
+use super::{canonical, EventBody, EventsErased};
 use crate::crypto::{
     ContentKeys, FieldBinding, OpenError, PublicKey, Sealed, Signature, SignatureError, SigningKey,
 };
@@ -28,17 +34,20 @@ use crate::ids::{AgentId, EventId, ProjectId, Seq};
 /// The envelope version this code writes.
 pub const ENVELOPE_VERSION: u16 = 1;
 
-/// Who acted: the project owner (provisioning) or one of its agents.
+/// Who acted: the project owner (provisioning), one of its agents, or the server's
+/// pruner (retention tombstones only, unsigned: ADR 0012).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Actor {
     Owner,
     Agent(AgentId),
+    Pruner,
 }
 
 impl Serialize for Actor {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Actor::Owner => s.serialize_str("owner"),
+            Actor::Pruner => s.serialize_str("pruner"),
             Actor::Agent(id) => s.serialize_str(&id.to_string()),
         }
     }
@@ -47,8 +56,10 @@ impl Serialize for Actor {
 impl<'de> Deserialize<'de> for Actor {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        if text == "owner" {
-            return Ok(Actor::Owner);
+        match text.as_str() {
+            "owner" => return Ok(Actor::Owner),
+            "pruner" => return Ok(Actor::Pruner),
+            _ => {}
         }
         AgentId::parse(&text)
             .map(Actor::Agent)
@@ -60,6 +71,7 @@ impl fmt::Debug for Actor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Actor::Owner => f.write_str("owner"),
+            Actor::Pruner => f.write_str("pruner"),
             Actor::Agent(id) => write!(f, "agent {id}"),
         }
     }
@@ -118,7 +130,7 @@ pub struct ChainLink {
 }
 
 /// An event as signed by its actor and stored in the log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     pub v: u16,
     pub id: EventId,
@@ -126,13 +138,142 @@ pub struct Envelope {
     pub actor: Actor,
     /// Client clock, Unix milliseconds.
     pub at: i64,
-    #[serde(flatten)]
+    /// The body, upcast to the current type of its kind.
     pub body: EventBody,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// The version of the body's kind as stored: what the signature and hash cover. The
+    /// current version for a new event; an older one for an event read from the log.
+    pub kind_v: u16,
     pub sealed: BTreeMap<String, Sealed>,
     pub sig: Signature,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev: Option<ChainLink>,
+}
+
+/// The stored shape of an envelope, for its JSON Schema: what the serde implementations
+/// below write and read (a body of the current version; `domain::event::schema` adds the
+/// older versions).
+#[derive(JsonSchema)]
+#[schemars(rename = "Envelope")]
+#[allow(dead_code)] // Only its schema is used.
+struct EnvelopeShape {
+    v: u16,
+    id: EventId,
+    project: ProjectId,
+    actor: Actor,
+    /// Client clock, Unix milliseconds.
+    at: i64,
+    #[serde(flatten)]
+    body: EventBody,
+    /// The version of the kind's `meta`; absent means 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kind_v: Option<u16>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    sealed: BTreeMap<String, Sealed>,
+    sig: Signature,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prev: Option<ChainLink>,
+}
+
+impl JsonSchema for Envelope {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        EnvelopeShape::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        EnvelopeShape::json_schema(generator)
+    }
+}
+
+/// The stored JSON of an envelope, as written.
+#[derive(Serialize)]
+struct StoredOut<'a> {
+    v: u16,
+    id: EventId,
+    project: ProjectId,
+    actor: Actor,
+    at: i64,
+    #[serde(flatten)]
+    body: StoredBody<'a>,
+    #[serde(skip_serializing_if = "is_first_version")]
+    kind_v: u16,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    sealed: &'a BTreeMap<String, Sealed>,
+    sig: &'a Signature,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prev: &'a Option<ChainLink>,
+}
+
+/// A body in the shape of its stored version.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum StoredBody<'a> {
+    Current(&'a EventBody),
+    Legacy(Box<LegacyBody>),
+}
+
+/// The stored JSON of an envelope, as read: the body is decoded once its version is known.
+#[derive(Deserialize)]
+struct StoredIn {
+    v: u16,
+    id: EventId,
+    project: ProjectId,
+    actor: Actor,
+    at: i64,
+    kind: String,
+    #[serde(default = "first_version")]
+    kind_v: u16,
+    #[serde(default)]
+    meta: Option<serde_json::Value>,
+    #[serde(default)]
+    sealed: BTreeMap<String, Sealed>,
+    sig: Signature,
+    #[serde(default)]
+    prev: Option<ChainLink>,
+}
+
+fn first_version() -> u16 {
+    1
+}
+
+fn is_first_version(v: &u16) -> bool {
+    *v == 1
+}
+
+impl Serialize for Envelope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        StoredOut {
+            v: self.v,
+            id: self.id,
+            project: self.project,
+            actor: self.actor,
+            at: self.at,
+            body: self.stored_body(),
+            kind_v: self.kind_v,
+            sealed: &self.sealed,
+            sig: &self.sig,
+            prev: &self.prev,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Envelope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let stored = StoredIn::deserialize(d)?;
+        let body = EventBody::from_stored(&stored.kind, stored.kind_v, stored.meta)
+            .map_err(serde::de::Error::custom)?;
+        Ok(Self {
+            v: stored.v,
+            id: stored.id,
+            project: stored.project,
+            actor: stored.actor,
+            at: stored.at,
+            body,
+            kind_v: stored.kind_v,
+            sealed: stored.sealed,
+            sig: stored.sig,
+            prev: stored.prev,
+        })
+    }
 }
 
 /// An event before its actor signs it.
@@ -176,41 +317,101 @@ impl Draft {
     }
 
     pub fn sign(self, key: &SigningKey) -> Envelope {
-        let bytes = signing_bytes(
-            ENVELOPE_VERSION,
-            self.id,
-            self.project,
-            self.actor,
-            self.at,
-            &self.body,
-            &self.sealed,
-        );
-        Envelope {
+        let kind_v = self.body.kind().current_version();
+        self.sign_at_version(key, kind_v)
+    }
+
+    /// Signs the draft as an event of its kind's version `kind_v`, in that version's
+    /// shape. Only to write examples of older versions (golden files, tests of upcasting);
+    /// new events are always [`Draft::sign`]ed at the current version.
+    #[doc(hidden)]
+    pub fn sign_at_version(self, key: &SigningKey, kind_v: u16) -> Envelope {
+        let mut event = Envelope {
             v: ENVELOPE_VERSION,
             id: self.id,
             project: self.project,
             actor: self.actor,
             at: self.at,
+            kind_v,
             body: self.body,
             sealed: self.sealed,
-            sig: key.sign(&bytes),
+            sig: Signature::from_bytes([0; 64]),
             prev: None,
-        }
+        };
+        event.sig = key.sign(&event.signing_bytes());
+        event
     }
 }
 
 impl Envelope {
+    /// A retention tombstone, written by the pruner at `at` (server clock, Unix ms). It
+    /// has no signature (all zero bytes): each entry proves itself against the chain and
+    /// the registered keys, and the tombstone is itself a link of the chain (ADR 0012).
+    pub fn tombstone(id: EventId, project: ProjectId, at: i64, erased: EventsErased) -> Self {
+        let body = EventBody::EventsErased(erased);
+        Self {
+            v: ENVELOPE_VERSION,
+            id,
+            project,
+            actor: Actor::Pruner,
+            at,
+            kind_v: body.kind().current_version(),
+            body,
+            sealed: BTreeMap::new(),
+            sig: Signature::from_bytes([0; 64]),
+            prev: None,
+        }
+    }
+
+    /// The body in the shape of its stored version.
+    fn stored_body(&self) -> StoredBody<'_> {
+        match self.body.downcast(self.kind_v) {
+            Some(legacy) => StoredBody::Legacy(Box::new(legacy)),
+            None => StoredBody::Current(&self.body),
+        }
+    }
+
     /// The bytes the actor signs.
     pub fn signing_bytes(&self) -> Vec<u8> {
-        signing_bytes(
-            self.v,
-            self.id,
-            self.project,
-            self.actor,
-            self.at,
-            &self.body,
-            &self.sealed,
-        )
+        let digests = self
+            .sealed
+            .iter()
+            .map(|(name, field)| (name.clone(), hex::encode(field.digest()).into()))
+            .collect();
+        self.signing_bytes_from(digests)
+    }
+
+    /// The bytes the actor signed, for an envelope whose ciphertext was erased: each
+    /// sealed field given by its hex digest (`sealed` is ignored).
+    pub fn signing_bytes_with_digests(&self, digests: &BTreeMap<String, String>) -> Vec<u8> {
+        let digests = digests
+            .iter()
+            .map(|(name, digest)| (name.clone(), digest.clone().into()))
+            .collect();
+        self.signing_bytes_from(digests)
+    }
+
+    fn signing_bytes_from(&self, digests: serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
+        let mut value =
+            serde_json::to_value(self.stored_body()).expect("an event body always serialises");
+        let object = value
+            .as_object_mut()
+            .expect("an event body serialises as an object");
+        object.insert("v".into(), self.v.into());
+        if self.kind_v != 1 {
+            object.insert("kind_v".into(), self.kind_v.into());
+        }
+        object.insert("id".into(), self.id.to_string().into());
+        object.insert("project".into(), self.project.to_string().into());
+        object.insert(
+            "actor".into(),
+            serde_json::to_value(self.actor).expect("an actor always serialises"),
+        );
+        object.insert("at".into(), self.at.into());
+        object.insert("sealed".into(), digests.into());
+        let mut out = b"nexysync/event/v1\n".to_vec();
+        canonical::write(&value, &mut out);
+        out
     }
 
     pub fn verify_signature(&self, key: &PublicKey) -> Result<(), SignatureError> {
@@ -263,35 +464,4 @@ impl Envelope {
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("an envelope always serialises")
     }
-}
-
-fn signing_bytes(
-    v: u16,
-    id: EventId,
-    project: ProjectId,
-    actor: Actor,
-    at: i64,
-    body: &EventBody,
-    sealed: &BTreeMap<String, Sealed>,
-) -> Vec<u8> {
-    let digests: serde_json::Map<String, serde_json::Value> = sealed
-        .iter()
-        .map(|(name, field)| (name.clone(), hex::encode(field.digest()).into()))
-        .collect();
-    let mut value = serde_json::to_value(body).expect("an event body always serialises");
-    let object = value
-        .as_object_mut()
-        .expect("an event body serialises as an object");
-    object.insert("v".into(), v.into());
-    object.insert("id".into(), id.to_string().into());
-    object.insert("project".into(), project.to_string().into());
-    object.insert(
-        "actor".into(),
-        serde_json::to_value(actor).expect("an actor always serialises"),
-    );
-    object.insert("at".into(), at.into());
-    object.insert("sealed".into(), digests.into());
-    let mut out = b"nexysync/event/v1\n".to_vec();
-    canonical::write(&value, &mut out);
-    out
 }

@@ -1,9 +1,15 @@
-//! The event kinds (version 1): past-tense facts with their clear metadata. Content lives
-//! in the envelope's sealed fields, never here.
+//! The event kinds: past-tense facts with their clear metadata. Content lives in the
+//! envelope's sealed fields, never here.
+//!
+//! Each kind has a version ([`EventKind::current_version`], stored in the envelope as
+//! `kind_v`, absent meaning 1). An older version keeps its own frozen type here
+//! ([`ProjectCreatedV1`]) and is upcast to the current one on read ([`EventBody::from_stored`]);
+//! the log is never rewritten (ADR 0012).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::erased::EventsErased;
 use crate::crypto::{BlindIndex, ContentKeys, PublicKey, TokenHash};
 use crate::ids::{AgentId, AgentName, EventId, ProjectName};
 
@@ -27,9 +33,65 @@ pub enum EventBody {
     AgentProfileUpdated(AgentProfileUpdated),
     FileShared(FileShared),
     FileDeleted(FileDeleted),
+    RetentionSet(RetentionPolicy),
+    EventsErased(EventsErased),
+}
+
+/// The bodies of kinds at an older version than [`EventKind::current_version`], in the
+/// shape they were stored in: what an old envelope's signature and hash cover.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "meta", rename_all = "snake_case")]
+pub(super) enum LegacyBody {
+    ProjectCreated(ProjectCreatedV1),
 }
 
 impl EventBody {
+    /// Reads a stored body: `kind` at version `kind_v` with its `meta`, upcast to the
+    /// current type when the version is an older one.
+    pub fn from_stored(
+        kind: &str,
+        kind_v: u16,
+        meta: Option<serde_json::Value>,
+    ) -> Result<Self, String> {
+        let parsed: EventKind = serde_json::from_value(kind.into())
+            .map_err(|_| format!("unknown event kind `{kind}`"))?;
+        let tagged = |meta: Option<serde_json::Value>| {
+            let mut object = serde_json::Map::with_capacity(2);
+            object.insert("kind".into(), kind.into());
+            if let Some(meta) = meta {
+                object.insert("meta".into(), meta);
+            }
+            serde_json::Value::Object(object)
+        };
+        if kind_v == parsed.current_version() {
+            return serde_json::from_value(tagged(meta)).map_err(|e| e.to_string());
+        }
+        match (parsed, kind_v) {
+            (EventKind::ProjectCreated, 1) => {
+                let legacy: LegacyBody =
+                    serde_json::from_value(tagged(meta)).map_err(|e| e.to_string())?;
+                Ok(legacy.upcast())
+            }
+            _ => Err(format!("event kind `{kind}` has no version {kind_v}")),
+        }
+    }
+
+    /// This body as stored at `kind_v`: `None` when that is the current version (the
+    /// body is its own stored form), the frozen older shape otherwise. An older shape
+    /// drops what its version cannot carry; for a body read from such an event that is
+    /// only the defaults the upcast filled in.
+    pub(super) fn downcast(&self, kind_v: u16) -> Option<LegacyBody> {
+        match (self, kind_v) {
+            (Self::ProjectCreated(created), 1) => {
+                Some(LegacyBody::ProjectCreated(ProjectCreatedV1 {
+                    name: created.name.clone(),
+                    owner_key: created.owner_key,
+                }))
+            }
+            _ => None,
+        }
+    }
+
     /// The wire name of the kind (`"message_sent"`…).
     pub fn kind(&self) -> EventKind {
         match self {
@@ -48,6 +110,8 @@ impl EventBody {
             Self::MessagePinned(_) => EventKind::MessagePinned,
             Self::MessageUnpinned(_) => EventKind::MessageUnpinned,
             Self::MessageDeleted(_) => EventKind::MessageDeleted,
+            Self::RetentionSet(_) => EventKind::RetentionSet,
+            Self::EventsErased(_) => EventKind::EventsErased,
         }
     }
 
@@ -83,9 +147,20 @@ pub enum EventKind {
     AgentProfileUpdated,
     FileShared,
     FileDeleted,
+    RetentionSet,
+    EventsErased,
 }
 
 impl EventKind {
+    /// The version of this kind's body that this code writes. Older versions are still
+    /// read ([`EventBody::from_stored`]).
+    pub fn current_version(&self) -> u16 {
+        match self {
+            Self::ProjectCreated => 2,
+            _ => 1,
+        }
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::ProjectCreated => "project_created",
@@ -103,17 +178,77 @@ impl EventKind {
             Self::AgentProfileUpdated => "agent_profile_updated",
             Self::FileShared => "file_shared",
             Self::FileDeleted => "file_deleted",
+            Self::RetentionSet => "retention_set",
+            Self::EventsErased => "events_erased",
         }
     }
 }
 
-/// A project came to be. Signed by the owner key it names: the root of trust for
-/// everything registered after it.
+/// A project came to be (version 2). Signed by the owner key it names: the root of trust
+/// for everything registered after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ProjectCreated {
     pub name: ProjectName,
     /// The owner's Ed25519 key; agent registrations must be signed by it.
     pub owner_key: PublicKey,
+    /// How long the project's messages live, until a `retention_set` changes it.
+    pub retention: RetentionPolicy,
+}
+
+/// `project_created` version 1, frozen: no retention policy (messages live for ever
+/// unless they ask for a TTL). Upcast to [`ProjectCreated`] with the default policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ProjectCreatedV1 {
+    pub name: ProjectName,
+    pub owner_key: PublicKey,
+}
+
+impl From<ProjectCreatedV1> for ProjectCreated {
+    fn from(v1: ProjectCreatedV1) -> Self {
+        Self {
+            name: v1.name,
+            owner_key: v1.owner_key,
+            retention: RetentionPolicy::default(),
+        }
+    }
+}
+
+impl LegacyBody {
+    fn upcast(self) -> EventBody {
+        match self {
+            Self::ProjectCreated(v1) => EventBody::ProjectCreated(v1.into()),
+        }
+    }
+}
+
+/// A project's retention policy (`project_created` version 2 and `retention_set`, which
+/// replaces it for messages sent after it). Both parts are optional.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RetentionPolicy {
+    /// Seconds a message lives when it names no `ttl_s`; absent: for ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_ttl_s: Option<u32>,
+    /// Longest `ttl_s` a message may name; absent: no project maximum (the server's
+    /// own limit still holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ttl_s: Option<u32>,
+}
+
+impl RetentionPolicy {
+    /// The seconds a message naming `ttl_s` lives under this policy; `None`: for ever.
+    pub fn effective_ttl(&self, ttl_s: Option<u32>) -> Option<u32> {
+        ttl_s.or(self.default_ttl_s)
+    }
+
+    /// Whether the default is at most the maximum (when both are set) and neither is 0.
+    pub fn is_consistent(&self) -> bool {
+        let positive = self.default_ttl_s != Some(0) && self.max_ttl_s != Some(0);
+        let within = match (self.default_ttl_s, self.max_ttl_s) {
+            (Some(default), Some(max)) => default <= max,
+            _ => true,
+        };
+        positive && within
+    }
 }
 
 /// An agent joined the project, vouched for by the owner's signature.

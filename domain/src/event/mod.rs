@@ -4,13 +4,16 @@
 pub mod canonical;
 mod chain;
 mod envelope;
+mod erased;
 mod kinds;
 pub mod schema;
 
 pub use chain::{ChainError, ChainVerifier};
 pub use envelope::{Actor, ChainLink, Draft, Envelope, EventHash, ENVELOPE_VERSION};
+pub use erased::{ErasedEvent, EventsErased};
 pub use kinds::{
     emoji_index, fields, AgentProfileUpdated, AgentRegistered, EventBody, EventKind, FileDeleted,
-    FileShared, KvDeleted, KvSet, MessageSent, MessageTarget, ProjectCreated, Reaction, RefShared,
-    EMOJI_NAMESPACE, KV_NAMESPACE, MAX_FILE_BYTES, MAX_REF_LINES,
+    FileShared, KvDeleted, KvSet, MessageSent, MessageTarget, ProjectCreated, ProjectCreatedV1,
+    Reaction, RefShared, RetentionPolicy, EMOJI_NAMESPACE, KV_NAMESPACE, MAX_FILE_BYTES,
+    MAX_REF_LINES,
 };

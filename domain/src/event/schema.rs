@@ -18,13 +18,15 @@ use serde_json::Value;
 
 use super::kinds::{
     AgentProfileUpdated, AgentRegistered, FileDeleted, FileShared, KvDeleted, KvSet, MessageSent,
-    MessageTarget, ProjectCreated, Reaction, RefShared,
+    MessageTarget, ProjectCreated, ProjectCreatedV1, Reaction, RefShared, RetentionPolicy,
 };
+use super::EventsErased;
 use super::{Envelope, EventKind};
 
 /// Every version of every event kind, with the type of its `meta`.
 pub const EVENT_SCHEMAS: &[EventSchema] = &[
-    EventSchema::of::<ProjectCreated>(EventKind::ProjectCreated, 1),
+    EventSchema::of::<ProjectCreatedV1>(EventKind::ProjectCreated, 1),
+    EventSchema::of::<ProjectCreated>(EventKind::ProjectCreated, 2),
     EventSchema::of::<AgentRegistered>(EventKind::AgentRegistered, 1),
     EventSchema::of::<MessageSent>(EventKind::MessageSent, 1),
     EventSchema::of::<KvSet>(EventKind::KvSet, 1),
@@ -39,6 +41,8 @@ pub const EVENT_SCHEMAS: &[EventSchema] = &[
     EventSchema::of::<AgentProfileUpdated>(EventKind::AgentProfileUpdated, 1),
     EventSchema::of::<FileShared>(EventKind::FileShared, 1),
     EventSchema::of::<FileDeleted>(EventKind::FileDeleted, 1),
+    EventSchema::of::<RetentionPolicy>(EventKind::RetentionSet, 1),
+    EventSchema::of::<EventsErased>(EventKind::EventsErased, 1),
 ];
 
 /// One version of one event kind.
@@ -78,6 +82,19 @@ impl EventSchema {
         (self.meta)(generator)
     }
 
+    /// `kind_v` of this version: absent (or 1) for a first version, else this number.
+    fn kind_v_schema(&self) -> Value {
+        json_schema!({ "type": "integer", "const": self.version }).to_value()
+    }
+
+    /// The members a stored event of this version must have beside the envelope's own.
+    fn required(&self) -> Vec<&'static str> {
+        match self.version {
+            1 => vec!["kind", "meta"],
+            _ => vec!["kind", "meta", "kind_v"],
+        }
+    }
+
     /// The schema of a whole stored event of this kind and version: the envelope with
     /// `kind` fixed and `meta` of this version's shape. Self-contained (its `$defs` hold
     /// exactly what it refers to).
@@ -108,9 +125,13 @@ impl EventSchema {
                 json_schema!({ "type": "string", "const": self.kind.as_str() }).to_value(),
             );
             properties.insert("meta".into(), meta);
+            properties.insert("kind_v".into(), self.kind_v_schema());
         }
         if let Some(Value::Array(required)) = object.get_mut("required") {
             required.extend(["kind".into(), "meta".into()]);
+            if self.version > 1 {
+                required.push("kind_v".into());
+            }
         }
         let definitions = generator.take_definitions(true);
         object.insert("$defs".into(), Value::Object(definitions));
@@ -134,9 +155,10 @@ pub fn envelope_schema() -> Schema {
                 "type": "object",
                 "properties": {
                     "kind": { "type": "string", "const": entry.kind.as_str() },
+                    "kind_v": entry.kind_v_schema(),
                     "meta": entry.meta_in(&mut generator),
                 },
-                "required": ["kind", "meta"],
+                "required": entry.required(),
             })
             .to_value()
         })

@@ -41,6 +41,8 @@ pub enum ClientError {
     InvalidEmoji { reason: &'static str },
     #[error("ttl_s must be between 1 and {max} seconds, not {ttl_s}")]
     InvalidTtl { ttl_s: u32, max: u32 },
+    #[error("ttl_s {ttl_s} is above this project's maximum of {max_ttl_s} seconds; ask for at most {max_ttl_s} (or leave ttl_s out for the project default)")]
+    TtlAboveProjectMaximum { ttl_s: u32, max_ttl_s: u32 },
     #[error("invalid line range {start_line}..={end_line}: start_line must be at least 1, end_line at least start_line, and the span at most {max} lines")]
     InvalidLineRange {
         start_line: u32,

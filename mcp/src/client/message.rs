@@ -37,6 +37,19 @@ pub struct Message {
     pub deleted: bool,
 }
 
+impl Message {
+    /// Whether its own `ttl_s` ran out by `now`: an expired message is never shown again,
+    /// even one the live stream delivered before it expired (ADR 0012). One that expires
+    /// by the project default is left to the server, which no longer serves it.
+    pub fn has_expired(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let Some(ttl_s) = self.ttl_s else {
+            return false;
+        };
+        chrono::DateTime::parse_from_rfc3339(&self.sent_at)
+            .is_ok_and(|sent| sent + chrono::Duration::seconds(i64::from(ttl_s)) <= now)
+    }
+}
+
 impl fmt::Debug for Message {
     // Plaintext stays out of logs and panics: only its size is shown.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -173,4 +186,6 @@ pub struct ThreadPage {
     pub root: EventId,
     /// In log order.
     pub items: Vec<Incoming>,
+    /// Where messages of the thread were until they expired: no content.
+    pub expired: Vec<nexysync_domain::wire::ExpiredNode>,
 }

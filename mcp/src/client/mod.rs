@@ -224,6 +224,13 @@ impl Client {
                     max: MAX_TTL_S,
                 });
             }
+            // Asked now, not cached: the owner may change the policy at any time. Only a
+            // message naming its TTL pays the round trip.
+            if let Some(max_ttl_s) = self.whoami().await?.retention.max_ttl_s {
+                if ttl_s > max_ttl_s {
+                    return Err(ClientError::TtlAboveProjectMaximum { ttl_s, max_ttl_s });
+                }
+            }
         }
         let to = match &message.to {
             Some(name) => Some(self.resolve(name).await?),
@@ -339,6 +346,7 @@ impl Client {
         Ok(ThreadPage {
             root: thread.root,
             items,
+            expired: thread.expired,
         })
     }
 

@@ -88,6 +88,7 @@ impl From<ClientError> for ToolError {
             ClientError::Rejected(_) => "verification_failed",
             ClientError::ContentTooLarge { .. } => "content_too_large",
             ClientError::InvalidTtl { .. } => "invalid_ttl",
+            ClientError::TtlAboveProjectMaximum { .. } => "ttl_above_maximum",
             ClientError::InvalidEmoji { .. } => "invalid_emoji",
             ClientError::InvalidLineRange { .. } => "invalid_line_range",
             ClientError::IdentityMismatch { .. } => "identity_mismatch",

@@ -300,8 +300,18 @@ async fn thread(session: &Session, params: MessageParams) -> Result<Answer, Tool
     if has_more {
         summary.push_str(" (more: thread again with `since`)");
     }
+    if !thread.expired.is_empty() {
+        summary.push_str(&format!(
+            "; {} expired message(s) shown as placeholders",
+            thread.expired.len()
+        ));
+    }
     let mut data = list_json(messages, rejected, next_since, has_more, form);
     data["root"] = json!(thread.root);
+    if !thread.expired.is_empty() {
+        // Where each expired message was (retention erased its content).
+        data["expired"] = json!(thread.expired);
+    }
     Ok(Answer::new(summary, data))
 }
 

@@ -62,7 +62,8 @@ impl ReadModels {
                     EXISTS (SELECT 1 FROM message_reactions x
                             WHERE x.message_id = m.id AND x.agent_id = $3 AND x.emoji_ix = $4)
                         AS reacted
-             FROM (SELECT 1) AS one LEFT JOIN messages m ON m.id = $2",
+             FROM (SELECT 1) AS one
+                  LEFT JOIN messages m ON m.id = $2 AND (m.expires_at IS NULL OR m.expires_at > now())",
         )
         .bind(id.as_uuid())
         .bind(message.as_uuid())
@@ -178,7 +179,7 @@ impl ReadModels {
         let rows = sqlx::query(
             "SELECT m.seq, m.envelope::text AS envelope
              FROM inbox_entries i JOIN messages m ON m.id = i.message_id
-             WHERE i.agent_id = $1 AND i.seq > $2
+             WHERE i.agent_id = $1 AND i.seq > $2 AND (m.expires_at IS NULL OR m.expires_at > now())
                AND NOT EXISTS (SELECT 1 FROM message_reads r
                                WHERE r.agent_id = $1 AND r.message_id = i.message_id)
              ORDER BY i.seq LIMIT $3",
@@ -205,6 +206,7 @@ impl ReadModels {
             "SELECT m.seq, m.envelope::text AS envelope
              FROM inbox_entries i JOIN messages m ON m.id = i.message_id
              WHERE i.agent_id = $1 AND i.seq > $2 AND i.seq <= $3 AND m.deleted_seq IS NULL
+               AND (m.expires_at IS NULL OR m.expires_at > now())
              ORDER BY i.seq LIMIT $4",
         )
         .bind(agent.as_uuid())
