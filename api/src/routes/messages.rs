@@ -168,7 +168,7 @@ pub async fn read(
 pub struct RawThread {
     root: EventId,
     messages: Vec<RawMessageEntry>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     expired: Vec<nexysync_domain::wire::ExpiredNode>,
 }
 
