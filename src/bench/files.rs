@@ -51,6 +51,19 @@ pub struct FilesReport {
     pub durable_copy_mib_s: f64,
     /// Peak resident memory of the `nexysync-cdn` process (VmHWM), in KiB.
     pub cdn_peak_rss_kib: u64,
+    /// CPU seconds (user + system) each figure took: for a transfer, this process (the
+    /// client and the API) plus the CDN's. Unlike the rates, this barely moves with the
+    /// other work on a shared machine.
+    pub cpu_s: CpuSeconds,
+}
+
+/// CPU seconds per figure, see [`FilesReport::cpu_s`].
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuSeconds {
+    pub upload: f64,
+    pub download: f64,
+    pub disk_copy: f64,
+    pub durable_copy: f64,
 }
 
 impl FilesReport {
@@ -70,7 +83,8 @@ impl FilesReport {
             "floors ({} MiB file): page-cache copy {:.0} MiB/s, fsynced copy {:.0} MiB/s\n\
              figure                    nexysync         share of each floor (target ≥ 50%)\n\
              {}{}\
-             CDN peak memory (VmHWM)   {:>9.1} MiB (target < 64 MiB) {}\n",
+             CDN peak memory (VmHWM)   {:>9.1} MiB (target < 64 MiB) {}\n\
+             CPU seconds: upload {:.2}, download {:.2}, page-cache copy {:.2}, fsynced copy {:.2}\n",
             self.size_mib,
             self.disk_copy_mib_s,
             self.durable_copy_mib_s,
@@ -78,6 +92,10 @@ impl FilesReport {
             row("download", self.download_mib_s),
             self.cdn_peak_rss_kib as f64 / 1024.0,
             verdict(self.cdn_peak_rss_kib < 64 * 1024),
+            self.cpu_s.upload,
+            self.cpu_s.download,
+            self.cpu_s.disk_copy,
+            self.cpu_s.durable_copy,
         )
     }
 }
@@ -124,6 +142,11 @@ impl CdnChild {
         Ok(Self { url, child })
     }
 
+    /// CPU seconds the child has used so far.
+    fn cpu_s(&self) -> anyhow::Result<f64> {
+        cpu_seconds(&self.child.id().context("the CDN exited")?.to_string())
+    }
+
     /// VmHWM of the child, in KiB.
     fn peak_rss_kib(&self) -> anyhow::Result<u64> {
         let pid = self.child.id().context("the CDN exited")?;
@@ -135,6 +158,23 @@ impl CdnChild {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .context("no VmHWM in the CDN's /proc status")
     }
+}
+
+/// User plus system CPU seconds process `pid` (or `self`) has used, all its threads.
+fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("failed to read /proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces): state is the 3rd field,
+    // utime and stime the 14th and 15th, in clock ticks (USER_HZ, 100 on Linux).
+    let after = stat.rsplit_once(") ").context("a /proc stat line")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i)
+            .context("a /proc stat field")?
+            .parse::<f64>()?)
+    };
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 /// `postgres://…/name?x` with `name` replaced.
@@ -169,6 +209,8 @@ fn write_source(path: &Path, mib: u64) -> anyhow::Result<()> {
         file.write_all(&buf)
             .context("failed to write the bench file")?;
     }
+    // On disk before anything is measured: its writeback must not slow the floors down.
+    file.sync_all().context("failed to write the bench file")?;
     Ok(())
 }
 
@@ -257,12 +299,18 @@ async fn measure(
     let bytes = options.mib * MIB;
 
     eprintln!("bench: plain disk copies (page cache, then fsynced)…");
+    let cpu = || -> anyhow::Result<f64> { Ok(cpu_seconds("self")? + cdn.cpu_s()?) };
+    let before = cpu()?;
     let copy_took = plain_copy(&source, &dir.join("copy.bin"), false)?;
+    let copy_cpu = cpu()? - before;
     std::fs::remove_file(dir.join("copy.bin")).ok();
+    let before = cpu()?;
     let durable_took = plain_copy(&source, &dir.join("durable.bin"), true)?;
+    let durable_cpu = cpu()? - before;
     std::fs::remove_file(dir.join("durable.bin")).ok();
 
     eprintln!("bench: upload…");
+    let before = cpu()?;
     let started = Instant::now();
     let (appended, _) = client
         .upload_file(NewFile {
@@ -274,15 +322,18 @@ async fn measure(
         .await
         .context("the upload failed")?;
     let upload_took = started.elapsed();
+    let upload_cpu = cpu()? - before;
 
     eprintln!("bench: download…");
     let downloaded = dir.join("downloaded.bin");
+    let before = cpu()?;
     let started = Instant::now();
     client
         .download_file(appended.id, &downloaded)
         .await
         .context("the download failed")?;
     let download_took = started.elapsed();
+    let download_cpu = cpu()? - before;
     anyhow::ensure!(
         same_contents(&source, &downloaded)?,
         "the downloaded file differs from the uploaded one"
@@ -299,6 +350,12 @@ async fn measure(
         disk_copy_mib_s: mib_per_s(bytes, copy_took),
         durable_copy_mib_s: mib_per_s(bytes, durable_took),
         cdn_peak_rss_kib,
+        cpu_s: CpuSeconds {
+            upload: upload_cpu,
+            download: download_cpu,
+            disk_copy: copy_cpu,
+            durable_copy: durable_cpu,
+        },
     })
 }
 

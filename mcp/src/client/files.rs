@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use nexysync_domain::crypto::file_stream::{
     ciphertext_len, FileDecryptor, FileEncryptor, FILE_CHUNK_SIZE, FILE_HEADER_LEN, FILE_TAG_LEN,
@@ -137,17 +137,17 @@ fn encrypt_in_background(
         let mut header = encryptor.as_mut().and_then(FileEncryptor::take_header);
         let chunk = FILE_CHUNK_SIZE as usize;
         let mut read = 0u64;
+        let pool = PiecePool::new(FILE_HEADER_LEN + CHUNKS_PER_PIECE * (chunk + FILE_TAG_LEN));
         while encryptor.is_some() {
-            let mut piece = BytesMut::with_capacity(
-                FILE_HEADER_LEN + CHUNKS_PER_PIECE * (chunk + FILE_TAG_LEN),
-            );
+            let mut piece = pool.take();
+            let mut used = 0;
             if let Some(header) = header.take() {
-                piece.extend_from_slice(&header);
+                piece[..FILE_HEADER_LEN].copy_from_slice(&header);
+                used = FILE_HEADER_LEN;
             }
             for _ in 0..CHUNKS_PER_PIECE {
-                let start = piece.len();
-                piece.resize(start + chunk, 0);
-                let n = match read_piece(&mut reader, &mut piece[start..]) {
+                let start = used;
+                let n = match read_piece(&mut reader, &mut piece[start..start + chunk]) {
                     Ok(n) => n,
                     Err(e) => {
                         let e = fail(&failure, file_error("cannot read", Path::new(&path), e));
@@ -156,7 +156,6 @@ fn encrypt_in_background(
                     }
                 };
                 read += n as u64;
-                piece.truncate(start + n);
                 let changed = read > size || (n < chunk && read != size);
                 if changed {
                     let e = fail(
@@ -170,21 +169,23 @@ fn encrypt_in_background(
                     let _ = tx.blocking_send(Err(e));
                     return;
                 }
+                let sealed = &mut piece[start..start + n];
                 let tag = match (n < chunk, encryptor.as_mut()) {
-                    (false, Some(enc)) => enc.seal_whole_chunk(&mut piece[start..]),
+                    (false, Some(enc)) => enc.seal_whole_chunk(sealed),
                     // A short read is the end: the final chunk (possibly empty).
                     (true, Some(_)) => match encryptor.take() {
-                        Some(last) => last.seal_final_chunk(&mut piece[start..]),
+                        Some(last) => last.seal_final_chunk(sealed),
                         None => return,
                     },
                     (_, None) => return,
                 };
-                piece.extend_from_slice(&tag);
+                piece[start + n..start + n + FILE_TAG_LEN].copy_from_slice(&tag);
+                used = start + n + FILE_TAG_LEN;
                 if encryptor.is_none() {
                     break;
                 }
             }
-            if tx.blocking_send(Ok(piece.freeze())).is_err() {
+            if tx.blocking_send(Ok(pool.lend(piece, used))).is_err() {
                 return; // The upload stopped: stop encrypting.
             }
         }
@@ -192,6 +193,65 @@ fn encrypt_in_background(
     futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     })
+}
+
+/// Buffers for the pieces of an upload, each handed to the HTTP body as [`Bytes`] and
+/// back here when the body is done with it: no allocation, page fault or zero-filling
+/// per piece (a profile showed them as a fifth of the client's time). The pool holds
+/// only what is in flight, a few pieces.
+struct PiecePool {
+    size: usize,
+    home: std::sync::mpsc::Sender<Vec<u8>>,
+    returned: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+/// A pooled buffer lent out as the first `used` bytes of a [`Bytes`].
+struct Lent {
+    buf: Vec<u8>,
+    used: usize,
+    home: std::sync::mpsc::Sender<Vec<u8>>,
+}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.used]
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        // The pool is gone once the upload ended: then the buffer is simply freed.
+        let _ = self.home.send(std::mem::take(&mut self.buf));
+    }
+}
+
+impl PiecePool {
+    fn new(size: usize) -> Self {
+        let (home, returned) = std::sync::mpsc::channel();
+        Self {
+            size,
+            home,
+            returned,
+        }
+    }
+
+    /// A buffer of `size` bytes (a returned one when there is one).
+    fn take(&self) -> Vec<u8> {
+        self.returned
+            .try_recv()
+            .ok()
+            .filter(|buf| buf.len() == self.size)
+            .unwrap_or_else(|| vec![0; self.size])
+    }
+
+    /// `buf`'s first `used` bytes, which return to the pool once dropped.
+    fn lend(&self, buf: Vec<u8>, used: usize) -> Bytes {
+        Bytes::from_owner(Lent {
+            buf,
+            used,
+            home: self.home.clone(),
+        })
+    }
 }
 
 /// What the decrypting thread is handed.
