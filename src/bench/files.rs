@@ -298,16 +298,25 @@ async fn measure(
     write_source(&source, options.mib)?;
     let bytes = options.mib * MIB;
 
-    eprintln!("bench: plain disk copies (page cache, then fsynced)…");
+    eprintln!("bench: plain disk copies (page cache, then fsynced; the better of two each)…");
     let cpu = || -> anyhow::Result<f64> { Ok(cpu_seconds("self")? + cdn.cpu_s()?) };
-    let before = cpu()?;
-    let copy_took = plain_copy(&source, &dir.join("copy.bin"), false)?;
-    let copy_cpu = cpu()? - before;
-    std::fs::remove_file(dir.join("copy.bin")).ok();
-    let before = cpu()?;
-    let durable_took = plain_copy(&source, &dir.join("durable.bin"), true)?;
-    let durable_cpu = cpu()? - before;
-    std::fs::remove_file(dir.join("durable.bin")).ok();
+    // Each floor is the better of two copies: on a shared machine the first copy into a
+    // full page cache often pays for reclaiming it, which is no floor.
+    let floor = |durable: bool| -> anyhow::Result<(Duration, f64)> {
+        let mut best: Option<(Duration, f64)> = None;
+        for _ in 0..2 {
+            let before = cpu()?;
+            let took = plain_copy(&source, &dir.join("copy.bin"), durable)?;
+            let used = cpu()? - before;
+            std::fs::remove_file(dir.join("copy.bin")).ok();
+            if best.is_none_or(|(fastest, _)| took < fastest) {
+                best = Some((took, used));
+            }
+        }
+        best.context("a floor copy")
+    };
+    let (copy_took, copy_cpu) = floor(false)?;
+    let (durable_took, durable_cpu) = floor(true)?;
 
     eprintln!("bench: upload…");
     let before = cpu()?;
