@@ -45,9 +45,10 @@ pub struct FilesReport {
     pub upload_mib_s: f64,
     pub download_mib_s: f64,
     /// The same bytes copied file to file (read and write, 1 MiB at a time), into the
-    /// page cache: a memory copy.
+    /// page cache: a memory copy. The better of two copies.
     pub disk_copy_mib_s: f64,
-    /// The same copy, `fsync`ed before the clock stops: what a durable store pays.
+    /// The same copy, `fsync`ed before the clock stops: what a durable store pays. The
+    /// better of two copies.
     pub durable_copy_mib_s: f64,
     /// Peak resident memory of the `nexysync-cdn` process (VmHWM), in KiB.
     pub cdn_peak_rss_kib: u64,
