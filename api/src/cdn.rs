@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use nexysync_domain::blob_url::{BlobGrant, BlobMethod, UrlSecret};
+use nexysync_domain::blob_url::{BlobGrant, BlobMethod, UploadReceipt, UrlSecret};
 use nexysync_domain::ids::{EventId, ProjectId};
 
 use crate::error::ApiError;
@@ -62,13 +62,14 @@ impl CdnClient {
         &self.settings.url_secret
     }
 
-    /// A URL to upload exactly the declared ciphertext (size and SHA-256 are signed).
+    /// A URL to upload at most the declared ciphertext size; with `sha256`, only bytes
+    /// of that digest (without, the CDN measures it and signs a receipt).
     pub fn upload_url(
         &self,
         project: ProjectId,
         file: EventId,
         ciphertext_size: u64,
-        sha256: &str,
+        sha256: Option<&str>,
     ) -> SignedUrl {
         let grant = BlobGrant {
             method: BlobMethod::Put,
@@ -76,9 +77,14 @@ impl CdnClient {
             file,
             expires_at: now_s() + self.settings.upload_url_ttl.as_secs(),
             max_bytes: ciphertext_size,
-            sha256: Some(sha256.to_owned()),
+            sha256: sha256.map(str::to_owned),
         };
         self.sign(&self.settings.cdn_url, &grant)
+    }
+
+    /// Whether `sig` is the CDN's signature of `receipt` (constant-time comparison).
+    pub fn receipt_is_genuine(&self, receipt: &UploadReceipt, sig: &str) -> bool {
+        self.secret().receipt_is_genuine(receipt, sig)
     }
 
     /// A URL to download the blob of `file`.

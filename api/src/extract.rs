@@ -36,6 +36,31 @@ fn json_error(rejection: JsonRejection, limit: usize) -> ApiError {
     }
 }
 
+/// A JSON body as [`ApiJson`] reads it, or no body at all for `T::default()` (what an
+/// older client sends where a body was added later).
+#[derive(Debug)]
+pub struct ApiJsonOrEmpty<T>(pub T);
+
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for ApiJsonOrEmpty<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.max_body_bytes;
+        let body = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit },
+                _ => ApiError::InvalidRequest(rejection.body_text()),
+            })?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        serde_json::from_slice(&body)
+            .map(Self)
+            .map_err(|e| ApiError::InvalidJson(e.to_string()))
+    }
+}
+
 /// `Query<T>` with JSON-shaped errors.
 #[derive(Debug)]
 pub struct ApiQuery<T>(pub T);

@@ -1,7 +1,7 @@
 //! The write path: gather what the server knows, let the domain decide, append.
 
 use nexysync_domain::crypto::{BlindIndex, PublicKey};
-use nexysync_domain::decide::{decide, Lookup, Rejection, WriteFacts};
+use nexysync_domain::decide::{decide, decide_declaration, Lookup, Rejection, WriteFacts};
 use nexysync_domain::event::{Actor, Envelope, EventBody, EventKind};
 use nexysync_domain::ids::ProjectId;
 use nexysync_domain::quota::Quota;
@@ -107,7 +107,9 @@ pub async fn submit(
         }
         _ => None,
     };
-    if let Some(appended) = gather_and_decide(state, project, caller, caller_key, &event).await? {
+    if let Some(appended) =
+        gather_and_decide(state, project, caller, caller_key, &event, decide).await?
+    {
         return Ok(appended);
     }
     let counts = matches!(
@@ -208,12 +210,17 @@ async fn applied_before(
 
 /// Gathers the facts (looking again once if something was missing) and decides. A
 /// genuine retry, decided as its first attempt was, answers with the original sequence.
+/// How an event is decided: [`decide`] for appends, [`decide_declaration`] for a
+/// declared upload.
+type Decision = fn(&WriteFacts, &Envelope) -> Result<(), Rejection>;
+
 async fn gather_and_decide(
     state: &AppState,
     project: ProjectId,
     caller: Actor,
     caller_key: Option<PublicKey>,
     event: &Envelope,
+    decide: Decision,
 ) -> Result<Option<Appended>, ApiError> {
     let mut known = gather(state, project, caller, caller_key, event).await?;
     if known.something_missing {
@@ -246,8 +253,9 @@ async fn gather_and_decide(
     Ok(already_applied)
 }
 
-/// Decides an agent's event without appending it (a file upload is declared first and
-/// appended once its blob is stored): `Some` when it was appended already.
+/// Decides an agent's declared upload without appending it (a file upload is declared
+/// first and appended once its blob is stored; its digest may be left to the CDN):
+/// `Some` when it was appended already.
 pub async fn check_as_agent(
     state: &AppState,
     agent: &TokenOwner,
@@ -267,6 +275,7 @@ pub async fn check_as_agent(
         Actor::Agent(agent.agent),
         Some(agent.signing_key),
         event,
+        decide_declaration,
     )
     .await
 }

@@ -27,6 +27,8 @@ pub enum CdnError {
     NoSuchEndpoint,
     #[error("internal error")]
     Storage(#[source] object_store::Error),
+    #[error("internal error")]
+    Disk(#[source] std::io::Error),
 }
 
 impl CdnError {
@@ -41,7 +43,7 @@ impl CdnError {
             Self::BlobNotFound => (StatusCode::NOT_FOUND, "blob_not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::NoSuchEndpoint => (StatusCode::NOT_FOUND, "not_found"),
-            Self::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Storage(_) | Self::Disk(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 }
@@ -58,8 +60,10 @@ impl From<object_store::Error> for CdnError {
 impl IntoResponse for CdnError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if let Self::Storage(cause) = &self {
-            tracing::error!(error = %cause, "storage failed");
+        match &self {
+            Self::Storage(cause) => tracing::error!(error = %cause, "storage failed"),
+            Self::Disk(cause) => tracing::error!(error = %cause, "disk storage failed"),
+            _ => {}
         }
         let body = ErrorBody {
             error: ErrorDetail {

@@ -17,7 +17,9 @@
 //!   compared in constant time and nothing is read or written without it.
 //! - Bodies stream both ways: memory stays flat whatever the file size.
 //! - An upload that is cut off, too large or whose SHA-256 differs from the signed one
-//!   leaves nothing behind under the blob's name.
+//!   leaves nothing behind under the blob's name. One that is stored is answered with a
+//!   receipt (size and SHA-256 as measured here, signed), and on local disk only once it
+//!   is `fsync`ed under its name.
 //! - The blobs are ciphertext: the file's key never reaches this service.
 
 pub mod error;

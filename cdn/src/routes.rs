@@ -8,9 +8,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use nexysync_domain::blob_url::{BlobGrant, BlobMethod, UrlSecret};
+use nexysync_domain::blob_url::{BlobGrant, BlobMethod, UploadReceipt, UrlSecret};
 use nexysync_domain::ids::{EventId, ProjectId};
-use serde::Serialize;
+use nexysync_domain::wire::StoredBlob;
 use tracing::instrument;
 
 use crate::error::CdnError;
@@ -84,12 +84,6 @@ fn authorize(
     Ok(grant)
 }
 
-#[derive(Debug, Serialize)]
-struct Uploaded {
-    size: u64,
-    sha256: String,
-}
-
 #[instrument(skip_all, fields(blob = %ids.1))]
 async fn upload(
     State(state): State<CdnState>,
@@ -97,7 +91,7 @@ async fn upload(
     Query(query): Signed,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<Uploaded>), CdnError> {
+) -> Result<(StatusCode, Json<StoredBlob>), CdnError> {
     let grant = authorize(&state, BlobMethod::Put, &ids, &query)?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -118,11 +112,20 @@ async fn upload(
             grant.sha256.as_deref(),
         )
         .await?;
+    // What was stored, signed: the commit carries it to the API, which appends the
+    // file only for bytes this service measured.
+    let receipt = state.secret.sign_receipt(&UploadReceipt {
+        project: grant.project,
+        file: grant.file,
+        size: stored.size,
+        sha256: stored.sha256.clone(),
+    });
     Ok((
         StatusCode::CREATED,
-        Json(Uploaded {
+        Json(StoredBlob {
             size: stored.size,
             sha256: stored.sha256,
+            receipt,
         }),
     ))
 }

@@ -10,6 +10,9 @@ use crate::routes::{router, CdnState};
 use crate::settings::Settings;
 use crate::store::BlobStore;
 
+/// How often staging files left by a crash are looked for.
+const STAGING_SWEEP: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// A bound CDN, ready to serve.
 #[derive(Debug)]
 pub struct Cdn {
@@ -51,9 +54,21 @@ impl Cdn {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         info!(addr = %self.local_addr, "NexySync CDN listening");
-        axum::serve(self.listener, router(self.state))
+        let store = self.state.store.clone();
+        let sweeper = tokio::spawn(async move {
+            let mut every = tokio::time::interval(STAGING_SWEEP);
+            every.tick().await; // The store swept once when it opened.
+            loop {
+                every.tick().await;
+                let store = store.clone();
+                let _ = tokio::task::spawn_blocking(move || store.sweep_staging()).await;
+            }
+        });
+        let served = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown)
             .await
-            .context("CDN server failed")
+            .context("CDN server failed");
+        sweeper.abort();
+        served
     }
 }

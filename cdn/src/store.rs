@@ -2,10 +2,15 @@
 //! `object_store`'s trait, so local disk (`LocalFileSystem`), S3-compatible storage
 //! (`AmazonS3`) and memory (`InMemory`, for tests) share every line of store logic.
 //!
-//! Uploads go through multipart writes: the bytes are hashed and counted as they pass,
-//! a few parts at most are buffered, and the object appears under its name only when the
-//! upload completes with the right size and SHA-256 (on local disk, a staging file is
-//! renamed; a cut-off upload's staging file is removed).
+//! Uploads are hashed and counted as they pass, a few parts at most are buffered, and the
+//! object appears under its name only when the upload completes within its size limit
+//! (and with the right SHA-256, when one was signed). Object storage gets multipart
+//! writes; local disk gets [`disk`]'s durable writer (`fsync` before the upload counts),
+//! as `object_store`'s local backend never syncs. A cut-off upload's staging file or
+//! parts are removed.
+//!
+//! Local-disk downloads are read by a thread of their own in 1 MiB pieces, ahead of the
+//! socket by a few pieces.
 
 use std::sync::Arc;
 
@@ -19,8 +24,12 @@ use sha2::{Digest, Sha256};
 use crate::error::CdnError;
 use crate::settings::Storage;
 
-/// Bytes read from local disk per chunk of a download.
-const DISK_READ_CHUNK: usize = 256 * 1024;
+mod disk;
+
+/// Bytes read from local disk per piece of a download.
+const DISK_READ_PIECE: usize = 1024 * 1024;
+/// Download pieces read ahead of the socket.
+const PIECES_READ_AHEAD: usize = 4;
 /// Upload parts in flight at once.
 const PARTS_IN_FLIGHT: usize = 2;
 
@@ -49,6 +58,46 @@ impl std::fmt::Debug for Blob {
 pub struct BlobStore {
     inner: Arc<dyn ObjectStore>,
     part_size: usize,
+    /// Local disk: uploads are written durably here rather than through `inner`.
+    disk: Option<Arc<disk::DiskBlobs>>,
+}
+
+/// Where the bytes of one upload go.
+enum Sink {
+    Multipart(WriteMultipart),
+    Disk(disk::DurableUpload),
+}
+
+impl Sink {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), CdnError> {
+        match self {
+            Self::Multipart(writer) => {
+                writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+                writer.put(chunk);
+                Ok(())
+            }
+            Self::Disk(upload) => upload.write(chunk).await,
+        }
+    }
+
+    async fn finish(self) -> Result<(), CdnError> {
+        match self {
+            Self::Multipart(writer) => writer.finish().await.map(|_| ()).map_err(Into::into),
+            Self::Disk(upload) => upload.finish().await,
+        }
+    }
+
+    async fn abort(self) {
+        match self {
+            Self::Multipart(writer) => {
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(error = %abort, "could not discard a refused upload");
+                }
+            }
+            // Dropped unfinished, its writer removes the staging file.
+            Self::Disk(upload) => drop(upload),
+        }
+    }
 }
 
 impl BlobStore {
@@ -60,11 +109,15 @@ impl BlobStore {
                 std::fs::create_dir_all(dir).with_context(|| {
                     format!("failed to create blob directory {}", dir.display())
                 })?;
-                Arc::new(
-                    object_store::local::LocalFileSystem::new_with_prefix(dir).with_context(
-                        || format!("failed to open blob directory {}", dir.display()),
-                    )?,
-                )
+                let local = object_store::local::LocalFileSystem::new_with_prefix(dir)
+                    .with_context(|| format!("failed to open blob directory {}", dir.display()))?;
+                let disk = disk::DiskBlobs::open(dir).with_context(|| {
+                    format!("failed to open the staging directory in {}", dir.display())
+                })?;
+                return Ok(Self {
+                    disk: Some(Arc::new(disk)),
+                    ..Self::over(Arc::new(local), part_size)
+                });
             }
             Storage::S3 {
                 bucket,
@@ -95,6 +148,14 @@ impl BlobStore {
         Self {
             inner,
             part_size: part_size.max(64 * 1024),
+            disk: None,
+        }
+    }
+
+    /// Removes what crashed uploads left in the local-disk staging directory.
+    pub fn sweep_staging(&self) {
+        if let Some(disk) = &self.disk {
+            disk.sweep_staging(disk::STALE_STAGING);
         }
     }
 
@@ -111,8 +172,13 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
-        let upload = self.inner.put_multipart(&Path::from(key)).await?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, self.part_size);
+        let mut sink = match &self.disk {
+            Some(disk) => Sink::Disk(disk.start(key).await?),
+            None => {
+                let upload = self.inner.put_multipart(&Path::from(key)).await?;
+                Sink::Multipart(WriteMultipart::new_with_chunk_size(upload, self.part_size))
+            }
+        };
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut body = std::pin::pin!(body);
@@ -129,10 +195,9 @@ impl BlobStore {
                         break Err(CdnError::TooLarge { limit: max_bytes });
                     }
                     hasher.update(&chunk);
-                    if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
-                        break Err(e.into());
+                    if let Err(e) = sink.write(chunk).await {
+                        break Err(e);
                     }
-                    writer.put(chunk);
                 }
             }
         };
@@ -143,16 +208,14 @@ impl BlobStore {
         });
         match outcome {
             Ok(()) => {
-                writer.finish().await?;
+                sink.finish().await?;
                 Ok(Stored {
                     size,
                     sha256: digest,
                 })
             }
             Err(e) => {
-                if let Err(abort) = writer.abort().await {
-                    tracing::warn!(error = %abort, "could not discard a refused upload");
-                }
+                sink.abort().await;
                 Err(e)
             }
         }
@@ -163,12 +226,9 @@ impl BlobStore {
         let found = self.inner.get(&Path::from(key)).await?;
         let size = found.meta.size;
         let bytes = match found.payload {
-            // Local disk: read in large chunks rather than object_store's small ones.
-            GetResultPayload::File(file, _) => {
-                use tokio::io::AsyncReadExt;
-                let file = tokio::fs::File::from_std(file).take(size);
-                tokio_util::io::ReaderStream::with_capacity(file, DISK_READ_CHUNK).boxed()
-            }
+            // Local disk: large reads on a thread of their own rather than
+            // object_store's small ones (or one blocking-pool hop per read).
+            GetResultPayload::File(file, _) => read_ahead(file, size),
             GetResultPayload::Stream(stream) => stream.map_err(std::io::Error::other).boxed(),
         };
         Ok(Blob { size, bytes })
@@ -186,4 +246,37 @@ impl BlobStore {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Streams `size` bytes of `file`, read by a blocking thread in [`DISK_READ_PIECE`]s at
+/// most [`PIECES_READ_AHEAD`] ahead; the thread stops when the stream is dropped.
+fn read_ahead(
+    mut file: std::fs::File,
+    size: u64,
+) -> BoxStream<'static, Result<Bytes, std::io::Error>> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(PIECES_READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut left = size;
+        while left > 0 {
+            let want = left.min(DISK_READ_PIECE as u64) as usize;
+            let mut piece = bytes::BytesMut::zeroed(want);
+            let read = match file.read(&mut piece) {
+                Ok(0) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+            let item = read.map(|n| {
+                piece.truncate(n);
+                left -= n as u64;
+                piece.freeze()
+            });
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                return;
+            }
+        }
+    });
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
 }

@@ -329,3 +329,45 @@ async fn the_object_storage_path_stores_checks_and_streams_the_same_way() {
         Err(CdnError::BlobNotFound)
     ));
 }
+
+#[tokio::test]
+async fn an_upload_without_a_signed_digest_is_measured_and_answered_with_a_genuine_receipt() {
+    let cdn = serve().await;
+    let file = EventId::generate();
+    let body: Vec<u8> = (0..2_500_000u32).map(|i| (i % 251) as u8).collect();
+    let grant = BlobGrant {
+        sha256: None,
+        ..cdn.grant(BlobMethod::Put, file, Some(&body))
+    };
+    let answer = cdn
+        .http
+        .put(cdn.url(&grant))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+    let stored: nexysync_domain::wire::StoredBlob = answer.json().await.unwrap();
+    assert_eq!(stored.size, body.len() as u64);
+    assert_eq!(stored.sha256, hex::encode(Sha256::digest(&body)));
+    let receipt = nexysync_domain::blob_url::UploadReceipt {
+        project: cdn.project,
+        file,
+        size: stored.size,
+        sha256: stored.sha256.clone(),
+    };
+    assert!(cdn.secret.receipt_is_genuine(&receipt, &stored.receipt));
+    let elsewhere = nexysync_domain::blob_url::UploadReceipt {
+        file: EventId::generate(),
+        ..receipt
+    };
+    assert!(!cdn.secret.receipt_is_genuine(&elsewhere, &stored.receipt));
+    // Stored under its name, and no staging file is left.
+    assert_eq!(cdn.get(file).await.bytes().await.unwrap(), body);
+    let on_disk = cdn.files_on_disk();
+    assert_eq!(on_disk.len(), 1, "{on_disk:?}");
+    assert!(
+        on_disk[0].ends_with(format!("{}/{file}", cdn.project)),
+        "{on_disk:?}"
+    );
+}

@@ -6,6 +6,12 @@
 //! by API and CDN only, over the HTTP method and all of those; the CDN recomputes it and
 //! compares in constant time, so changing the method, the blob, the project, the expiry or
 //! the limit invalidates the URL.
+//!
+//! An upload URL without a SHA-256 lets the CDN measure it instead: the CDN answers the
+//! upload with an [`UploadReceipt`] (project, file, size, SHA-256) signed under the same
+//! secret with its own domain separation, which the commit carries back to the API. So a
+//! client encrypts a file once and streams it, and still nothing is appended for bytes
+//! the CDN did not store.
 
 use std::fmt;
 
@@ -103,6 +109,35 @@ impl BlobGrant {
     }
 }
 
+/// What the CDN stored for an upload, as it measured it while writing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadReceipt {
+    pub project: ProjectId,
+    pub file: EventId,
+    /// Bytes stored.
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the bytes stored.
+    pub sha256: String,
+}
+
+impl UploadReceipt {
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(160);
+        for part in [
+            // Not a URL's prefix: a URL signature never passes as a receipt, nor back.
+            "nexysync/v1/blob-receipt",
+            &self.project.to_string(),
+            &self.file.to_string(),
+            &self.size.to_string(),
+            &self.sha256,
+        ] {
+            bytes.extend_from_slice(part.as_bytes());
+            bytes.push(0);
+        }
+        bytes
+    }
+}
+
 /// The storage key of file `file` of `project`.
 pub fn blob_key(project: ProjectId, file: EventId) -> String {
     format!("{project}/{file}")
@@ -162,10 +197,27 @@ impl UrlSecret {
         Ok(())
     }
 
+    /// The signature of `receipt`: lowercase hex HMAC-SHA256.
+    pub fn sign_receipt(&self, receipt: &UploadReceipt) -> String {
+        hex::encode(self.mac(&receipt.signed_bytes()))
+    }
+
+    /// Whether `sig` is this secret's signature of `receipt` (compared in constant time).
+    pub fn receipt_is_genuine(&self, receipt: &UploadReceipt, sig: &str) -> bool {
+        let Ok(given) = hex::decode(sig) else {
+            return false;
+        };
+        bool::from(self.mac(&receipt.signed_bytes())[..].ct_eq(&given[..]))
+    }
+
     fn tag(&self, grant: &BlobGrant) -> [u8; 32] {
+        self.mac(&grant.signed_bytes())
+    }
+
+    fn mac(&self, bytes: &[u8]) -> [u8; 32] {
         let mut mac =
             <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC accepts any key length");
-        mac.update(&grant.signed_bytes());
+        mac.update(bytes);
         mac.finalize().into_bytes().into()
     }
 }
@@ -250,6 +302,46 @@ mod tests {
             secret.verify(&original, &sig[..10], 0),
             Err(UrlError::BadSignature)
         );
+    }
+
+    #[test]
+    fn a_receipt_verifies_only_as_signed_and_only_under_its_secret() {
+        let secret = UrlSecret::generate();
+        let receipt = UploadReceipt {
+            project: ProjectId::generate(),
+            file: EventId::generate(),
+            size: 4096,
+            sha256: "ab".repeat(32),
+        };
+        let sig = secret.sign_receipt(&receipt);
+        assert!(secret.receipt_is_genuine(&receipt, &sig));
+        let changes = [
+            UploadReceipt {
+                project: ProjectId::generate(),
+                ..receipt.clone()
+            },
+            UploadReceipt {
+                file: EventId::generate(),
+                ..receipt.clone()
+            },
+            UploadReceipt {
+                size: 4095,
+                ..receipt.clone()
+            },
+            UploadReceipt {
+                sha256: "cd".repeat(32),
+                ..receipt.clone()
+            },
+        ];
+        for changed in &changes {
+            assert!(!secret.receipt_is_genuine(changed, &sig), "{changed:?}");
+        }
+        assert!(!UrlSecret::generate().receipt_is_genuine(&receipt, &sig));
+        assert!(!secret.receipt_is_genuine(&receipt, "not hex"));
+        assert!(!secret.receipt_is_genuine(&receipt, &sig[..20]));
+        // A URL signature is no receipt.
+        let url_sig = secret.sign(&grant());
+        assert!(!secret.receipt_is_genuine(&receipt, &url_sig));
     }
 
     #[test]

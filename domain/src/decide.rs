@@ -271,6 +271,25 @@ impl Rejection {
 
 /// Decides whether `event` may be appended to its project's log.
 pub fn decide(facts: &WriteFacts, event: &Envelope) -> Result<(), Rejection> {
+    decide_event(facts, event, Digest::Required)
+}
+
+/// Decides a declared `file_shared` (ADR 0008): as [`decide`], except that its digest may
+/// be left empty for the CDN to measure ([`crate::event::FileShared::digest_is_pending`]).
+/// Its commit brings the digest and is decided again, with [`decide`], before it is
+/// appended.
+pub fn decide_declaration(facts: &WriteFacts, event: &Envelope) -> Result<(), Rejection> {
+    decide_event(facts, event, Digest::MayBePending)
+}
+
+/// Whether a `file_shared` must carry its digest already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Digest {
+    Required,
+    MayBePending,
+}
+
+fn decide_event(facts: &WriteFacts, event: &Envelope, digest: Digest) -> Result<(), Rejection> {
     if event.v != ENVELOPE_VERSION {
         return Err(Rejection::UnsupportedVersion { found: event.v });
     }
@@ -538,7 +557,11 @@ pub fn decide(facts: &WriteFacts, event: &Envelope) -> Result<(), Rejection> {
                 return Err(Rejection::MissingSealedField(fields::NAME));
             }
             expect_only_sealed_fields(event, &[fields::NAME, fields::MEDIA_TYPE])?;
-            if !shared.is_well_formed() {
+            let well_formed = match digest {
+                Digest::Required => shared.is_well_formed(),
+                Digest::MayBePending => shared.is_well_formed_declaration(),
+            };
+            if !well_formed {
                 return Err(Rejection::InvalidFileMetadata);
             }
             if let Some(to) = shared.to {
@@ -1458,6 +1481,41 @@ mod tests {
             .seal(&project.keys, fields::MEDIA_TYPE, b"application/pdf")
             .sign(&alice.key);
         assert_eq!(decide(&facts_for(&project, &alice), &event), Ok(()));
+    }
+
+    #[test]
+    fn a_declaration_may_leave_the_digest_to_the_cdn_but_an_append_may_not() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let facts = facts_for(&project, &alice);
+        let mut draft = file_shared(&project, &alice, 100_000);
+        if let EventBody::FileShared(shared) = &mut draft.body {
+            shared.digest = String::new();
+        }
+        let pending = draft
+            .seal(&project.keys, fields::NAME, b"report.pdf")
+            .sign(&alice.key);
+        assert_eq!(decide_declaration(&facts, &pending), Ok(()));
+        assert_eq!(
+            decide(&facts, &pending),
+            Err(Rejection::InvalidFileMetadata)
+        );
+        // Everything else is decided as for an append.
+        let nameless = {
+            let mut draft = file_shared(&project, &alice, 10);
+            if let EventBody::FileShared(shared) = &mut draft.body {
+                shared.digest = String::new();
+            }
+            draft.sign(&alice.key)
+        };
+        assert_eq!(
+            decide_declaration(&facts, &nameless),
+            Err(Rejection::MissingSealedField(fields::NAME))
+        );
+        let complete = file_shared(&project, &alice, 10)
+            .seal(&project.keys, fields::NAME, b"a")
+            .sign(&alice.key);
+        assert_eq!(decide_declaration(&facts, &complete), Ok(()));
     }
 
     #[test]

@@ -195,3 +195,11 @@ pub(crate) fn sha256_hex(_: &mut SchemaGenerator) -> Schema {
         "Lowercase hex SHA-256 of the encrypted blob, which the CDN checks on upload.",
     )
 }
+
+/// A file declaration's digest: hex SHA-256, or empty when the declaration leaves it to
+/// the CDN's receipt (never empty in the log).
+pub(crate) fn sha256_hex_or_pending(generator: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "anyOf": [sha256_hex(generator), { "type": "string", "const": "" }],
+    })
+}

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{BlindIndex, PublicKey};
+use crate::crypto::{BlindIndex, PublicKey, Signature};
 use crate::event::Envelope;
 use crate::ids::{AgentId, AgentName, EventId, ProjectId, ProjectName, Seq};
 
@@ -76,10 +76,33 @@ pub struct FilePage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct UploadTicket {
     pub file: EventId,
-    /// `PUT` exactly `max_bytes` bytes of ciphertext, with the declared SHA-256, here.
+    /// `PUT` exactly `max_bytes` bytes of ciphertext here (with the declared SHA-256, when
+    /// the declaration carried one).
     pub upload_url: String,
     pub expires_at_ms: i64,
     pub max_bytes: u64,
+}
+
+/// The CDN's answer to a stored upload: what it stored, as it measured it, and its
+/// signature over that (`receipt`, under the secret it shares with the API only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StoredBlob {
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the stored bytes.
+    pub sha256: String,
+    pub receipt: String,
+}
+
+/// Body of `POST /v1/files/{id}/commit`. Empty (`{}`) when the declaration carried its
+/// digest. When it left the digest to the CDN: the CDN's [`StoredBlob`] and the
+/// declared `file_shared` signed again with `digest` set to the stored SHA-256 (the
+/// only change the API accepts).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct FileCommit {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<StoredBlob>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<Signature>,
 }
 
 /// Answer to `GET /v1/files/{id}`: the file's event and a short-lived download URL.

@@ -1,12 +1,14 @@
 //! Files as the MCP client shares them: the bytes encrypted in chunks under the project
 //! key, the name sealed, the ciphertext uploaded to a real CDN with the URL the API
-//! signed, then committed. Also the CDN of a test environment.
+//! signed, then committed (with the digest declared up front, or measured by the CDN and
+//! brought back in its receipt). Also the CDN of a test environment.
 
 use nexysync_cdn::{Cdn, Settings as CdnSettings, Storage};
 use nexysync_domain::blob_url::UrlSecret;
 use nexysync_domain::crypto::file_stream::{
     ciphertext_len, FileDecryptor, FileEncryptor, FILE_CHUNK_SIZE,
 };
+use nexysync_domain::crypto::Signature;
 use nexysync_domain::event::{fields, Actor, Draft, Envelope, EventBody, FileDeleted, FileShared};
 use nexysync_domain::ids::EventId;
 use sha2::{Digest, Sha256};
@@ -153,6 +155,51 @@ impl TestAgent {
             .seal(&keys, fields::NAME, name.as_bytes())
             .sign(&self.key);
         SealedFile { event, ciphertext }
+    }
+
+    /// As [`TestAgent::seal_file`], declared with the digest left to the CDN.
+    pub fn seal_file_leaving_the_digest(
+        &self,
+        project: &TestProject,
+        name: &str,
+        data: &[u8],
+    ) -> SealedFile {
+        let mut file = self.seal_file(project, None, name, data);
+        file.event = self.resigned(&file.event, "");
+        file
+    }
+
+    /// `event` (a `file_shared`) signed by this agent with `digest` in place of its own.
+    pub fn resigned(&self, event: &Envelope, digest: &str) -> Envelope {
+        let mut body = event.body.clone();
+        if let EventBody::FileShared(shared) = &mut body {
+            shared.digest = digest.to_owned();
+        }
+        Draft {
+            id: event.id,
+            project: event.project,
+            actor: event.actor,
+            at: event.at,
+            body,
+            sealed: event.sealed.clone(),
+        }
+        .sign(&self.key)
+    }
+
+    /// This agent's signature of `event` completed with the digest `digest`.
+    pub fn signature_with_digest(&self, event: &Envelope, digest: &str) -> Signature {
+        self.resigned(event, digest).sig
+    }
+
+    /// Commits file `id` with `body` (the CDN's answer and a signature, or anything else).
+    pub async fn commit_file_with(
+        &self,
+        api: &TestApi,
+        id: EventId,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        self.post_json(api, &format!("/v1/files/{id}/commit"), body)
+            .await
     }
 
     /// Decrypts a downloaded blob of file `id`.

@@ -15,6 +15,7 @@ use nexysync_domain::event::{fields, Envelope, EventBody};
 use nexysync_domain::ids::{EventId, Seq};
 use nexysync_tests::files::upload;
 use nexysync_tests::{eventually, postgres_server_url, TestEnv, TestProject};
+use sha2::Digest as _;
 use tokio::io::AsyncWriteExt;
 
 fn assert_error(status: u16, body: &serde_json::Value, want_status: u16, want_code: &str) {
@@ -538,6 +539,165 @@ async fn bad_declarations_ids_and_paths_are_clear_errors_and_nothing_is_appended
         .await;
     assert_error(status, &body, 404, "file_not_found");
     assert_eq!(kinds_in_log(&env).await.len(), before, "nothing appended");
+    api.stop().await;
+    env.cleanup().await;
+}
+
+/// The commit body of a receipt-flow upload: the CDN's answer and the agent's signature
+/// of the declared event completed with the measured digest.
+fn receipt_commit(
+    agent: &nexysync_tests::TestAgent,
+    file: &nexysync_tests::files::SealedFile,
+    stored: &serde_json::Value,
+) -> serde_json::Value {
+    let digest = stored["sha256"].as_str().unwrap();
+    let sig = agent.signature_with_digest(&file.event, digest);
+    serde_json::json!({ "stored": stored, "sig": sig })
+}
+
+#[tokio::test]
+async fn a_file_declared_without_its_digest_is_shared_with_the_digest_the_cdn_measured() {
+    let env = TestEnv::new();
+    let (api, cdn) = env.spawn_api_and_cdn().await;
+    let project = TestProject::create(&api, "receipt").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let bob = project.add_agent(&api, "bob").await;
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 239) as u8).collect();
+    let file = alice.seal_file_leaving_the_digest(&project, "measured.bin", &data);
+
+    let (status, ticket) = alice.declare_file(&api, &file).await;
+    assert_eq!(status, 201, "{ticket}");
+    assert!(
+        !ticket["upload_url"].as_str().unwrap().contains("sha256="),
+        "no digest to sign: {ticket}"
+    );
+    let (status, stored) = upload(&api, &ticket, file.ciphertext.clone()).await;
+    assert_eq!(status, 201, "{stored}");
+    let measured = hex::encode(sha2::Sha256::digest(&file.ciphertext));
+    assert_eq!(stored["sha256"], measured.as_str());
+    assert_eq!(stored["size"], file.ciphertext.len());
+
+    // Without the receipt the API cannot know what was stored: refused.
+    let (status, body) = alice.commit_file(&api, file.id()).await;
+    assert_error(status, &body, 400, "invalid_request");
+    let (status, appended) = alice
+        .commit_file_with(&api, file.id(), &receipt_commit(&alice, &file, &stored))
+        .await;
+    assert_eq!(status, 201, "{appended}");
+    // A retried commit is the same event, not a second one.
+    let (status, again) = alice
+        .commit_file_with(&api, file.id(), &receipt_commit(&alice, &file, &stored))
+        .await;
+    assert!(status == 200 || status == 201, "{again}");
+    assert_eq!(again["seq"], appended["seq"], "{again}");
+
+    let shared: Vec<Envelope> = log_events(&env)
+        .await
+        .iter()
+        .map(|e| e.envelope().unwrap())
+        .filter(|e| matches!(e.body, EventBody::FileShared(_)))
+        .collect();
+    assert_eq!(shared.len(), 1);
+    let EventBody::FileShared(logged) = &shared[0].body else {
+        unreachable!()
+    };
+    assert_eq!(logged.digest, measured, "the log holds the measured digest");
+
+    let seq = appended["seq"].as_u64().unwrap();
+    let (status, got) = bob
+        .get(&api, &format!("/v1/files/{}?min_seq={seq}", file.id()))
+        .await;
+    assert_eq!(status, 200, "{got}");
+    let (status, blob) = download(&api.http, got["download_url"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(bob.open_file(&project, file.id(), &blob).unwrap(), data);
+    let staging: Vec<_> = cdn
+        .files_on_disk()
+        .into_iter()
+        .filter(|p| p.components().any(|c| c.as_os_str() == ".staging"))
+        .collect();
+    assert!(staging.is_empty(), "{staging:?}");
+    api.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn forged_or_foreign_receipts_and_commits_without_an_upload_are_refused() {
+    let env = TestEnv::new();
+    let (api, _cdn) = env.spawn_api_and_cdn().await;
+    let project = TestProject::create(&api, "forged").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let mallory = project.add_agent(&api, "mallory").await;
+    let file = alice.seal_file_leaving_the_digest(&project, "a.bin", &[7u8; 150_000]);
+    let other = alice.seal_file_leaving_the_digest(&project, "b.bin", &[8u8; 150_000]);
+    let (_, ticket) = alice.declare_file(&api, &file).await;
+    let (_, other_ticket) = alice.declare_file(&api, &other).await;
+
+    // A commit before any upload, with a receipt made up to look right.
+    let made_up = serde_json::json!({
+        "size": file.ciphertext.len(),
+        "sha256": hex::encode(sha2::Sha256::digest(&file.ciphertext)),
+        "receipt": "ab".repeat(32),
+    });
+    let (status, body) = alice
+        .commit_file_with(&api, file.id(), &receipt_commit(&alice, &file, &made_up))
+        .await;
+    assert_error(status, &body, 409, "bad_receipt");
+
+    // An oversize body is still refused without a declared digest.
+    let mut bigger = file.ciphertext.clone();
+    bigger.push(0);
+    let (status, body) = upload(&api, &ticket, bigger).await;
+    assert_error(status, &body, 413, "payload_too_large");
+
+    let (status, stored) = upload(&api, &ticket, file.ciphertext.clone()).await;
+    assert_eq!(status, 201, "{stored}");
+    let (status, other_stored) = upload(&api, &other_ticket, other.ciphertext.clone()).await;
+    assert_eq!(status, 201, "{other_stored}");
+
+    // The receipt of another file, a receipt whose digest or size was changed, and the
+    // real receipt with a signature over something else: none is appended.
+    let (status, body) = alice
+        .commit_file_with(
+            &api,
+            file.id(),
+            &receipt_commit(&alice, &file, &other_stored),
+        )
+        .await;
+    assert_error(status, &body, 409, "bad_receipt");
+    let mut altered = stored.clone();
+    altered["sha256"] = serde_json::json!("0f".repeat(32));
+    let (status, body) = alice
+        .commit_file_with(&api, file.id(), &receipt_commit(&alice, &file, &altered))
+        .await;
+    assert_error(status, &body, 409, "bad_receipt");
+    let mut resized = stored.clone();
+    resized["size"] = serde_json::json!(file.ciphertext.len() - 1);
+    let (status, body) = alice
+        .commit_file_with(&api, file.id(), &receipt_commit(&alice, &file, &resized))
+        .await;
+    assert_error(status, &body, 409, "bad_receipt");
+    let declared_sig = serde_json::json!({ "stored": stored, "sig": file.event.sig });
+    let (status, body) = alice.commit_file_with(&api, file.id(), &declared_sig).await;
+    assert_error(status, &body, 422, "bad_signature");
+    let by_mallory = receipt_commit(&mallory, &file, &stored);
+    let (status, body) = alice.commit_file_with(&api, file.id(), &by_mallory).await;
+    assert_error(status, &body, 422, "bad_signature");
+    // Only the uploader commits.
+    let (status, body) = mallory
+        .commit_file_with(&api, file.id(), &receipt_commit(&alice, &file, &stored))
+        .await;
+    assert_error(status, &body, 404, "upload_not_found");
+    let (status, body) = alice
+        .commit_file_with(&api, file.id(), &serde_json::json!({"stored": 3}))
+        .await;
+    assert_error(status, &body, 400, "invalid_json");
+    assert!(!kinds_in_log(&env).await.contains(&"file_shared".to_owned()));
+
+    let (status, body) = alice
+        .commit_file_with(&api, file.id(), &receipt_commit(&alice, &file, &stored))
+        .await;
+    assert_eq!(status, 201, "the genuine receipt still commits: {body}");
     api.stop().await;
     env.cleanup().await;
 }

@@ -115,6 +115,12 @@ impl<T: JsonSchema> DescribeArg for ApiJson<T> {
     }
 }
 
+impl<T: JsonSchema> DescribeArg for crate::extract::ApiJsonOrEmpty<T> {
+    fn describe(described: &mut Described, generator: &mut SchemaGenerator) {
+        described.body = Some(generator.subschema_for::<T>());
+    }
+}
+
 impl<T: JsonSchema> DescribeArg for ApiQuery<T> {
     fn describe(described: &mut Described, generator: &mut SchemaGenerator) {
         described.query = Some(T::json_schema(generator));

@@ -2,13 +2,19 @@
 //! commit it once the blob is stored (the `file_shared` is appended), list, get a download
 //! URL, delete (`file_deleted`, blob removed). Names and media types stay sealed inside
 //! the envelopes; the blobs are ciphertext the CDN stores.
+//!
+//! A declaration may leave the ciphertext's SHA-256 to the CDN (an empty `digest`), so a
+//! client encrypts once and streams: the CDN measures the bytes as it stores them and
+//! signs a receipt; the commit brings the receipt and the `file_shared` signed again with
+//! that digest, the one change to the declared event accepted (ADR 0008, addendum).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use nexysync_domain::blob_url::UploadReceipt;
 use nexysync_domain::event::{Envelope, EventBody, EventKind};
 use nexysync_domain::ids::{EventId, ProjectId, Seq};
-use nexysync_domain::wire::Appended;
+use nexysync_domain::wire::{Appended, FileCommit};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tracing::{instrument, warn};
@@ -16,7 +22,7 @@ use tracing::{instrument, warn};
 use crate::auth::AgentAuth;
 use crate::cdn::SignedUrl;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery};
 use crate::paging::PageRequest;
 use crate::raw::{self, RawStoredEvent};
 use crate::state::AppState;
@@ -26,7 +32,8 @@ use crate::write::{check_as_agent, submit_as_agent, write_status};
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct UploadTicket {
     file: EventId,
-    /// `PUT` the ciphertext here: exactly `max_bytes` bytes with the declared SHA-256.
+    /// `PUT` the ciphertext here: exactly `max_bytes` bytes (with the declared SHA-256,
+    /// when the declaration carried one).
     upload_url: String,
     expires_at_ms: i64,
     max_bytes: u64,
@@ -76,9 +83,10 @@ pub async fn declare(
     // Files share the project's `stored_bytes` quota with messages and references (the
     // declared upload counts from here on, so this is checked once, before it is recorded).
     crate::write::check_stored_bytes(&state, me.project, shared.ciphertext_size).await?;
+    let digest = (!shared.digest_is_pending()).then_some(shared.digest.as_str());
     let url = state
         .cdn
-        .upload_url(me.project, event.id, shared.ciphertext_size, &shared.digest);
+        .upload_url(me.project, event.id, shared.ciphertext_size, digest);
     let expires_at =
         chrono::DateTime::from_timestamp_millis(url.expires_at_ms).unwrap_or_else(chrono::Utc::now);
     let json = String::from_utf8(event.to_json()).map_err(|e| ApiError::Unexpected(e.into()))?;
@@ -113,12 +121,61 @@ pub async fn declare(
     ))
 }
 
+/// The declared `file_shared` as it is appended: as declared when it carried its digest;
+/// otherwise with the digest the CDN's receipt vouches for and the agent's new signature
+/// over it (checked when it is decided). Nothing else of the declaration can change.
+fn completed(
+    state: &AppState,
+    project: ProjectId,
+    id: EventId,
+    declared: Envelope,
+    ciphertext_size: u64,
+    commit: FileCommit,
+) -> Result<Envelope, ApiError> {
+    let EventBody::FileShared(shared) = &declared.body else {
+        return Err(ApiError::Unexpected(anyhow::anyhow!(
+            "a pending upload holds a {} event",
+            declared.body.kind().as_str()
+        )));
+    };
+    if !shared.digest_is_pending() {
+        // The CDN checked the declared digest before it kept the blob.
+        return Ok(declared);
+    }
+    let (Some(stored), Some(sig)) = (commit.stored, commit.sig) else {
+        return Err(ApiError::InvalidRequest(
+            "this upload left its digest to the CDN: commit with the CDN's answer to the upload (`stored`) and the file_shared signed again with that digest (`sig`)".into(),
+        ));
+    };
+    let receipt = UploadReceipt {
+        project,
+        file: id,
+        size: stored.size,
+        sha256: stored.sha256.clone(),
+    };
+    if stored.size != ciphertext_size || !state.cdn.receipt_is_genuine(&receipt, &stored.receipt) {
+        return Err(ApiError::Conflict {
+            code: "bad_receipt",
+            message: format!(
+                "this is not the CDN's receipt for the {ciphertext_size} bytes declared for file {id}; commit with the answer the CDN gave to the upload"
+            ),
+        });
+    }
+    let mut event = declared;
+    if let EventBody::FileShared(shared) = &mut event.body {
+        shared.digest = stored.sha256;
+    }
+    event.sig = sig;
+    Ok(event)
+}
+
 /// `POST /v1/files/{id}/commit`: the blob is stored; append the declared `file_shared`.
 #[instrument(skip_all, fields(file = %id))]
 pub async fn commit(
     AgentAuth(me): AgentAuth,
     State(state): State<AppState>,
     Path(id): Path<String>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<FileCommit>,
 ) -> Result<(StatusCode, Json<Appended>), ApiError> {
     let id = parse_id(&id)?;
     let Some(pending) = state
@@ -151,6 +208,17 @@ pub async fn commit(
             message: "this upload's URL expired before it was committed; declare the file again with a fresh id".into(),
         });
     }
+    let declared: Envelope = serde_json::from_str(&pending.envelope)
+        .map_err(|e| ApiError::Unexpected(anyhow::Error::new(e).context("pending upload")))?;
+    let event = completed(
+        &state,
+        me.project,
+        id,
+        declared,
+        pending.ciphertext_size,
+        body,
+    )?;
+    // The receipt says what was stored; the blob must also still be there.
     match state.cdn.blob_size(me.project, id).await? {
         Some(size) if size == pending.ciphertext_size => {}
         _ => {
@@ -164,8 +232,6 @@ pub async fn commit(
         }
     }
     check_file_quota(&state, me.project, id, pending.ciphertext_size).await?;
-    let event: Envelope = serde_json::from_str(&pending.envelope)
-        .map_err(|e| ApiError::Unexpected(anyhow::Error::new(e).context("pending upload")))?;
     let appended = submit_as_agent(&state, &me, event, Some(EventKind::FileShared)).await?;
     Ok((write_status(&appended), Json(appended)))
 }

@@ -384,8 +384,11 @@ pub struct FileShared {
     pub size: u64,
     /// Bytes of the encrypted blob: `ciphertext_len(size, chunk_size)`.
     pub ciphertext_size: u64,
-    /// Lowercase hex SHA-256 of the encrypted blob, which the CDN checks on upload.
-    #[schemars(schema_with = "crate::formats::sha256_hex")]
+    /// Lowercase hex SHA-256 of the encrypted blob: measured by the CDN as it stores it
+    /// and carried to the commit in its signed receipt, or (first clients) hashed by the
+    /// client and checked by the CDN. Empty only in a declaration that leaves it to the
+    /// CDN ([`FileShared::digest_is_pending`]); never in the log.
+    #[schemars(schema_with = "crate::formats::sha256_hex_or_pending")]
     pub digest: String,
     /// Plaintext bytes per chunk.
     pub chunk_size: u32,
@@ -400,8 +403,26 @@ impl FileShared {
                 .digest
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
-        digest_ok
-            && self.chunk_size == crate::crypto::file_stream::FILE_CHUNK_SIZE
+        digest_ok && self.sizes_are_consistent()
+    }
+
+    /// A declaration that leaves the digest to the CDN, which measures it while storing
+    /// the upload; the commit fills it in.
+    pub fn digest_is_pending(&self) -> bool {
+        self.digest.is_empty()
+    }
+
+    /// As [`FileShared::is_well_formed`], the digest possibly pending.
+    pub fn is_well_formed_declaration(&self) -> bool {
+        if self.digest_is_pending() {
+            self.sizes_are_consistent()
+        } else {
+            self.is_well_formed()
+        }
+    }
+
+    fn sizes_are_consistent(&self) -> bool {
+        self.chunk_size == crate::crypto::file_stream::FILE_CHUNK_SIZE
             && self.size <= MAX_FILE_BYTES
             && crate::crypto::file_stream::ciphertext_len(self.size, self.chunk_size)
                 == Some(self.ciphertext_size)

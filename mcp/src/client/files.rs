@@ -1,41 +1,45 @@
 //! Shared files, client side. A file is encrypted on this machine in authenticated
 //! 64 KiB chunks ([`nexysync_domain::crypto::file_stream`]) and streamed to the CDN with
-//! the URL the API signed; nothing holds the whole file in memory. The encryption runs
-//! twice with one salt: the first pass hashes the ciphertext for the signed `file_shared`,
-//! the second uploads the same bytes. Name and media type are sealed in the event.
+//! the URL the API signed; nothing holds the whole file in memory. The file is read and
+//! encrypted once: the declaration leaves the ciphertext's SHA-256 to the CDN, which
+//! measures it while storing and answers with a signed receipt; the commit carries the
+//! receipt and the `file_shared` signed again with that digest (ADR 0008, addendum). A
+//! thread reads and seals 1 MiB pieces in place, a few ahead of the socket. Name and
+//! media type are sealed in the event.
 //!
-//! Downloads stream the other way, each chunk authenticated before it is written; a
-//! download goes to a temporary file beside the destination and is renamed into place
-//! only once the last chunk verified, so a truncated or tampered file never appears.
+//! Downloads stream the other way: a thread authenticates and decrypts each chunk as the
+//! socket delivers it and writes 1 MiB at a time. A download goes to a temporary file
+//! beside the destination, `fsync`ed and renamed into place only once the last chunk
+//! verified, so a truncated or tampered file never appears.
 
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
+use std::sync::Arc;
+
 use futures::StreamExt;
-use nexysync_domain::crypto::file_stream::{
-    ciphertext_len, FileDecryptor, FileEncryptor, FILE_CHUNK_SIZE,
-};
+use nexysync_domain::crypto::file_stream::{ciphertext_len, FileEncryptor, FILE_CHUNK_SIZE};
 use nexysync_domain::event::{
     fields, Actor, Draft, EventBody, FileDeleted, FileShared, MAX_FILE_BYTES,
 };
 use nexysync_domain::ids::{AgentName, EventId, Seq};
-use nexysync_domain::wire::{Appended, FileDownload, FilePage, StoredEvent, UploadTicket};
+use nexysync_domain::wire::{
+    Appended, FileCommit, FileDownload, FilePage, StoredBlob, StoredEvent, UploadTicket,
+};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
 use super::http::{api_error, Attempts};
 use super::message::RejectedMessage;
 use super::verify::{author, open_text, rfc3339, Reader, VerifyError};
 use super::{ChainMemory, Client, ClientError, Directory};
 
-/// Plaintext read per step of an encryption pass.
-const READ_PIECE: usize = 256 * 1024;
+mod pipeline;
+
+use pipeline::{decrypt_to, encrypt_in_background, Failure, Received, RECEIVED_AHEAD};
 
 /// Where a new file's bytes come from.
 #[derive(Debug, Clone)]
 pub enum FileSource {
-    /// A local file, read (twice) as it is encrypted.
+    /// A local file, read once as it is encrypted.
     Path(PathBuf),
     /// Bytes in memory (small inline content).
     Bytes(Vec<u8>),
@@ -84,66 +88,6 @@ fn file_error(action: &'static str, path: &Path, e: impl std::fmt::Display) -> C
     }
 }
 
-/// Encrypts `source` on a blocking thread, a piece at a time, into a bounded channel: the
-/// encryption of the next pieces overlaps the hashing or sending of the last ones, and at
-/// most a few pieces are in memory.
-fn encrypt_in_background(
-    source: FileSource,
-    encryptor: FileEncryptor,
-) -> impl futures::Stream<Item = Result<Bytes, ClientError>> + Send + 'static {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, ClientError>>(8);
-    tokio::task::spawn_blocking(move || {
-        let (mut reader, path): (Box<dyn std::io::Read + Send>, String) = match source {
-            FileSource::Path(path) => match std::fs::File::open(&path) {
-                Ok(file) => (Box::new(file), path.display().to_string()),
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(file_error("cannot open", &path, e)));
-                    return;
-                }
-            },
-            FileSource::Bytes(bytes) => (Box::new(std::io::Cursor::new(bytes)), "content".into()),
-        };
-        let mut encryptor = encryptor;
-        let mut buf = vec![0u8; READ_PIECE];
-        loop {
-            let n = match read_piece(&mut reader, &mut buf) {
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(file_error("cannot read", Path::new(&path), e)));
-                    return;
-                }
-            };
-            let mut out = Vec::with_capacity(n + 1024);
-            if n == 0 {
-                encryptor.finish(&mut out);
-                let _ = tx.blocking_send(Ok(Bytes::from(out)));
-                return;
-            }
-            encryptor.push(&buf[..n], &mut out);
-            if tx.blocking_send(Ok(Bytes::from(out))).is_err() {
-                return; // The reader stopped (the upload failed): stop encrypting.
-            }
-        }
-    });
-    futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    })
-}
-
-/// Fills `buf` as far as the source allows; 0 at the end.
-fn read_piece(reader: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
 impl Client {
     /// Encrypts, declares, uploads and commits a file; the committed `file_shared`.
     pub async fn upload_file(&self, new: NewFile) -> Result<(Appended, u64), ClientError> {
@@ -166,6 +110,7 @@ impl Client {
         };
         let me = &self.inner.key;
         let keys = &self.inner.keys;
+        // Declared with the digest left to the CDN, which measures the one encryption.
         let mut draft = Draft::new(
             me.project.id,
             Actor::Agent(me.agent.id),
@@ -177,59 +122,56 @@ impl Client {
                 chunk_size: FILE_CHUNK_SIZE,
             }),
         );
-        // Pass 1: hash the ciphertext (and count it: the file may have changed size).
-        let encryptor = FileEncryptor::new(keys, me.project.id, draft.id);
-        let salt = encryptor.salt().unwrap_or_default();
-        let mut hasher = Sha256::new();
-        let mut hashed = 0u64;
-        let mut pieces = std::pin::pin!(encrypt_in_background(new.source.clone(), encryptor));
-        while let Some(piece) = pieces.next().await {
-            let piece = piece?;
-            hashed += piece.len() as u64;
-            hasher.update(&piece);
-        }
-        let expected = ciphertext_len(size, FILE_CHUNK_SIZE).unwrap_or(u64::MAX);
-        if hashed != expected {
-            return Err(ClientError::File {
-                action: "changed while reading",
-                path: new.name.clone(),
-                reason: "its size changed during the upload; try again".into(),
-            });
-        }
-        if let EventBody::FileShared(shared) = &mut draft.body {
-            shared.digest = hex::encode(hasher.finalize());
-        }
         draft = draft.seal(keys, fields::NAME, new.name.as_bytes());
         if let Some(media_type) = &new.media_type {
             draft = draft.seal(keys, fields::MEDIA_TYPE, media_type.as_bytes());
         }
-        let envelope = draft.sign(&me.signing_key);
-        let id = envelope.id;
+        let id = draft.id;
+        let declaration = draft.clone().sign(&me.signing_key);
         tracing::debug!(file = %id, size, "declaring a file upload");
-        let ticket: UploadTicket = self.inner.http.post("v1/files", &envelope).await?;
+        let ticket: UploadTicket = self.inner.http.post("v1/files", &declaration).await?;
 
-        // Pass 2: the same bytes (same salt), streamed to the CDN.
-        let encryptor = FileEncryptor::with_salt(keys, me.project.id, id, salt);
-        let body = encrypt_in_background(new.source.clone(), encryptor);
-        let answer = self
+        let failure: Failure = Arc::default();
+        let encryptor = FileEncryptor::new(keys, me.project.id, id);
+        let body = encrypt_in_background(new.source.clone(), size, encryptor, failure.clone());
+        let sent = self
             .http()
             .raw()
             .put(&ticket.upload_url)
             .header(reqwest::header::CONTENT_LENGTH, ticket.max_bytes)
             .body(reqwest::Body::wrap_stream(body))
             .send()
-            .await
-            .map_err(|e| ClientError::Unreachable {
-                url: "the file service (CDN)".into(),
-                reason: e.to_string(),
-            })?;
+            .await;
+        // A failure of the reading side explains a broken request better than the request.
+        if let Some(e) = failure.lock().ok().and_then(|mut slot| slot.take()) {
+            return Err(e);
+        }
+        let answer = sent.map_err(|e| ClientError::Unreachable {
+            url: "the file service (CDN)".into(),
+            reason: e.to_string(),
+        })?;
         if !answer.status().is_success() {
             return Err(api_error(answer).await.into());
         }
+        let stored: StoredBlob = answer.json().await.map_err(|e| ClientError::Unreachable {
+            url: "the file service (CDN)".into(),
+            reason: format!("an unreadable answer to the upload: {e}"),
+        })?;
+        // The event as it will be appended: the declaration with the digest the CDN
+        // measured. The chunks' authentication, not this digest, is what protects the
+        // content end to end.
+        if let EventBody::FileShared(shared) = &mut draft.body {
+            shared.digest = stored.sha256.clone();
+        }
+        let sig = draft.sign(&me.signing_key).sig;
+        let commit = FileCommit {
+            stored: Some(stored),
+            sig: Some(sig),
+        };
         let appended: Appended = self
             .inner
             .http
-            .post(&format!("v1/files/{id}/commit"), &serde_json::json!({}))
+            .post(&format!("v1/files/{id}/commit"), &commit)
             .await?;
         self.note_known(appended.seq);
         Ok((appended, size))
@@ -278,7 +220,7 @@ impl Client {
     }
 
     /// Downloads, verifies and decrypts file `id` into `dest` (a temporary file beside it
-    /// is renamed into place once every chunk verified).
+    /// is `fsync`ed and renamed into place once every chunk verified).
     pub async fn download_file(&self, id: EventId, dest: &Path) -> Result<SharedFile, ClientError> {
         let (file, url) = self.file_download(id).await?;
         let partial = dest.with_file_name(format!(
@@ -287,18 +229,20 @@ impl Client {
                 .and_then(|n| n.to_str())
                 .unwrap_or("download")
         ));
-        let mut out = tokio::fs::File::create(&partial)
+        let out = tokio::fs::File::create(&partial)
             .await
-            .map_err(|e| file_error("cannot write", &partial, e))?;
-        let written = self.decrypt_into(&file, &url, &mut out).await;
-        let written = match written {
-            Ok(()) => out
-                .flush()
+            .map_err(|e| file_error("cannot write", &partial, e))?
+            .into_std()
+            .await;
+        let written = match self.decrypt_into(&file, &url, out).await {
+            // Durable before it takes the destination's name.
+            Ok(out) => tokio::task::spawn_blocking(move || out.sync_all())
                 .await
+                .map_err(std::io::Error::other)
+                .and_then(|synced| synced)
                 .map_err(|e| file_error("cannot write", &partial, e)),
             Err(e) => Err(e),
         };
-        drop(out);
         if let Err(e) = written {
             let _ = tokio::fs::remove_file(&partial).await;
             return Err(e);
@@ -319,17 +263,19 @@ impl Client {
         if file.size > max {
             return Ok((file, None));
         }
-        let mut bytes = Vec::with_capacity(file.size as usize);
-        self.decrypt_into(&file, &url, &mut bytes).await?;
+        let bytes = Vec::with_capacity(file.size as usize);
+        let bytes = self.decrypt_into(&file, &url, bytes).await?;
         Ok((file, Some(bytes)))
     }
 
-    async fn decrypt_into<W: tokio::io::AsyncWrite + Unpin>(
+    /// Streams the blob at `url` through a decrypting thread into `out`; `out` once the
+    /// whole file verified.
+    async fn decrypt_into<W: std::io::Write + Send + 'static>(
         &self,
         file: &SharedFile,
         url: &str,
-        out: &mut W,
-    ) -> Result<(), ClientError> {
+        out: W,
+    ) -> Result<W, ClientError> {
         let answer =
             self.http()
                 .raw()
@@ -343,33 +289,43 @@ impl Client {
         if !answer.status().is_success() {
             return Err(api_error(answer).await.into());
         }
-        let me = &self.inner.key;
-        let mut decryptor = FileDecryptor::new(
-            &self.inner.keys,
-            me.project.id,
-            file.id,
-            Some(file.ciphertext_size),
-        );
-        let mut plain = Vec::with_capacity(READ_PIECE);
+        let (tx, rx) = tokio::sync::mpsc::channel(RECEIVED_AHEAD);
+        let keys = self.inner.keys.clone();
+        let project = self.inner.key.project.id;
+        let shared = file.clone();
+        let decrypting =
+            tokio::task::spawn_blocking(move || decrypt_to(&keys, project, &shared, rx, out));
         let mut body = answer.bytes_stream();
-        let write_error = |e: std::io::Error| ClientError::File {
-            action: "cannot write",
+        let mut broke_off = None;
+        while let Some(piece) = body.next().await {
+            match piece {
+                Ok(piece) => {
+                    if tx.send(Received::Ciphertext(piece)).await.is_err() {
+                        break; // The thread stopped on an error it returns.
+                    }
+                }
+                Err(e) => {
+                    broke_off = Some(e);
+                    break;
+                }
+            }
+        }
+        if broke_off.is_none() {
+            let _ = tx.send(Received::End).await;
+        }
+        drop(tx);
+        let decrypted = decrypting.await.map_err(|e| ClientError::File {
+            action: "cannot decrypt",
             path: file.name.clone(),
             reason: e.to_string(),
-        };
-        while let Some(piece) = body.next().await {
-            let piece = piece.map_err(|e| ClientError::Unreachable {
+        })?;
+        if let Some(e) = broke_off {
+            return Err(ClientError::Unreachable {
                 url: "the file service (CDN)".into(),
                 reason: format!("the download broke off: {e}"),
-            })?;
-            plain.clear();
-            decryptor.push(&piece, &mut plain)?;
-            out.write_all(&plain).await.map_err(write_error)?;
+            });
         }
-        plain.clear();
-        decryptor.finish(&mut plain)?;
-        out.write_all(&plain).await.map_err(write_error)?;
-        Ok(())
+        decrypted
     }
 
     /// Signs and sends a `file_deleted`; the server removes the blob.
