@@ -140,9 +140,15 @@ impl PresenceBoard {
                 }
             }
             _ => {
+                let cutoff = now_ms.saturating_sub(self.timeout_ms);
                 let view = self.instances.entry(instance).or_default();
+                // Hearing from an instance changes its other agents only if it had gone
+                // silent: touching them all on every connect would make a thousand
+                // streams through one instance cost a million look-ups.
+                if view.last_heard < cutoff {
+                    touched.extend(view.connected.iter().copied());
+                }
                 view.last_heard = view.last_heard.max(event.at());
-                touched.extend(view.connected.iter().copied());
                 match event {
                     PresenceEvent::Connected { key, .. } => {
                         view.connected.insert(*key);
@@ -153,8 +159,12 @@ impl PresenceBoard {
                         touched.push(*key);
                     }
                     PresenceEvent::Heartbeat { connected, .. } => {
-                        view.connected = connected.iter().copied().collect();
-                        touched.extend(connected.iter().copied());
+                        let now_connected: HashSet<PresenceKey> =
+                            connected.iter().copied().collect();
+                        // Those it no longer lists, and those it lists anew.
+                        touched
+                            .extend(view.connected.symmetric_difference(&now_connected).copied());
+                        view.connected = now_connected;
                     }
                     PresenceEvent::Stopped { .. } => {}
                 }

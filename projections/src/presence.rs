@@ -174,6 +174,27 @@ async fn seen(
     Ok(())
 }
 
+/// Marks one agent as seen at `at`. A stream opening or closing says nothing new of the
+/// instance's other agents (its heartbeats do): marking them all would make a thousand
+/// streams opening through one instance a million writes.
+async fn agent_seen(
+    conn: &mut PgConnection,
+    key: &nexysync_domain::presence::PresenceKey,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO presence_last_seen (agent_id, project_id, last_seen) VALUES ($1, $2, $3)
+         ON CONFLICT (agent_id) DO UPDATE
+         SET last_seen = GREATEST(presence_last_seen.last_seen, EXCLUDED.last_seen)",
+    )
+    .bind(key.agent.as_uuid())
+    .bind(key.project.as_uuid())
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 async fn apply(conn: &mut PgConnection, event: &PresenceEvent) -> Result<(), sqlx::Error> {
     let instance = *event.instance().as_uuid();
     let at = time(event.at());
@@ -190,11 +211,11 @@ async fn apply(conn: &mut PgConnection, event: &PresenceEvent) -> Result<(), sql
             .bind(at)
             .execute(&mut *conn)
             .await?;
-            seen(conn, &instance, at).await?;
+            agent_seen(conn, key, at).await?;
         }
         PresenceEvent::Disconnected { key, .. } => {
             heard_from(conn, &instance, at).await?;
-            seen(conn, &instance, at).await?;
+            agent_seen(conn, key, at).await?;
             sqlx::query(
                 "DELETE FROM presence_connections WHERE instance_id = $1 AND agent_id = $2",
             )
