@@ -20,12 +20,8 @@ pub async fn submit_as_agent(
     event: Envelope,
     kind: Option<EventKind>,
 ) -> Result<Appended, ApiError> {
-    if let Some(kind) = kind.filter(|kind| event.body.kind() != *kind) {
-        return Err(ApiError::InvalidRequest(format!(
-            "this endpoint takes a `{}` event, not `{}`",
-            kind.as_str(),
-            event.body.kind().as_str()
-        )));
+    if let Some(kind) = kind {
+        require_kind(&event, &[kind])?;
     }
     submit(
         state,
@@ -35,6 +31,20 @@ pub async fn submit_as_agent(
         event,
     )
     .await
+}
+
+/// Refuses an event of another kind than the endpoint takes (one of `kinds`).
+pub fn require_kind(event: &Envelope, kinds: &[EventKind]) -> Result<(), ApiError> {
+    let kind = event.body.kind();
+    if kinds.contains(&kind) {
+        return Ok(());
+    }
+    let wanted: Vec<&str> = kinds.iter().map(EventKind::as_str).collect();
+    Err(ApiError::InvalidRequest(format!(
+        "this endpoint takes a `{}` event, not `{}`",
+        wanted.join("` or `"),
+        kind.as_str()
+    )))
 }
 
 /// 201 for a new event, 200 for a retry answered with the original.
@@ -262,13 +272,7 @@ pub async fn check_as_agent(
     event: &Envelope,
     kind: EventKind,
 ) -> Result<Option<Appended>, ApiError> {
-    if event.body.kind() != kind {
-        return Err(ApiError::InvalidRequest(format!(
-            "this endpoint takes a `{}` event, not `{}`",
-            kind.as_str(),
-            event.body.kind().as_str()
-        )));
-    }
+    require_kind(event, &[kind])?;
     gather_and_decide(
         state,
         agent.project,

@@ -54,16 +54,9 @@ pub fn audit_batch(
             }
         }
     }
-    let mut runs: Vec<Vec<(SignatureCheck, &PreparedEvent)>> = Vec::new();
-    for (i, checked) in checks.into_iter().zip(&ready).enumerate() {
-        if i % SIGNATURE_RUN == 0 {
-            runs.push(Vec::with_capacity(SIGNATURE_RUN));
-        }
-        if let Some(run) = runs.last_mut() {
-            run.push(checked);
-        }
-    }
-    let verdicts = par_map(runs, threads, |run| SignatureCheck::verify_all(&run));
+    let checked: Vec<(SignatureCheck, &PreparedEvent)> = checks.into_iter().zip(&ready).collect();
+    let runs = checked.chunks(SIGNATURE_RUN).collect();
+    let verdicts = par_map(runs, threads, SignatureCheck::verify_all);
     if let Some(forged) = verdicts.into_iter().find_map(Result::err) {
         return Err(forged);
     }

@@ -84,20 +84,12 @@ async fn update(
     kinds: &[EventKind],
 ) -> Written {
     let id = message_id(&id)?;
-    let kind = event.body.kind();
-    if !kinds.contains(&kind) {
-        let wanted: Vec<&str> = kinds.iter().map(EventKind::as_str).collect();
-        return Err(ApiError::InvalidRequest(format!(
-            "this endpoint takes a `{}` event, not `{}`",
-            wanted.join("` or `"),
-            kind.as_str()
-        )));
-    }
+    crate::write::require_kind(&event, kinds)?;
     if event.body.target_message() != Some(id) {
         return Err(ApiError::InvalidRequest(format!(
             "the event's `meta.message` must be the message of the path ({id})"
         )));
     }
-    let appended = submit_as_agent(&state, &me, event, Some(kind)).await?;
+    let appended = submit_as_agent(&state, &me, event, None).await?;
     Ok((write_status(&appended), Json(appended)))
 }

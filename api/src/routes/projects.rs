@@ -30,8 +30,7 @@ pub async fn register_agent(
     Path(project): Path<String>,
     ApiJson(event): ApiJson<Envelope>,
 ) -> Result<(StatusCode, Json<Appended>), ApiError> {
-    let project = ProjectId::parse(&project)
-        .map_err(|e| ApiError::InvalidRequest(format!("project id in the path: {e}")))?;
+    let project = project_of_path(&project)?;
     let appended = submit(&state, project, Actor::Owner, None, event).await?;
     Ok((StatusCode::CREATED, Json(appended)))
 }
@@ -44,15 +43,14 @@ pub async fn set_retention(
     Path(project): Path<String>,
     ApiJson(event): ApiJson<Envelope>,
 ) -> Result<(StatusCode, Json<Appended>), ApiError> {
-    let project = ProjectId::parse(&project)
-        .map_err(|e| ApiError::InvalidRequest(format!("project id in the path: {e}")))?;
-    if event.body.kind() != EventKind::RetentionSet {
-        return Err(ApiError::InvalidRequest(format!(
-            "this endpoint takes a `retention_set` event, not `{}`",
-            event.body.kind().as_str()
-        )));
-    }
+    let project = project_of_path(&project)?;
+    crate::write::require_kind(&event, &[EventKind::RetentionSet])?;
     let appended = submit(&state, project, Actor::Owner, None, event).await?;
     let status = crate::write::write_status(&appended);
     Ok((status, Json(appended)))
+}
+
+fn project_of_path(text: &str) -> Result<ProjectId, ApiError> {
+    ProjectId::parse(text)
+        .map_err(|e| ApiError::InvalidRequest(format!("project id in the path: {e}")))
 }
