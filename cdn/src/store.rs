@@ -94,8 +94,8 @@ impl Sink {
                     tracing::warn!(error = %abort, "could not discard a refused upload");
                 }
             }
-            // Dropped unfinished, its writer removes the staging file.
-            Self::Disk(upload) => drop(upload),
+            // Answered only once the staging file is gone: a refusal leaves nothing.
+            Self::Disk(upload) => upload.abort().await,
         }
     }
 }

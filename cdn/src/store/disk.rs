@@ -127,6 +127,13 @@ impl DurableUpload {
         })
     }
 
+    /// Stops the upload and waits until its writer has removed the staging file.
+    pub(crate) async fn abort(self) {
+        drop(self.tx);
+        // The writer's error only says that the upload stopped, which the caller knows.
+        let _ = self.writer.await;
+    }
+
     /// Waits until every byte is on disk under the blob's name.
     pub(crate) async fn finish(self) -> Result<(), CdnError> {
         let _ = self.tx.send(Piece::Finish).await;
