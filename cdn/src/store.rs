@@ -2,7 +2,7 @@
 //! `object_store`'s trait, so local disk (`LocalFileSystem`), S3-compatible storage
 //! (`AmazonS3`) and memory (`InMemory`, for tests) share every line of store logic.
 //!
-//! Uploads are hashed and counted as they pass, a few parts at most are buffered, and the
+//! Uploads are counted as they pass and hashed on a thread beside them, a few parts at most are buffered, and the
 //! object appears under its name only when the upload completes within its size limit
 //! (and with the right SHA-256, when one was signed). Object storage gets multipart
 //! writes; local disk gets [`disk`]'s durable writer (`fsync` before the upload counts),
@@ -19,17 +19,19 @@ use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{GetResultPayload, ObjectStore, WriteMultipart};
-use sha2::{Digest, Sha256};
 
 use crate::error::CdnError;
 use crate::settings::Storage;
 
 mod disk;
+mod hashing;
 
 /// Bytes read from local disk per piece of a download.
 const DISK_READ_PIECE: usize = 1024 * 1024;
 /// Download pieces read ahead of the socket.
 const PIECES_READ_AHEAD: usize = 4;
+/// Bytes of an upload gathered before they are handed to the hashing and writing threads.
+const HANDOVER_RUN: usize = 1024 * 1024;
 /// Upload parts in flight at once.
 const PARTS_IN_FLIGHT: usize = 2;
 
@@ -69,14 +71,16 @@ enum Sink {
 }
 
 impl Sink {
-    async fn write(&mut self, chunk: Bytes) -> Result<(), CdnError> {
+    async fn write(&mut self, pieces: Vec<Bytes>) -> Result<(), CdnError> {
         match self {
             Self::Multipart(writer) => {
-                writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
-                writer.put(chunk);
+                for piece in pieces {
+                    writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+                    writer.put(piece);
+                }
                 Ok(())
             }
-            Self::Disk(upload) => upload.write(chunk).await,
+            Self::Disk(upload) => upload.write(pieces).await,
         }
     }
 
@@ -179,12 +183,18 @@ impl BlobStore {
                 Sink::Multipart(WriteMultipart::new_with_chunk_size(upload, self.part_size))
             }
         };
-        let mut hasher = Sha256::new();
+        let mut hasher = hashing::BackgroundSha256::start();
         let mut size = 0u64;
         let mut body = std::pin::pin!(body);
+        // The request's pieces (a few KiB to a few hundred) are handed on a run at a time:
+        // one wake-up of the hashing and writing threads per MiB, not per piece.
+        let mut run = Vec::new();
+        let mut run_bytes = 0;
         let outcome = loop {
-            match body.next().await {
-                None => break Ok(()),
+            let next = body.next().await;
+            let end = next.is_none();
+            match next {
+                None => {}
                 Some(Err(e)) => {
                     tracing::info!(error = %e, "upload cut off");
                     break Err(CdnError::UploadInterrupted);
@@ -194,20 +204,32 @@ impl BlobStore {
                     if size > max_bytes {
                         break Err(CdnError::TooLarge { limit: max_bytes });
                     }
-                    hasher.update(&chunk);
-                    if let Err(e) = sink.write(chunk).await {
-                        break Err(e);
-                    }
+                    run_bytes += chunk.len();
+                    run.push(chunk);
                 }
             }
+            if run_bytes >= HANDOVER_RUN || (end && !run.is_empty()) {
+                let pieces = std::mem::take(&mut run);
+                run_bytes = 0;
+                hasher.update(pieces.clone()).await;
+                if let Err(e) = sink.write(pieces).await {
+                    break Err(e);
+                }
+            }
+            if end {
+                break Ok(());
+            }
         };
-        let digest = hex::encode(hasher.finalize());
-        let outcome = outcome.and_then(|()| match sha256 {
+        let outcome = match outcome {
+            Ok(()) => hasher.finish().await.map_err(CdnError::Disk),
+            Err(e) => Err(e),
+        };
+        let outcome = outcome.and_then(|digest| match sha256 {
             Some(expected) if expected != digest => Err(CdnError::DigestMismatch),
-            _ => Ok(()),
+            _ => Ok(digest),
         });
         match outcome {
-            Ok(()) => {
+            Ok(digest) => {
                 sink.finish().await?;
                 Ok(Stored {
                     size,
@@ -257,20 +279,23 @@ fn read_ahead(
     let (tx, mut rx) = tokio::sync::mpsc::channel(PIECES_READ_AHEAD);
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
+        // Buffers come back once hyper has sent them: no zero-filling per piece.
+        let pool = nexysync_domain::pieces::PiecePool::new(DISK_READ_PIECE);
         let mut left = size;
         while left > 0 {
             let want = left.min(DISK_READ_PIECE as u64) as usize;
-            let mut piece = bytes::BytesMut::zeroed(want);
-            let read = match file.read(&mut piece) {
-                Ok(0) => Err(std::io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => Ok(n),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => Err(e),
+            let mut piece = pool.take();
+            let read = loop {
+                match file.read(&mut piece[..want]) {
+                    Ok(0) => break Err(std::io::ErrorKind::UnexpectedEof.into()),
+                    Ok(n) => break Ok(n),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
             };
             let item = read.map(|n| {
-                piece.truncate(n);
                 left -= n as u64;
-                piece.freeze()
+                pool.lend(piece, n)
             });
             let failed = item.is_err();
             if tx.blocking_send(item).is_err() || failed {

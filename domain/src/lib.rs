@@ -15,6 +15,8 @@
 //! - [`audit`]: the pure auditor of a project's log (authorship, chain, root of trust,
 //!   message-state events on messages of the log, deletions by their sender).
 //! - [`wire`]: the HTTP API's JSON shapes, shared by server and client.
+//! - [`pieces`]: pooled byte buffers lent out as `Bytes`, for the file pipelines of the
+//!   client and the CDN.
 //! - [`blob_url`]: the CDN's signed URLs (HMAC over method, blob, expiry, limits), shared
 //!   by the API that signs them and the CDN that checks them.
 //!
@@ -31,6 +33,7 @@ pub mod decide;
 pub mod event;
 mod formats;
 pub mod ids;
+pub mod pieces;
 pub mod presence;
 pub mod quota;
 pub mod wire;

@@ -21,10 +21,9 @@ use tokio::sync::mpsc;
 
 use crate::error::CdnError;
 
-/// Pieces of an upload queued for its writer: bounded, so memory stays flat when the disk
-/// is slower than the network (each piece is one read of the request body, at most a few
-/// hundred KiB).
-const QUEUED_PIECES: usize = 16;
+/// Runs of an upload's pieces queued for its writer: bounded, so memory stays flat when
+/// the disk is slower than the network (a run is about 1 MiB of request body).
+const QUEUED_RUNS: usize = 4;
 /// Pieces handed to one `writev`.
 const PIECES_PER_WRITE: usize = 64;
 /// Bytes written between two flushes started in the background: the disk works while
@@ -37,7 +36,7 @@ pub(crate) const STALE_STAGING: Duration = Duration::from_secs(3600);
 /// What the writer of an upload is told.
 #[derive(Debug)]
 enum Piece {
-    Bytes(Bytes),
+    Bytes(Vec<Bytes>),
     /// Every byte was sent: make it durable and give it its name.
     Finish,
 }
@@ -68,7 +67,7 @@ impl DiskBlobs {
             .staging
             .join(format!("{}.part", uuid::Uuid::new_v4().simple()));
         let dest = self.root.join(key);
-        let (tx, rx) = mpsc::channel(QUEUED_PIECES);
+        let (tx, rx) = mpsc::channel(QUEUED_RUNS);
         let file = {
             let staging = staging.clone();
             tokio::task::spawn_blocking(move || File::create_new(staging))
@@ -115,9 +114,9 @@ pub(crate) struct DurableUpload {
 }
 
 impl DurableUpload {
-    /// Queues `bytes` for the writer (waits while the queue is full).
-    pub(crate) async fn write(&mut self, bytes: Bytes) -> Result<(), CdnError> {
-        if self.tx.send(Piece::Bytes(bytes)).await.is_ok() {
+    /// Queues `run`, the next pieces, for the writer (waits while the queue is full).
+    pub(crate) async fn write(&mut self, run: Vec<Bytes>) -> Result<(), CdnError> {
+        if self.tx.send(Piece::Bytes(run)).await.is_ok() {
             return Ok(());
         }
         // The writer stopped: its error says why.
@@ -179,7 +178,7 @@ fn write_upload(
             let mut next = Some(piece);
             while let Some(piece) = next.take() {
                 match piece {
-                    Piece::Bytes(bytes) => batch.push(bytes),
+                    Piece::Bytes(run) => batch.extend(run),
                     Piece::Finish => finished = true,
                 }
                 if !finished && batch.len() < PIECES_PER_WRITE {
@@ -278,7 +277,10 @@ mod tests {
         let pieces = (FLUSH_EVERY / piece.len() as u64) * 2 + 3;
         let mut upload = blobs.start("p/large").await.unwrap();
         for _ in 0..pieces {
-            upload.write(Bytes::from(piece.clone())).await.unwrap();
+            upload
+                .write(vec![Bytes::from(piece.clone())])
+                .await
+                .unwrap();
         }
         upload.finish().await.unwrap();
         let stored = std::fs::read(dir.path().join("p/large")).unwrap();
@@ -292,7 +294,7 @@ mod tests {
         let blobs = DiskBlobs::open(dir.path()).unwrap();
         let mut upload = blobs.start("p/kept").await.unwrap();
         for piece in [&b"first "[..], b"second"] {
-            upload.write(Bytes::from_static(piece)).await.unwrap();
+            upload.write(vec![Bytes::from_static(piece)]).await.unwrap();
         }
         upload.finish().await.unwrap();
         assert_eq!(
@@ -301,7 +303,10 @@ mod tests {
         );
 
         let mut dropped = blobs.start("p/dropped").await.unwrap();
-        dropped.write(Bytes::from_static(b"half")).await.unwrap();
+        dropped
+            .write(vec![Bytes::from_static(b"half")])
+            .await
+            .unwrap();
         drop(dropped);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while std::fs::read_dir(&blobs.staging).unwrap().next().is_some() {

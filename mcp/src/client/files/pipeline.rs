@@ -11,6 +11,7 @@ use nexysync_domain::crypto::file_stream::{
 };
 use nexysync_domain::crypto::ContentKeys;
 use nexysync_domain::ids::ProjectId;
+use nexysync_domain::pieces::PiecePool;
 
 use super::{file_error, FileSource, SharedFile};
 use crate::client::ClientError;
@@ -119,65 +120,6 @@ pub(super) fn encrypt_in_background(
     futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     })
-}
-
-/// Buffers for the pieces of an upload, each handed to the HTTP body as [`Bytes`] and
-/// back here when the body is done with it: no allocation, page fault or zero-filling
-/// per piece (a profile showed them as a fifth of the client's time). The pool holds
-/// only what is in flight, a few pieces.
-struct PiecePool {
-    size: usize,
-    home: std::sync::mpsc::Sender<Vec<u8>>,
-    returned: std::sync::mpsc::Receiver<Vec<u8>>,
-}
-
-/// A pooled buffer lent out as the first `used` bytes of a [`Bytes`].
-struct Lent {
-    buf: Vec<u8>,
-    used: usize,
-    home: std::sync::mpsc::Sender<Vec<u8>>,
-}
-
-impl AsRef<[u8]> for Lent {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf[..self.used]
-    }
-}
-
-impl Drop for Lent {
-    fn drop(&mut self) {
-        // The pool is gone once the upload ended: then the buffer is simply freed.
-        let _ = self.home.send(std::mem::take(&mut self.buf));
-    }
-}
-
-impl PiecePool {
-    fn new(size: usize) -> Self {
-        let (home, returned) = std::sync::mpsc::channel();
-        Self {
-            size,
-            home,
-            returned,
-        }
-    }
-
-    /// A buffer of `size` bytes (a returned one when there is one).
-    fn take(&self) -> Vec<u8> {
-        self.returned
-            .try_recv()
-            .ok()
-            .filter(|buf| buf.len() == self.size)
-            .unwrap_or_else(|| vec![0; self.size])
-    }
-
-    /// `buf`'s first `used` bytes, which return to the pool once dropped.
-    fn lend(&self, buf: Vec<u8>, used: usize) -> Bytes {
-        Bytes::from_owner(Lent {
-            buf,
-            used,
-            home: self.home.clone(),
-        })
-    }
 }
 
 /// What the decrypting thread is handed.
