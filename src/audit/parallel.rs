@@ -27,6 +27,10 @@ pub fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The events of a batch decoded, put in their canonical form and hashed: the part of an
+/// audit that needs no auditor, so it can run ahead of the one that does.
+pub type Prepared = Vec<Result<PreparedEvent, AuditError>>;
+
 /// Audits `batch`, consecutive events of the project as stored, with `auditor`, which
 /// has seen everything before them. After an error the auditor is spent, as after
 /// [`ProjectAuditor::push`].
@@ -35,9 +39,23 @@ pub fn audit_batch(
     batch: Vec<(Seq, Bytes)>,
     threads: usize,
 ) -> Result<Vec<AuditedEvent>, AuditError> {
-    let prepared = par_map(batch, threads, |(seq, stored)| {
+    audit_prepared(auditor, prepare(batch, threads), threads)
+}
+
+/// The first stage of [`audit_batch`], on `threads` threads.
+pub fn prepare(batch: Vec<(Seq, Bytes)>, threads: usize) -> Prepared {
+    par_map(batch, threads, |(seq, stored)| {
         PreparedEvent::from_json(seq, &stored)
-    });
+    })
+}
+
+/// The second stage of [`audit_batch`]: the rules in order, then the signatures on
+/// `threads` threads.
+pub fn audit_prepared(
+    auditor: &mut ProjectAuditor,
+    prepared: Prepared,
+    threads: usize,
+) -> Result<Vec<AuditedEvent>, AuditError> {
     // The rules in order, up to the first broken one; the signatures of the events before
     // it still decide which failure comes first.
     let mut ready = Vec::with_capacity(prepared.len());

@@ -12,49 +12,64 @@ use super::bundle::{BundleError, BundleReader, Contents, Manifest};
 use super::parallel::{self, AuditedEvent};
 use super::progress::Progress;
 use super::source::EventSource;
-use super::{AuditFailure, AuditSummary, ProjectAuditor};
+use super::{AuditError, AuditFailure, AuditSummary, ProjectAuditor};
 
 /// Feeds every event of `source` to a fresh auditor of `project`, then to `each` once it
 /// has verified. Stops at the first broken rule ([`AuditFailure`]) or error of `each`.
-/// A batch is audited on the cores while the next one is read.
+///
+/// Three batches are in flight at once, each stage on the cores while the others run: one
+/// being read, the one before it being decoded and hashed ([`parallel::prepare`], which
+/// needs no auditor), and the one before that going through the rules and its signatures
+/// ([`parallel::audit_prepared`]). `each` sees a batch's events with the auditor as it
+/// stands after that batch.
 pub async fn walk(
     source: &mut EventSource,
     project: ProjectId,
     progress: &mut Progress,
     mut each: impl FnMut(Seq, &Envelope, EventHash, &ProjectAuditor) -> anyhow::Result<()>,
 ) -> anyhow::Result<ProjectAuditor> {
+    type Audited = (ProjectAuditor, Result<Vec<AuditedEvent>, AuditError>);
     let threads = parallel::threads();
-    let mut auditor = ProjectAuditor::new(project);
+    let mut auditor = Some(ProjectAuditor::new(project));
     let mut events = 0u64;
-    let mut auditing: Option<tokio::task::JoinHandle<_>> = None;
+    let mut read_all = false;
+    let mut preparing: Option<tokio::task::JoinHandle<parallel::Prepared>> = None;
+    let mut auditing: Option<tokio::task::JoinHandle<Audited>> = None;
     loop {
         let mut batch = Vec::with_capacity(parallel::BATCH);
-        while batch.len() < parallel::BATCH {
+        while !read_all && batch.len() < parallel::BATCH {
             match source.next_event().await? {
                 Some(event) => batch.push(event),
-                None => break,
+                None => read_all = true,
             }
         }
         if let Some(job) = auditing.take() {
-            let (back, audited): (ProjectAuditor, Result<Vec<AuditedEvent>, _>) =
-                job.await.context("the audit worker stopped")?;
-            auditor = back;
+            let (back, audited) = job.await.context("the audit worker stopped")?;
             for audited in audited.map_err(AuditFailure::from)? {
-                each(audited.seq, &audited.event, audited.hash, &auditor)?;
+                each(audited.seq, &audited.event, audited.hash, &back)?;
                 events += 1;
                 progress.tick(events, audited.seq);
             }
+            auditor = Some(back);
         }
-        if batch.is_empty() {
+        if let Some(job) = preparing.take() {
+            let prepared = job.await.context("the audit worker stopped")?;
+            let mut working = auditor.take().expect("the auditor is back between batches");
+            auditing = Some(tokio::task::spawn_blocking(move || {
+                let audited = parallel::audit_prepared(&mut working, prepared, threads);
+                (working, audited)
+            }));
+        }
+        if !batch.is_empty() {
+            preparing = Some(tokio::task::spawn_blocking(move || {
+                parallel::prepare(batch, threads)
+            }));
+        } else if auditing.is_none() && preparing.is_none() {
             break;
         }
-        let mut working = std::mem::replace(&mut auditor, ProjectAuditor::new(project));
-        auditing = Some(tokio::task::spawn_blocking(move || {
-            let audited = parallel::audit_batch(&mut working, batch, threads);
-            (working, audited)
-        }));
     }
     progress.finish();
+    let auditor = auditor.expect("the auditor is back once every batch is done");
     // A gap no retention tombstone covered is only known at the end (ADR 0012).
     auditor.finish().map_err(AuditFailure::from)?;
     Ok(auditor)
