@@ -363,7 +363,12 @@ impl ProjectAuditor {
             .agents
             .get(&agent)
             .filter(|registered| registered.registered_at < erased)
-            .is_some_and(|registered| registered.signing_key.verify(signed, &event.sig).is_ok());
+            .is_some_and(|registered| {
+                registered
+                    .signing_key
+                    .verify_cofactored(signed, &event.sig)
+                    .is_ok()
+            });
         if !signed_by_registered {
             return Err(AuditError::ErasedEventForged { seq, erased });
         }
@@ -560,10 +565,12 @@ impl SignatureCheck {
         Ok(())
     }
 
-    /// Verifies `prepared`'s signature (the event this check was made for); answers its hash.
+    /// Verifies `prepared`'s signature (the event this check was made for) by the audit's
+    /// cofactored rule, the one [`crate::crypto::verify_batch`] applies (ADR 0013); answers
+    /// its hash.
     pub fn verify(&self, prepared: &PreparedEvent) -> Result<EventHash, AuditError> {
         if let Some((key, forged)) = &self.signer {
-            key.verify(&prepared.signed, &prepared.event.sig)
+            key.verify_cofactored(&prepared.signed, &prepared.event.sig)
                 .map_err(|_| forged.clone())?;
         }
         Ok(prepared.hash)

@@ -7,9 +7,12 @@
 //!   associated data binding the ciphertext to (project, event, field), and a key
 //!   commitment so a ciphertext cannot open under two keys.
 //! - [`ContentKeys::blind_index`]: HMAC equality tokens for lookups the server must do.
-//! - [`SigningKey`] / [`PublicKey`]: Ed25519, verified with `verify_strict`.
+//! - [`SigningKey`] / [`PublicKey`]: Ed25519, verified with `verify_strict` on the write
+//!   path; audits verify in batches with the cofactored equation ([`verify_batch`],
+//!   [`PublicKey::verify_cofactored`], ADR 0013).
 //! - [`file_stream`]: files encrypted in authenticated 64 KiB chunks (flat memory, any size).
 
+mod audit_signatures;
 mod b64;
 pub mod file_stream;
 mod project_key;
@@ -17,9 +20,10 @@ mod sealed;
 mod signing;
 mod token;
 
+pub use audit_signatures::verify_batch;
 pub use project_key::{BlindIndex, ContentKeys, ProjectKey};
 pub use sealed::{FieldBinding, OpenError, Sealed};
-pub use signing::{verify_batch, PublicKey, Signature, SignatureError, SigningKey};
+pub use signing::{PublicKey, Signature, SignatureError, SigningKey};
 pub use token::{AgentToken, TokenHash};
 
 /// Errors decoding a key or token from its text form.
