@@ -20,7 +20,7 @@
 //!   [`ProjectAuditor::finish`] at the end of the log: a gap never covered fails there.
 //!
 //! It is pure and holds only the registered keys, the chain head, one entry per event id
-//! seen (about 40 bytes per event) and each message's sender, never the events themselves, so a caller can
+//! seen (its sequence and hash, about 70 bytes per event) and each message's sender, never the events themselves, so a caller can
 //! stream a project of any length through it. After an error the auditor's state is
 //! unspecified: stop there.
 
@@ -39,8 +39,8 @@ use gaps::{Gap, Gaps};
 
 use crate::crypto::PublicKey;
 use crate::event::{
-    Actor, ChainLink, ChainVerifier, Envelope, EventBody, EventHash, EventsErased, RetentionPolicy,
-    ENVELOPE_VERSION,
+    Actor, ChainLink, ChainVerifier, Envelope, ErasedEvent, EventBody, EventHash, EventsErased,
+    RetentionPolicy, ENVELOPE_VERSION,
 };
 use crate::ids::{AgentId, AgentName, EventId, ProjectId, ProjectName, Seq};
 
@@ -77,7 +77,7 @@ pub struct ProjectAuditor {
     name: Option<ProjectName>,
     owner_key: Option<PublicKey>,
     agents: HashMap<AgentId, RegisteredAgent>,
-    seen: HashMap<EventId, Seq>,
+    seen: HashMap<EventId, (Seq, EventHash)>,
     /// The sender of every message seen, for the rules on message-state events.
     senders: HashMap<EventId, AgentId>,
     chain: ChainVerifier,
@@ -160,7 +160,7 @@ impl ProjectAuditor {
                 found: event.project,
             });
         }
-        if let Some(first) = self.seen.get(&event.id) {
+        if let Some((first, _)) = self.seen.get(&event.id) {
             return Err(AuditError::EventRepeated {
                 seq,
                 id: event.id,
@@ -170,7 +170,7 @@ impl ProjectAuditor {
         self.note_gap(seq, event);
         self.chain.push_hashed(seq, event, prepared.hash)?;
         let check = self.check_authority(seq, event)?;
-        self.seen.insert(event.id, seq);
+        self.seen.insert(event.id, (seq, prepared.hash));
         self.first_seq.get_or_insert(seq);
         self.last_seq = Some(seq);
         self.events += 1;
@@ -283,13 +283,10 @@ impl ProjectAuditor {
     /// Walks the tombstone at `seq` (dated `at`) through the gaps it explains.
     fn cover(&mut self, seq: Seq, at: i64, erased: &EventsErased) -> Result<(), AuditError> {
         for entry in &erased.erased {
-            let gap = self
-                .gaps
-                .containing(entry.seq)
-                .ok_or(AuditError::ErasedEventNotMissing {
-                    seq,
-                    erased: entry.seq,
-                })?;
+            let Some(gap) = self.gaps.containing(entry.seq) else {
+                self.erasure_pending(seq, entry)?;
+                continue;
+            };
             let event = &entry.event;
             let found = event.prev.map(|link| link.seq).unwrap_or(Seq(0));
             if event.prev != Some(gap.cursor) {
@@ -321,7 +318,7 @@ impl ProjectAuditor {
                 hash: entry.hash,
             };
             self.check_erasable(seq, at, entry.seq, event, &signed, policy)?;
-            self.seen.insert(event.id, entry.seq);
+            self.seen.insert(event.id, (entry.seq, entry.hash));
             self.erased += 1;
         }
         self.gaps.close_covered();
@@ -330,6 +327,36 @@ impl ProjectAuditor {
 
     /// An erased event is an agent's, signed by its registered key, and either a message
     /// that had expired by the tombstone's date or an event about an erased message.
+    /// A tombstone entry for an event still in the log: the pruner appends its tombstones
+    /// before it erases, so an audit between the two (or after a crash, until the next
+    /// run) reads both. Nothing is lost yet, and the event itself was verified in full
+    /// when it was read: the entry must only describe it exactly. Once the event is gone,
+    /// audits check the erasure through the gap it leaves, expiry included.
+    fn erasure_pending(&mut self, seq: Seq, entry: &ErasedEvent) -> Result<(), AuditError> {
+        let not_missing = AuditError::ErasedEventNotMissing {
+            seq,
+            erased: entry.seq,
+        };
+        let Some(&(read_at, read_hash)) = self.seen.get(&entry.event.id) else {
+            return Err(not_missing);
+        };
+        if read_at != entry.seq {
+            return Err(not_missing);
+        }
+        let rehashed = entry.event.hash_with_signing_bytes(&entry.signing_bytes());
+        if rehashed != entry.hash || entry.hash != read_hash {
+            return Err(AuditError::ErasedHashMismatch {
+                seq,
+                erased: entry.seq,
+            });
+        }
+        if matches!(entry.event.body, EventBody::MessageSent(_)) {
+            // Its reactions may be listed beside it, present or already gone.
+            self.erased_messages.insert(entry.event.id);
+        }
+        Ok(())
+    }
+
     fn check_erasable(
         &mut self,
         seq: Seq,
@@ -349,7 +376,7 @@ impl ProjectAuditor {
         if event.project != self.project {
             return Err(refuse("it belongs to another project"));
         }
-        if let Some(first) = self.seen.get(&event.id) {
+        if let Some((first, _)) = self.seen.get(&event.id) {
             return Err(AuditError::EventRepeated {
                 seq,
                 id: event.id,

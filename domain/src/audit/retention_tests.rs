@@ -237,13 +237,55 @@ fn a_message_erased_before_it_expired_is_caught() {
     ));
 }
 
+/// The pruner appends a tombstone before it erases: an audit in between reads both.
 #[test]
-fn a_tombstone_listing_an_event_still_in_the_log_is_caught() {
+fn a_tombstone_ahead_of_its_erasure_verifies_if_it_describes_the_events_exactly() {
+    let mut log = Log::new(RetentionPolicy::default());
+    let (message, id) = log.message(Some(TTL_S));
+    let reaction = log.reaction(id);
+    let listed: Vec<ErasedEvent> = log.events[log.events.len() - 2..]
+        .iter()
+        .map(|(seq, event)| ErasedEvent::strip(*seq, event))
+        .collect();
+    let at = listed[0].event.at + EXPIRED_MS;
+    let tombstone = log.tombstone(at, listed.clone());
+    log.append(tombstone);
+    log.message(None);
+    let summary = log.audit().unwrap();
+    assert_eq!(summary.events, 6);
+
+    // Once erased, the same tombstone is checked through the gap, expiry and all.
+    let mut erased = log;
+    erased
+        .events
+        .retain(|(seq, _)| *seq != message && *seq != reaction);
+    assert!(erased.audit().is_ok());
+
+    // An entry that does not describe the event at its sequence is caught.
     let mut log = Log::new(RetentionPolicy::default());
     let (message, _) = log.message(Some(TTL_S));
     let event = log.events.last().unwrap().1.clone();
-    let at = event.at + EXPIRED_MS;
-    let tombstone = log.tombstone(at, vec![ErasedEvent::strip(message, &event)]);
+    let mut entry = ErasedEvent::strip(message, &event);
+    entry.event.at += 1;
+    let tombstone = log.tombstone(event.at + EXPIRED_MS, vec![entry]);
+    let seq = log.append(tombstone);
+    assert_eq!(
+        log.audit(),
+        Err(AuditError::ErasedHashMismatch {
+            seq,
+            erased: message
+        })
+    );
+
+    // So is an entry for an event that was never in the log at that sequence.
+    let mut log = Log::new(RetentionPolicy::default());
+    let (message, _) = log.message(Some(TTL_S));
+    let mut other = log.events.last().unwrap().1.clone();
+    other.id = EventId::generate();
+    let tombstone = log.tombstone(
+        other.at + EXPIRED_MS,
+        vec![ErasedEvent::strip(message, &other)],
+    );
     let seq = log.append(tombstone);
     assert_eq!(
         log.audit(),
