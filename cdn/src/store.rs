@@ -2,12 +2,12 @@
 //! `object_store`'s trait, so local disk (`LocalFileSystem`), S3-compatible storage
 //! (`AmazonS3`) and memory (`InMemory`, for tests) share every line of store logic.
 //!
-//! Uploads are counted as they pass and hashed on a thread beside them, a few parts at most are buffered, and the
-//! object appears under its name only when the upload completes within its size limit
-//! (and with the right SHA-256, when one was signed). Object storage gets multipart
-//! writes; local disk gets [`disk`]'s durable writer (`fsync` before the upload counts),
-//! as `object_store`'s local backend never syncs. A cut-off upload's staging file or
-//! parts are removed.
+//! Uploads are counted as they pass and hashed on a thread beside them, a few parts at
+//! most are buffered, and the object appears under its name only when the upload
+//! completes within its size limit (and with the right SHA-256, when one was signed).
+//! Object storage gets multipart writes; local disk gets [`disk`]'s durable writer
+//! (`fsync` before the upload counts), as `object_store`'s local backend never syncs. A
+//! cut-off upload's staging file or parts are removed.
 //!
 //! Local-disk downloads are read by a thread of their own in 1 MiB pieces, ahead of the
 //! socket by a few pieces.

@@ -20,8 +20,9 @@
 //!   [`ProjectAuditor::finish`] at the end of the log: a gap never covered fails there.
 //!
 //! It is pure and holds only the registered keys, the chain head, one entry per event id
-//! seen (its sequence and hash, about 70 bytes per event) and each message's sender, never the events themselves, so a caller can
-//! stream a project of any length through it. After an error the auditor's state is
+//! seen (its sequence and hash, about 70 bytes per event) and each message's sender,
+//! never the events themselves, so a caller can stream a project of any length through
+//! it. After an error the auditor's state is
 //! unspecified: stop there.
 
 mod error;
