@@ -31,26 +31,17 @@ pub fn threads() -> usize {
 /// audit that needs no auditor, so it can run ahead of the one that does.
 pub type Prepared = Vec<Result<PreparedEvent, AuditError>>;
 
-/// Audits `batch`, consecutive events of the project as stored, with `auditor`, which
-/// has seen everything before them. After an error the auditor is spent, as after
-/// [`ProjectAuditor::push`].
-pub fn audit_batch(
-    auditor: &mut ProjectAuditor,
-    batch: Vec<(Seq, Bytes)>,
-    threads: usize,
-) -> Result<Vec<AuditedEvent>, AuditError> {
-    audit_prepared(auditor, prepare(batch, threads), threads)
-}
-
-/// The first stage of [`audit_batch`], on `threads` threads.
+/// The first stage of an audit of a batch (consecutive events of the project as stored),
+/// on `threads` threads.
 pub fn prepare(batch: Vec<(Seq, Bytes)>, threads: usize) -> Prepared {
     par_map(batch, threads, |(seq, stored)| {
         PreparedEvent::from_json(seq, &stored)
     })
 }
 
-/// The second stage of [`audit_batch`]: the rules in order, then the signatures on
-/// `threads` threads.
+/// The second stage: the rules in order with `auditor`, which has seen everything before
+/// the batch, then the signatures on `threads` threads. After an error the auditor is
+/// spent, as after [`ProjectAuditor::push`].
 pub fn audit_prepared(
     auditor: &mut ProjectAuditor,
     prepared: Prepared,
@@ -126,6 +117,15 @@ mod tests {
     use nexysync_domain::ids::{AgentId, AgentName, ProjectId, ProjectName};
 
     use super::*;
+
+    /// Both stages, one after the other.
+    fn audit_batch(
+        auditor: &mut ProjectAuditor,
+        batch: Vec<(Seq, Bytes)>,
+        threads: usize,
+    ) -> Result<Vec<AuditedEvent>, AuditError> {
+        audit_prepared(auditor, prepare(batch, threads), threads)
+    }
 
     /// A project, one agent, then `messages` messages of its, chained, as stored.
     fn history(messages: usize) -> (ProjectId, Vec<Envelope>) {

@@ -36,10 +36,8 @@ struct Parts {
 }
 
 impl Parts {
+    /// `key` must have been checked with [`refuse_weak`].
     fn of(key: &PublicKey, message: &[u8], signature: &Signature) -> Result<Self, SignatureError> {
-        if key.0.is_weak() {
-            return Err(SignatureError);
-        }
         let (r_bytes, s_bytes) = signature.0.split_at(32);
         let r_bytes: [u8; 32] = r_bytes.try_into().expect("32 bytes");
         let s_bytes: [u8; 32] = s_bytes.try_into().expect("32 bytes");
@@ -78,6 +76,7 @@ impl PublicKey {
         message: &[u8],
         signature: &Signature,
     ) -> Result<(), SignatureError> {
+        refuse_weak(self)?;
         let parts = Parts::of(self, message, signature)?;
         let minus_a = -self.0.to_edwards();
         let expected =
@@ -110,11 +109,16 @@ pub fn verify_batch(items: &[(PublicKey, &[u8], &Signature)]) -> Result<(), Sign
     let mut seed = Sha512::new();
     seed.update(b"nexysync ed25519 batch");
     for (key, message, signature) in items {
+        let key_index = match key_of.get(key.as_bytes()) {
+            Some(&index) => index,
+            None => {
+                refuse_weak(key)?;
+                keys.push((key, Scalar::ZERO));
+                key_of.insert(key.as_bytes(), keys.len() - 1);
+                keys.len() - 1
+            }
+        };
         let parts = Parts::of(key, message, signature)?;
-        let key_index = *key_of.entry(key.as_bytes()).or_insert_with(|| {
-            keys.push((key, Scalar::ZERO));
-            keys.len() - 1
-        });
         seed.update(parts.hram);
         seed.update(parts.s.as_bytes());
         signatures.push((key_index, parts));
@@ -144,6 +148,15 @@ pub fn verify_batch(items: &[(PublicKey, &[u8], &Signature)]) -> Result<(), Sign
         Ok(())
     } else {
         Err(SignatureError)
+    }
+}
+
+/// Refuses a small-order key, as `verify_strict` does (once per key in a batch).
+fn refuse_weak(key: &PublicKey) -> Result<(), SignatureError> {
+    if key.0.is_weak() {
+        Err(SignatureError)
+    } else {
+        Ok(())
     }
 }
 
@@ -199,7 +212,7 @@ mod tests {
                 .finalize()
                 .into(),
         );
-        let s = r + h * key.0.to_scalar();
+        let s = r + h * key.secret_scalar();
         let mut bytes = [0u8; 64];
         bytes[..32].copy_from_slice(big_r.as_bytes());
         bytes[32..].copy_from_slice(s.as_bytes());
@@ -249,7 +262,7 @@ mod tests {
         );
         let mut bytes = [0u8; 64];
         bytes[..32].copy_from_slice(&identity_r);
-        bytes[32..].copy_from_slice((h * key.0.to_scalar()).as_bytes());
+        bytes[32..].copy_from_slice((h * key.secret_scalar()).as_bytes());
         let small_r = Signature::from_bytes(bytes);
         assert_eq!(public.verify(b"event", &small_r), Err(SignatureError));
         assert_eq!(

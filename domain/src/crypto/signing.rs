@@ -10,7 +10,7 @@ use super::{b64, KeyFormatError};
 /// An agent's (or the project owner's) private signing key. It lives in a key file on
 /// the agent's machine and nowhere else.
 #[derive(Clone)]
-pub struct SigningKey(pub(super) DalekSigningKey);
+pub struct SigningKey(DalekSigningKey);
 
 impl SigningKey {
     pub fn generate() -> Self {
@@ -29,6 +29,12 @@ impl SigningKey {
 
     pub fn public_key(&self) -> PublicKey {
         PublicKey(self.0.verifying_key())
+    }
+
+    /// The secret scalar, for tests that build signatures by hand.
+    #[cfg(test)]
+    pub(super) fn secret_scalar(&self) -> curve25519_dalek::scalar::Scalar {
+        self.0.to_scalar()
     }
 
     pub fn sign(&self, message: &[u8]) -> Signature {
