@@ -8,10 +8,13 @@
 //! rather than poisoning the batch: the API validated everything it appended, so such an
 //! event was written around it, and `audit verify` is where it gets reported.
 
-use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
 use nexysync_domain::event::{Actor, Envelope, EventBody};
 use nexysync_domain::ids::Seq;
-use sqlx::PgConnection;
+use sqlx::postgres::PgArguments;
+use sqlx::{Arguments, PgConnection};
 use tracing::warn;
 
 /// Applies a provisioning event (or, one at a time, a message).
@@ -342,10 +345,13 @@ pub(crate) struct MessageRun {
     sealed_lens: Vec<i64>,
 }
 
-/// Messages of a run, their inbox entries (the recipient, or every other agent of the
-/// project for a broadcast), thread edges and the projects' message counts, in one
-/// statement. Messages from unknown senders, or already applied, are skipped.
-const APPLY_MESSAGES: &str = "
+/// Messages of a run and what follows from each: its inbox entries (the recipient, or every
+/// other agent of the project for a broadcast) and thread edge. Messages from unknown
+/// senders, or already applied, are skipped; `inserted` holds the rest. The statements
+/// below add how the run is counted.
+macro_rules! apply_messages {
+    () => {
+        "
 WITH batch AS (
     SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::uuid[],
                          $6::uuid[], $7::text[], $8::int4[], $9::timestamptz[], $10::text[],
@@ -377,21 +383,100 @@ broadcast AS (
 edges AS (
     INSERT INTO thread_edges (child, parent, project_id)
     SELECT id, reply_to, project_id FROM inserted WHERE reply_to IS NOT NULL
+)"
+    };
+}
+
+/// A run applied and counted at once: the projects' message counts and stored bytes, and
+/// their quota days. Answers how many messages were applied.
+const APPLY_MESSAGES: &str = concat!(
+    apply_messages!(),
+    ",
+counted AS (
+    SELECT i.project_id, (i.sent_at AT TIME ZONE 'UTC')::date AS day, COUNT(*) AS n,
+           SUM(b.sealed_len)::int8 AS bytes
+    FROM inserted i JOIN batch b ON b.id = i.id GROUP BY 1, 2
 ),
 counts AS (
-    UPDATE projects p SET message_count = p.message_count + c.n,
-                          stored_bytes = p.stored_bytes + c.bytes
-    FROM (SELECT i.project_id, COUNT(*) AS n, SUM(b.sealed_len) AS bytes
-          FROM inserted i JOIN batch b ON b.id = i.id GROUP BY i.project_id) c
+    UPDATE projects p SET message_count = p.message_count + c.n, stored_bytes = p.stored_bytes + c.bytes
+    FROM (SELECT project_id, SUM(n) AS n, SUM(bytes) AS bytes FROM counted GROUP BY project_id) c
     WHERE p.id = c.project_id
 ),
 daily AS (
     INSERT INTO quota_daily (project_id, day, messages)
-    SELECT project_id, (sent_at AT TIME ZONE 'UTC')::date, COUNT(*)
-    FROM inserted GROUP BY project_id, (sent_at AT TIME ZONE 'UTC')::date
+    SELECT project_id, day, n FROM counted
     ON CONFLICT (project_id, day) DO UPDATE SET messages = quota_daily.messages + EXCLUDED.messages
 )
-SELECT COUNT(*) FROM inserted";
+SELECT COALESCE(SUM(n), 0)::int8 FROM counted"
+);
+
+/// A run applied, answering the sequences of the messages applied: the caller counts them
+/// (see [`MessageCounts`]). Cheaper than counting here, which needs the run twice.
+const APPLY_MESSAGES_UNCOUNTED: &str = concat!(
+    apply_messages!(),
+    "\nSELECT COALESCE(array_agg(seq), '{}') FROM inserted"
+);
+
+/// What runs of messages add to their projects' counters, gathered so that runs applied
+/// side by side (a rebuild's) need not all update the same rows: see
+/// [`MessageCounts::write`].
+#[derive(Debug, Default)]
+pub(crate) struct MessageCounts {
+    by_day: HashMap<(uuid::Uuid, NaiveDate), (i64, i64)>,
+}
+
+impl MessageCounts {
+    fn add(&mut self, project: uuid::Uuid, day: NaiveDate, messages: i64, bytes: i64) {
+        let entry = self.by_day.entry((project, day)).or_default();
+        entry.0 += messages;
+        entry.1 += bytes;
+    }
+
+    /// Adds everything in `other`.
+    pub(crate) fn merge(&mut self, other: MessageCounts) {
+        for ((project, day), (messages, bytes)) in other.by_day {
+            self.add(project, day, messages, bytes);
+        }
+    }
+
+    /// Adds the counts to the projects and their quota days, and empties them.
+    pub(crate) async fn write(&mut self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if self.by_day.is_empty() {
+            return Ok(());
+        }
+        let counts = std::mem::take(&mut self.by_day);
+        let (mut projects, mut days, mut messages, mut bytes) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for ((project, day), (n, b)) in counts {
+            projects.push(project);
+            days.push(day);
+            messages.push(n);
+            bytes.push(b);
+        }
+        sqlx::query(
+            "WITH counted AS (
+                 SELECT * FROM UNNEST($1::uuid[], $2::date[], $3::int8[], $4::int8[])
+                     AS c(project_id, day, n, bytes)
+             ),
+             counts AS (
+                 UPDATE projects p SET message_count = p.message_count + c.n,
+                                       stored_bytes = p.stored_bytes + c.bytes
+                 FROM (SELECT project_id, SUM(n) AS n, SUM(bytes) AS bytes FROM counted GROUP BY project_id) c
+                 WHERE p.id = c.project_id
+             )
+             INSERT INTO quota_daily (project_id, day, messages)
+             SELECT project_id, day, n FROM counted
+             ON CONFLICT (project_id, day) DO UPDATE SET messages = quota_daily.messages + EXCLUDED.messages",
+        )
+        .bind(&projects)
+        .bind(&days)
+        .bind(&messages)
+        .bind(&bytes)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+}
 
 impl MessageRun {
     /// Adds `event` if it is a message from an agent; otherwise hands it back.
@@ -422,33 +507,77 @@ impl MessageRun {
         None
     }
 
-    /// Applies the run and empties it.
+    /// Applies the run, with its counts, and empties it.
     pub(crate) async fn flush(&mut self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         if self.ids.is_empty() {
             return Ok(());
         }
         let run = std::mem::take(self);
-        let applied: i64 = sqlx::query_scalar(APPLY_MESSAGES)
-            .bind(&run.ids)
-            .bind(&run.projects)
-            .bind(&run.seqs)
-            .bind(&run.senders)
-            .bind(&run.recipients)
-            .bind(&run.reply_tos)
-            .bind(&run.topic_ixs)
-            .bind(&run.ttls)
-            .bind(&run.sent_ats)
-            .bind(&run.envelopes)
-            .bind(&run.sealed_lens)
+        let applied: i64 = sqlx::query_scalar_with(APPLY_MESSAGES, run.arguments()?)
             .fetch_one(&mut *conn)
             .await?;
-        let skipped = run.ids.len() as i64 - applied;
+        run.warn_skipped(applied);
+        Ok(())
+    }
+
+    /// Applies the run and empties it, answering its counts instead of writing them.
+    pub(crate) async fn flush_uncounted(
+        &mut self,
+        conn: &mut PgConnection,
+    ) -> Result<MessageCounts, sqlx::Error> {
+        let mut counts = MessageCounts::default();
+        if self.ids.is_empty() {
+            return Ok(counts);
+        }
+        let run = std::mem::take(self);
+        let mut applied: Vec<i64> =
+            sqlx::query_scalar_with(APPLY_MESSAGES_UNCOUNTED, run.arguments()?)
+                .fetch_one(&mut *conn)
+                .await?;
+        // The run's sequences ascend, as the log's do.
+        applied.sort_unstable();
+        let mut applied_seqs = applied.iter().peekable();
+        for (i, seq) in run.seqs.iter().enumerate() {
+            if applied_seqs.next_if_eq(&seq).is_some() {
+                let day = run.sent_ats[i].date_naive();
+                counts.add(run.projects[i], day, 1, run.sealed_lens[i]);
+            }
+        }
+        let applied = applied.len() as i64;
+        run.warn_skipped(applied);
+        Ok(counts)
+    }
+
+    /// How many messages the run holds.
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// The run's columns as the statements' parameters.
+    fn arguments(&self) -> Result<PgArguments, sqlx::Error> {
+        let mut arguments = PgArguments::default();
+        let encode = sqlx::Error::Encode;
+        arguments.add(&self.ids).map_err(encode)?;
+        arguments.add(&self.projects).map_err(encode)?;
+        arguments.add(&self.seqs).map_err(encode)?;
+        arguments.add(&self.senders).map_err(encode)?;
+        arguments.add(&self.recipients).map_err(encode)?;
+        arguments.add(&self.reply_tos).map_err(encode)?;
+        arguments.add(&self.topic_ixs).map_err(encode)?;
+        arguments.add(&self.ttls).map_err(encode)?;
+        arguments.add(&self.sent_ats).map_err(encode)?;
+        arguments.add(&self.envelopes).map_err(encode)?;
+        arguments.add(&self.sealed_lens).map_err(encode)?;
+        Ok(arguments)
+    }
+
+    fn warn_skipped(&self, applied: i64) {
+        let skipped = self.ids.len() as i64 - applied;
         if skipped > 0 {
             warn!(
                 skipped,
                 "messages skipped: unknown sender or already applied"
             );
         }
-        Ok(())
     }
 }

@@ -3,14 +3,25 @@
 //! before readers switch over. Maintaining them row by row costs more than the rows
 //! (a rebuild of a million messages takes about 1.7 times as long with them in place).
 //!
-//! Unique indexes and primary keys stay: the projector's `ON CONFLICT` clauses and its
-//! look-ups by id need them. Nothing depends on the foreign keys for its effect (no
-//! cascades), and every projector statement guards against what they would refuse, so
-//! the read models come out the same; making them again checks that.
+//! Unique indexes and primary keys stay, but for those in [`UNIQUE_BY_THE_LOG`]: the
+//! projector's `ON CONFLICT` clauses and its look-ups by id need them. Nothing depends on
+//! the foreign keys for its effect (no cascades), and every projector statement guards
+//! against what they would refuse, so the read models come out the same; making them
+//! again checks that.
 
 use sqlx::PgPool;
+use tracing::warn;
 
 use crate::ProjectionError;
+
+/// Unique constraints (table, definition) that no projector statement needs, since the
+/// log makes them hold: a sequence is applied once, and a message's inbox entries are one
+/// per agent. No `ON CONFLICT` names them and no look-up goes through them (a message's
+/// `ON CONFLICT DO NOTHING` is about its id). Made again like the rest, which checks them.
+const UNIQUE_BY_THE_LOG: &[(&str, &str)] = &[
+    ("messages", "UNIQUE (seq)"),
+    ("inbox_entries", "PRIMARY KEY (agent_id, seq)"),
+];
 
 /// What [`set_aside`] removed from a schema, as the statements that make it again.
 #[derive(Debug, Default)]
@@ -18,17 +29,24 @@ pub(crate) struct SetAside {
     statements: Vec<String>,
 }
 
-/// Drops the foreign keys and the non-unique indexes that back no constraint in `schema`.
+/// Drops the foreign keys, the constraints of [`UNIQUE_BY_THE_LOG`] and the non-unique
+/// indexes that back no constraint in `schema`.
 pub(crate) async fn set_aside(pool: &PgPool, schema: &str) -> Result<SetAside, ProjectionError> {
-    let foreign_keys: Vec<(String, String, String)> = sqlx::query_as(
+    let (tables, definitions): (Vec<&str>, Vec<&str>) = UNIQUE_BY_THE_LOG.iter().copied().unzip();
+    // Foreign keys last: a unique constraint made again first may be what one refers to.
+    let constraints: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT format('%I.%I', n.nspname, t.relname), quote_ident(c.conname), pg_get_constraintdef(c.oid)
          FROM pg_constraint c
          JOIN pg_class t ON t.oid = c.conrelid
          JOIN pg_namespace n ON n.oid = t.relnamespace
-         WHERE c.contype = 'f' AND n.nspname = $1
-         ORDER BY 1, 2",
+         WHERE n.nspname = $1
+           AND (c.contype = 'f'
+                OR (t.relname, pg_get_constraintdef(c.oid)) IN (SELECT * FROM UNNEST($2::text[], $3::text[])))
+         ORDER BY c.contype = 'f', 1, 2",
     )
     .bind(schema)
+    .bind(&tables)
+    .bind(&definitions)
     .fetch_all(pool)
     .await?;
     let indexes: Vec<(String, String)> = sqlx::query_as(
@@ -43,14 +61,32 @@ pub(crate) async fn set_aside(pool: &PgPool, schema: &str) -> Result<SetAside, P
     .bind(schema)
     .fetch_all(pool)
     .await?;
+    let unique = constraints
+        .iter()
+        .filter(|(_, _, d)| !d.starts_with("FOREIGN KEY"))
+        .count();
+    if unique != UNIQUE_BY_THE_LOG.len() {
+        // A migration changed one of them: the list must follow it.
+        warn!(
+            found = unique,
+            listed = UNIQUE_BY_THE_LOG.len(),
+            "a unique constraint to set aside is missing"
+        );
+        debug_assert_eq!(
+            unique,
+            UNIQUE_BY_THE_LOG.len(),
+            "UNIQUE_BY_THE_LOG is out of date"
+        );
+    }
     let mut set_aside = SetAside::default();
-    for (table, name, definition) in foreign_keys {
+    for (table, name, definition) in constraints.into_iter().rev() {
         sqlx::query(&format!("ALTER TABLE {table} DROP CONSTRAINT {name}"))
             .execute(pool)
             .await?;
-        set_aside.statements.push(format!(
-            "ALTER TABLE {table} ADD CONSTRAINT {name} {definition}"
-        ));
+        set_aside.statements.insert(
+            0,
+            format!("ALTER TABLE {table} ADD CONSTRAINT {name} {definition}"),
+        );
     }
     for (index, definition) in indexes {
         sqlx::query(&format!("DROP INDEX {index}"))

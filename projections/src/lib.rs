@@ -27,6 +27,7 @@ mod apply;
 mod apply_erased;
 mod apply_state;
 mod bulk;
+mod bulk_load;
 pub mod db;
 mod error;
 mod presence;

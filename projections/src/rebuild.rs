@@ -1,9 +1,9 @@
 //! Rebuilding the read models from sequence 1 without downtime.
 //!
-//! The next version is built in [`NEXT_SCHEMA`] by a projector of its own while the live
-//! schema keeps serving, with its foreign keys and secondary indexes set aside until it
-//! has nearly caught up ([`crate::bulk`]), its commits not waiting for the disk. Then
-//! one transaction
+//! The next version is built in [`NEXT_SCHEMA`] while the live schema keeps serving, with
+//! its foreign keys and secondary indexes set aside until it has nearly caught up
+//! ([`crate::bulk`]), by a loader that writes runs of messages side by side
+//! ([`crate::bulk_load`]). Then one transaction
 //! 1. locks the live checkpoint (the live projector's next batch waits on it),
 //! 2. applies the last few events to the new schema, so both stand at the same sequence,
 //! 3. deletes the live checkpoint row (the waiting batch then finds none and its projector
@@ -22,6 +22,7 @@ use sqlx::{Connection, PgConnection};
 use tracing::info;
 
 use crate::bulk;
+use crate::bulk_load::{BulkLoader, WRITERS};
 use crate::db::{self, LIVE_SCHEMA, NEXT_SCHEMA, RETIRED_SCHEMA};
 use crate::projector::{load_checkpoint, next_batch, MAX_BATCH, READ_MODELS};
 use crate::{ProjectionError, Projector};
@@ -34,9 +35,9 @@ const SWITCH_WITHIN: u64 = 200;
 /// How long the log may say nothing before a catch-up counts it as read to the end (the
 /// last sequence can be an event that was erased).
 const QUIET_LOG: Duration = Duration::from_secs(2);
-/// Largest batch a rebuild applies in one transaction: larger than the live projector's,
-/// since nobody waits for any one event.
-const REBUILD_BATCH: usize = 4 * crate::projector::MAX_BATCH;
+/// Largest batch a rebuild reads at once: larger than the live projector's, since nobody
+/// waits for any one event, yet small enough that several are written side by side.
+const REBUILD_BATCH: usize = 2 * crate::projector::MAX_BATCH;
 /// Longest the switch waits for the log to deliver the last events.
 const SWITCH_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -70,7 +71,8 @@ pub async fn rebuild(
     mut progress: impl FnMut(&RebuildProgress),
 ) -> Result<RebuildReport, ProjectionError> {
     let started = Instant::now();
-    let pool = db::connect(url, 4, NEXT_SCHEMA).await?;
+    // The lock's connection, the loader's writers and one for everything else.
+    let pool = db::connect(url, WRITERS as u32 + 2, NEXT_SCHEMA).await?;
     let mut lock = pool.acquire().await?.detach();
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(REBUILD_LOCK)
@@ -93,11 +95,12 @@ pub async fn rebuild(
         target: Seq(log.last_seq().await?),
     };
     progress(&state);
+    let mut loader = BulkLoader::new(pool.clone(), READ_MODELS);
     let set_aside = bulk::set_aside(&pool, NEXT_SCHEMA).await?;
-    catch_up_nearly(log, &projector, &mut events, &mut state, &mut progress).await?;
+    catch_up_nearly(log, &mut loader, &mut events, &mut state, &mut progress).await?;
     set_aside.restore(&pool).await?;
     // Making the indexes took a while: what the log gained meanwhile, before switching.
-    catch_up_nearly(log, &projector, &mut events, &mut state, &mut progress).await?;
+    catch_up_nearly(log, &mut loader, &mut events, &mut state, &mut progress).await?;
     let switched_at = switch(&projector, &mut events, &mut state).await?;
     progress(&state);
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {RETIRED_SCHEMA} CASCADE"))
@@ -124,13 +127,11 @@ pub async fn rebuild(
     Ok(report)
 }
 
-/// Applies batches to the new read models until they reach `until`. Answers `false`
-/// when the log went quiet before that (nothing more to read for now).
 /// Applies the log until the new read models are within [`SWITCH_WITHIN`] of its end
-/// (or it has been quiet for [`QUIET_LOG`]).
+/// (or it has been quiet for [`QUIET_LOG`]), everything written when it returns.
 async fn catch_up_nearly(
     log: &EventLog,
-    projector: &Projector,
+    loader: &mut BulkLoader,
     events: &mut EventStream,
     state: &mut RebuildProgress,
     progress: &mut impl FnMut(&RebuildProgress),
@@ -138,43 +139,34 @@ async fn catch_up_nearly(
     loop {
         state.target = Seq(log.last_seq().await?.max(state.target.0));
         if state.applied.0 + SWITCH_WITHIN >= state.target.0 {
-            return Ok(());
+            break;
         }
         let until = state.target;
-        if !catch_up(projector, events, until, state, progress).await? {
-            return Ok(());
+        if !catch_up(loader, events, until, state, progress).await? {
+            break;
         }
     }
+    loader.settle().await
 }
 
+/// Applies batches to the new read models until they reach `until` (the last ones may
+/// still be being written). Answers `false` when the log went quiet before that.
 async fn catch_up(
-    projector: &Projector,
+    loader: &mut BulkLoader,
     events: &mut EventStream,
     until: Seq,
     state: &mut RebuildProgress,
     progress: &mut impl FnMut(&RebuildProgress),
 ) -> Result<bool, ProjectionError> {
-    let Some(mut batch) = read_batch(events).await? else {
-        return Ok(false);
-    };
-    loop {
-        // The next batch is read from the log while this one is applied.
-        let more = batch.last().is_some_and(|last| last.seq < until);
-        let (applied, next) = tokio::join!(projector.apply_batch(&batch), async {
-            if more {
-                read_batch(events).await
-            } else {
-                Ok(None)
-            }
-        });
-        applied?;
+    while state.applied < until {
+        let Some(batch) = read_batch(events).await? else {
+            return Ok(false);
+        };
+        loader.load(&batch).await?;
         record(state, &batch);
         progress(state);
-        match next? {
-            Some(next) if state.applied < until => batch = next,
-            _ => return Ok(state.applied >= until),
-        }
     }
+    Ok(true)
 }
 
 /// The next batch of a catch-up, `None` when the log has been quiet for [`QUIET_LOG`].

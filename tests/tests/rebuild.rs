@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use nexysync_domain::event::EventBody;
 use nexysync_projections::db::{self, SchemaVersion, LIVE_SCHEMA};
 use nexysync_tests::processes::nexysync_output;
 use nexysync_tests::{eventually, nats_url, TestAgent, TestApi, TestEnv, TestProject};
@@ -36,6 +37,35 @@ async fn inbox_len(agent: &TestAgent, api: &TestApi) -> Result<usize, String> {
         more = page["has_more"].as_bool().unwrap();
     }
     Ok(count)
+}
+
+/// Every row of the live read models that the log decides, as text, table by table:
+/// all tables but the checkpoints (wall-clock time) and presence and pending uploads
+/// (not in the log: they start empty after a rebuild).
+async fn read_models_dump(env: &TestEnv) -> Vec<(String, String)> {
+    let pool = env.pool().await;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables
+         WHERE table_schema = $1 AND table_type = 'BASE TABLE'
+           AND table_name NOT IN ('projector_checkpoints', 'pending_uploads', '_sqlx_migrations')
+           AND table_name NOT LIKE 'presence%'
+         ORDER BY 1",
+    )
+    .bind(LIVE_SCHEMA)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut dump = Vec::new();
+    for table in tables {
+        let rows: String = sqlx::query_scalar(&format!(
+            "SELECT COALESCE(string_agg(t::text, E'\\n' ORDER BY t::text), '') FROM {LIVE_SCHEMA}.{table} t"
+        ))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        dump.push((table, rows));
+    }
+    dump
 }
 
 async fn schema_exists(env: &TestEnv, name: &str) -> bool {
@@ -133,6 +163,115 @@ async fn readers_see_no_error_and_no_older_state_while_the_read_models_are_rebui
     Arc::try_unwrap(api).unwrap().stop().await;
     env.cleanup().await;
 }
+
+/// A history that takes every path of a rebuild's loader: runs of messages longer than
+/// one batch written side by side, and between them the other kinds of event (which
+/// wait for the runs before them), an agent who joins midway (broadcasts before it do not
+/// reach it), replies, state changes on messages of earlier runs, a deletion, and the
+/// projects' counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebuild_makes_the_same_read_models_as_the_live_projector() {
+    let env = TestEnv::new();
+    let api = Arc::new(env.spawn_api().await);
+    let project = Arc::new(TestProject::create(&api, "same").await);
+    let alice = Arc::new(project.add_agent(&api, "alice").await);
+    let bob = Arc::new(project.add_agent(&api, "bob").await);
+    let mut carol = None;
+    let mut last = None;
+    for round in 0..ROUNDS {
+        if round == ROUNDS / 2 {
+            carol = Some(project.add_agent(&api, "carol").await);
+        }
+        // A round of messages sent at once: a run in the log.
+        let sends = (0..SENDERS).map(|i| {
+            let (api, project, alice, bob) =
+                (api.clone(), project.clone(), alice.clone(), bob.clone());
+            async move {
+                let to = (i % 3 != 0).then_some(&*bob);
+                let reply_to = if i % 5 == 4 { last } else { None };
+                alice
+                    .send(&api, &project, to, reply_to, &format!("r{round} m{i}"))
+                    .await
+                    .id
+            }
+        });
+        let ids = futures::future::join_all(sends).await;
+        last = ids.last().copied();
+        if round % 20 == 10 {
+            let first = ids[0];
+            for (agent, event) in [
+                (&bob, bob.reaction_added(&project, first, "👍")),
+                (&bob, bob.on_message(first, EventBody::MessageRead)),
+                (&alice, alice.on_message(first, EventBody::MessagePinned)),
+            ] {
+                let (status, answer) = agent.update(&api, &event).await;
+                assert!(status < 300, "{status} {answer}");
+            }
+            let (status, answer) = bob
+                .kv_write(
+                    &api,
+                    &bob.kv_set(&project, &format!("k{round}"), "v", None, None),
+                )
+                .await;
+            assert_eq!(status, 201, "{answer}");
+            let shared =
+                alice.ref_shared(&project, Some(&bob), "src/main.rs", (1, 9), "fn main() {}");
+            let (status, answer) = alice.share_ref(&api, &shared).await;
+            assert_eq!(status, 201, "{answer}");
+        }
+        if round == ROUNDS - 1 {
+            let (status, answer) = alice
+                .update(&api, &alice.on_message(ids[1], EventBody::MessageDeleted))
+                .await;
+            assert!(status < 300, "{status} {answer}");
+        }
+    }
+    let carol = carol.unwrap();
+    let expected = ROUNDS * SENDERS;
+    let head = env.log().await.last_seq().await.unwrap();
+    eventually(
+        "the live read models at the log's head",
+        Duration::from_secs(30),
+        || {
+            let env = &env;
+            async move {
+                let checkpoint: i64 =
+                    sqlx::query_scalar("SELECT last_seq FROM projector_checkpoints")
+                        .fetch_one(&env.pool().await)
+                        .await
+                        .ok()?;
+                (checkpoint as u64 >= head).then_some(())
+            }
+        },
+    )
+    .await;
+    let live = read_models_dump(&env).await;
+    assert!(
+        inbox_len(&carol, &api).await.unwrap() > 0,
+        "broadcasts after carol joined reach her"
+    );
+
+    let report = nexysync_projections::rebuild(&env.database_url(), &env.log().await, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.switched_at.0, head, "{report:?}");
+    let rebuilt = read_models_dump(&env).await;
+    assert_eq!(live.len(), rebuilt.len());
+    for ((table, before), (_, after)) in live.iter().zip(&rebuilt) {
+        assert!(
+            before == after,
+            "{table} differs after the rebuild:\nlive:\n{before}\nrebuilt:\n{after}"
+        );
+    }
+    let messages = live.iter().find(|(table, _)| table == "messages").unwrap();
+    assert_eq!(messages.1.lines().count(), expected);
+    Arc::try_unwrap(api).ok().unwrap().stop().await;
+    env.cleanup().await;
+}
+
+/// Rounds of [`SENDERS`] messages sent at once, in [`a_rebuild_makes_the_same_read_models_as_the_live_projector`].
+const ROUNDS: usize = 100;
+const SENDERS: usize = 30;
 
 /// Makes the live read models look as if an older build had made them: its latest
 /// migration not applied.
