@@ -366,6 +366,9 @@ inserted AS (
            b.sent_at + make_interval(secs => COALESCE(b.ttl_s, p.default_ttl_s))
     FROM batch b JOIN agents a ON a.id = b.sender AND a.project_id = b.project_id
          JOIN projects p ON p.id = b.project_id
+    -- In log order, so that of two messages with one id the first is kept, as when they
+    -- arrive in different runs.
+    ORDER BY b.seq
     ON CONFLICT DO NOTHING
     RETURNING id, project_id, seq, sender, recipient, reply_to, sent_at
 ),
@@ -395,7 +398,7 @@ const APPLY_MESSAGES: &str = concat!(
 counted AS (
     SELECT i.project_id, (i.sent_at AT TIME ZONE 'UTC')::date AS day, COUNT(*) AS n,
            SUM(b.sealed_len)::int8 AS bytes
-    FROM inserted i JOIN batch b ON b.id = i.id GROUP BY 1, 2
+    FROM inserted i JOIN batch b ON b.seq = i.seq GROUP BY 1, 2
 ),
 counts AS (
     UPDATE projects p SET message_count = p.message_count + c.n, stored_bytes = p.stored_bytes + c.bytes
@@ -551,6 +554,11 @@ impl MessageRun {
     /// How many messages the run holds.
     pub(crate) fn len(&self) -> usize {
         self.ids.len()
+    }
+
+    /// The ids of the run's messages.
+    pub(crate) fn ids(&self) -> &[uuid::Uuid] {
+        &self.ids
     }
 
     /// The run's columns as the statements' parameters.

@@ -4,8 +4,9 @@
 //!
 //! What keeps the result the same as applying the log one batch at a time:
 //! - Messages do not depend on one another: a message needs only its project and agents,
-//!   which come from other events, and two runs holding the same id agree through the
-//!   primary key (the later one waits for the earlier and skips it).
+//!   which come from other events. Only two with the same id do (the log deduplicates ids
+//!   per project, so another project's message may reuse one; the first is kept): a run
+//!   holding an id of a run still being written waits until that one has committed.
 //! - Any other event waits until every run before it is written, and is applied before any
 //!   run after it starts: it sees the read models as the log had them.
 //! - The runs' counters (a project's messages, bytes and quota days) are added up here and
@@ -16,11 +17,14 @@
 //!   A rebuild cut off in between starts again from scratch anyway, so no run's commit
 //!   waits for the disk either: the switch's commit does, and with it every commit before.
 
+use std::collections::{HashMap, HashSet};
+
 use nexysync_domain::ids::Seq;
 use nexysync_log::RawEvent;
 use sqlx::{PgConnection, PgPool};
-use tokio::task::JoinSet;
+use tokio::task::{self, JoinSet};
 use tracing::warn;
+use uuid::Uuid;
 
 use crate::apply::{apply, MessageCounts, MessageRun};
 use crate::ProjectionError;
@@ -34,9 +38,14 @@ pub(crate) struct BulkLoader {
     pool: PgPool,
     projector: &'static str,
     writing: JoinSet<Result<MessageCounts, sqlx::Error>>,
+    /// The message ids of each run being written, and all of them together.
+    ids_by_writer: HashMap<task::Id, Vec<Uuid>>,
+    ids_being_written: HashSet<Uuid>,
     counts: MessageCounts,
-    /// The last sequence handed to the loader, not yet in the checkpoint.
-    loaded: Option<Seq>,
+    /// The last sequence handed to the loader.
+    loaded: Seq,
+    /// The last sequence in the checkpoint.
+    checkpointed: Seq,
 }
 
 impl BulkLoader {
@@ -46,8 +55,11 @@ impl BulkLoader {
             pool,
             projector,
             writing: JoinSet::new(),
+            ids_by_writer: HashMap::new(),
+            ids_being_written: HashSet::new(),
             counts: MessageCounts::default(),
-            loaded: None,
+            loaded: Seq(0),
+            checkpointed: Seq(0),
         }
     }
 
@@ -56,7 +68,10 @@ impl BulkLoader {
     pub(crate) async fn load(&mut self, batch: &[RawEvent]) -> Result<(), ProjectionError> {
         let mut run = MessageRun::default();
         let mut others = Vec::new();
-        for raw in batch {
+        // The log sends each event once; should it repeat one, it is applied once, as by
+        // the live projector (nothing set aside catches a repeat).
+        let after = self.loaded;
+        for raw in batch.iter().filter(|raw| raw.seq > after) {
             let event = match raw.envelope() {
                 Ok(event) => event,
                 Err(e) => {
@@ -81,7 +96,7 @@ impl BulkLoader {
         }
         self.write(run).await?;
         if let Some(last) = batch.last() {
-            self.loaded = Some(last.seq);
+            self.loaded = self.loaded.max(last.seq);
         }
         Ok(())
     }
@@ -91,36 +106,48 @@ impl BulkLoader {
         self.finish_writing().await?;
         let mut tx = self.begin().await?;
         self.counts.write(&mut tx).await?;
-        if let Some(loaded) = self.loaded.take() {
+        if self.loaded > self.checkpointed {
             sqlx::query(
                 "UPDATE projector_checkpoints SET last_seq = $2, updated_at = now()
                  WHERE projector = $1 AND last_seq < $2",
             )
             .bind(self.projector)
-            .bind(loaded.0 as i64)
+            .bind(self.loaded.0 as i64)
             .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
+        self.checkpointed = self.loaded;
         Ok(())
     }
 
-    /// Starts writing `run` once fewer than [`WRITERS`] runs are.
+    /// Starts writing `run` once fewer than [`WRITERS`] runs are, and none that holds one
+    /// of its ids.
     async fn write(&mut self, mut run: MessageRun) -> Result<(), ProjectionError> {
         if run.len() == 0 {
             return Ok(());
         }
+        if run
+            .ids()
+            .iter()
+            .any(|id| self.ids_being_written.contains(id))
+        {
+            self.finish_writing().await?;
+        }
         while self.writing.len() >= WRITERS {
             self.finish_one().await?;
         }
+        let ids = run.ids().to_vec();
+        self.ids_being_written.extend(ids.iter().copied());
         let pool = self.pool.clone();
-        self.writing.spawn(async move {
+        let writer = self.writing.spawn(async move {
             let mut tx = pool.begin().await?;
             unhurried(&mut tx).await?;
             let counts = run.flush_uncounted(&mut tx).await?;
             tx.commit().await?;
             Ok(counts)
         });
+        self.ids_by_writer.insert(writer.id(), ids);
         Ok(())
     }
 
@@ -148,11 +175,14 @@ impl BulkLoader {
     }
 
     async fn finish_one(&mut self) -> Result<(), ProjectionError> {
-        if let Some(done) = self.writing.join_next().await {
-            let counts = done.map_err(|e| {
+        if let Some(done) = self.writing.join_next_with_id().await {
+            let (writer, counts) = done.map_err(|e| {
                 ProjectionError::Database(format!("a rebuild's writer stopped: {e}"))
-            })??;
-            self.counts.merge(counts);
+            })?;
+            self.counts.merge(counts?);
+            for id in self.ids_by_writer.remove(&writer).unwrap_or_default() {
+                self.ids_being_written.remove(&id);
+            }
         }
         Ok(())
     }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nexysync_domain::event::EventBody;
+use nexysync_domain::event::{fields, Actor, Draft, EventBody, MessageSent};
 use nexysync_projections::db::{self, SchemaVersion, LIVE_SCHEMA};
 use nexysync_tests::processes::nexysync_output;
 use nexysync_tests::{eventually, nats_url, TestAgent, TestApi, TestEnv, TestProject};
@@ -266,6 +266,104 @@ async fn a_rebuild_makes_the_same_read_models_as_the_live_projector() {
     let messages = live.iter().find(|(table, _)| table == "messages").unwrap();
     assert_eq!(messages.1.lines().count(), expected);
     Arc::try_unwrap(api).ok().unwrap().stop().await;
+    env.cleanup().await;
+}
+
+/// `count` messages from `from` to `to`, [`SENDERS`] at a time.
+async fn send_many(
+    api: &TestApi,
+    project: &TestProject,
+    from: &TestAgent,
+    to: &TestAgent,
+    count: usize,
+) {
+    for start in (0..count).step_by(SENDERS) {
+        let sends = (start..count.min(start + SENDERS)).map(|i| async move {
+            from.send(api, project, Some(to), None, &format!("n{i}"))
+                .await
+        });
+        futures::future::join_all(sends).await;
+    }
+}
+
+/// The log deduplicates event ids per project, so an agent of another project can append
+/// a message under an id already taken; the read models keep the first, live or rebuilt.
+/// The two usually land in different runs of the rebuild, which the loader then writes one
+/// after the other (whether they would otherwise race is up to timing, not forced here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_id_reused_by_another_project_leaves_the_first_message_in_place_after_a_rebuild()
+{
+    let env = TestEnv::new();
+    let api = env.spawn_api().await;
+    let first = TestProject::create(&api, "first").await;
+    let (alice, bob) = (
+        first.add_agent(&api, "alice").await,
+        first.add_agent(&api, "bob").await,
+    );
+    let second = TestProject::create(&api, "second").await;
+    let (dave, erin) = (
+        second.add_agent(&api, "dave").await,
+        second.add_agent(&api, "erin").await,
+    );
+    // Around the end of a rebuild's first batch (2,000 events), so that the two copies
+    // usually land in different runs.
+    send_many(&api, &first, &alice, &bob, 1_985).await;
+    let original = alice
+        .send(&api, &first, Some(&bob), None, "the original")
+        .await;
+    send_many(&api, &first, &alice, &bob, 20).await;
+    let mut copy = Draft::new(
+        second.id,
+        Actor::Agent(dave.id),
+        EventBody::MessageSent(MessageSent {
+            to: Some(erin.id),
+            reply_to: None,
+            ttl_s: None,
+            topic_ix: None,
+        }),
+    );
+    copy.id = original.id;
+    let copy = copy
+        .seal(&second.keys(), fields::BODY, b"the copy")
+        .sign(&dave.key);
+    let (status, answer) = dave.post(&api, &copy).await;
+    assert!(status == 201 || status == 409, "{status} {answer}");
+    send_many(&api, &second, &dave, &erin, 100).await;
+
+    let head = env.log().await.last_seq().await.unwrap();
+    eventually(
+        "the live read models at the log's head",
+        Duration::from_secs(30),
+        || {
+            let env = &env;
+            async move {
+                let checkpoint: i64 =
+                    sqlx::query_scalar("SELECT last_seq FROM projector_checkpoints")
+                        .fetch_one(&env.pool().await)
+                        .await
+                        .ok()?;
+                (checkpoint as u64 >= head).then_some(())
+            }
+        },
+    )
+    .await;
+    let live = read_models_dump(&env).await;
+    nexysync_projections::rebuild(&env.database_url(), &env.log().await, |_| {})
+        .await
+        .unwrap();
+    let rebuilt = read_models_dump(&env).await;
+    for ((table, before), (_, after)) in live.iter().zip(&rebuilt) {
+        assert!(before == after, "{table} differs after the rebuild");
+    }
+    let path = format!("/v1/messages/{}", original.id);
+    let (status, answer) = bob.get(&api, &path).await;
+    assert_eq!(
+        status, 200,
+        "the first project's message is still there: {answer}"
+    );
+    let (status, _) = erin.get(&api, &path).await;
+    assert_eq!(status, 404, "the copy never reached the second project");
+    api.stop().await;
     env.cleanup().await;
 }
 
