@@ -8,7 +8,10 @@
 //!   per project, so another project's message may reuse one; the first is kept): a run
 //!   holding an id of a run still being written waits until that one has committed.
 //! - Any other event waits until every run before it is written, and is applied before any
-//!   run after it starts: it sees the read models as the log had them.
+//!   run after it starts: it sees the read models as the log had them. So do short runs
+//!   (under [`SIDE_BY_SIDE_RUN`]), which go in the same transaction as the events around
+//!   them: a log where messages alternate with read marks loads as before, a batch a
+//!   transaction.
 //! - The runs' counters (a project's messages, bytes and quota days) are added up here and
 //!   written before any other event and at the end, not by each run: side-by-side runs
 //!   would otherwise queue on the same project row. Only additions are deferred, and none
@@ -19,6 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use nexysync_domain::event::Envelope;
 use nexysync_domain::ids::Seq;
 use nexysync_log::RawEvent;
 use sqlx::{PgConnection, PgPool};
@@ -32,6 +36,17 @@ use crate::ProjectionError;
 /// Runs of messages being written at once: with fewer, the database waits for the loader
 /// to decode; with more, the writers mostly wait for one another (measured on two cores).
 pub(crate) const WRITERS: usize = 3;
+
+/// A run of at least this many messages is written side by side with others; a shorter
+/// one is applied in order with the events around it.
+const SIDE_BY_SIDE_RUN: usize = 256;
+
+/// What [`BulkLoader::apply_in_order`] applies, in log order.
+enum Step<'a> {
+    /// A short run of messages, counted as it is applied.
+    Run(MessageRun),
+    Other(&'a RawEvent, Envelope),
+}
 
 /// Applies batches of the log to read models nobody reads (see the module docs).
 pub(crate) struct BulkLoader {
@@ -67,7 +82,7 @@ impl BulkLoader {
     /// last run of messages is being written; [`BulkLoader::settle`] waits for it.
     pub(crate) async fn load(&mut self, batch: &[RawEvent]) -> Result<(), ProjectionError> {
         let mut run = MessageRun::default();
-        let mut others = Vec::new();
+        let mut in_order = Vec::new();
         // The log sends each event once; should it repeat one, it is applied once, as by
         // the live projector (nothing set aside catches a repeat).
         let after = self.loaded;
@@ -80,25 +95,36 @@ impl BulkLoader {
                 }
             };
             if run.push(raw.seq, &event, &raw.payload).is_none() {
-                // A message: the other events before it go first (the run waits for them).
-                if !others.is_empty() {
-                    self.apply_in_order(std::mem::take(&mut others)).await?;
-                }
                 continue;
             }
-            if run.len() > 0 {
-                self.write(std::mem::take(&mut run)).await?;
-            }
-            others.push((raw, event));
+            self.place(std::mem::take(&mut run), &mut in_order).await?;
+            in_order.push(Step::Other(raw, event));
         }
-        if !others.is_empty() {
-            self.apply_in_order(others).await?;
-        }
-        self.write(run).await?;
+        self.place(run, &mut in_order).await?;
+        self.apply_in_order(in_order).await?;
         if let Some(last) = batch.last() {
             self.loaded = self.loaded.max(last.seq);
         }
         Ok(())
+    }
+
+    /// Writes a run of [`SIDE_BY_SIDE_RUN`] messages or more side by side, once what waits
+    /// in `in_order` before it is applied; a shorter one joins `in_order` (a transaction
+    /// of its own would cost more than it saves).
+    async fn place<'a>(
+        &mut self,
+        run: MessageRun,
+        in_order: &mut Vec<Step<'a>>,
+    ) -> Result<(), ProjectionError> {
+        if run.len() == 0 {
+            return Ok(());
+        }
+        if run.len() < SIDE_BY_SIDE_RUN {
+            in_order.push(Step::Run(run));
+            return Ok(());
+        }
+        self.apply_in_order(std::mem::take(in_order)).await?;
+        self.write(run).await
     }
 
     /// Waits for every run being written, then writes the counters and the checkpoint.
@@ -151,17 +177,20 @@ impl BulkLoader {
         Ok(())
     }
 
-    /// Applies events other than messages, in log order, after every run before them.
-    async fn apply_in_order(
-        &mut self,
-        events: Vec<(&RawEvent, nexysync_domain::event::Envelope)>,
-    ) -> Result<(), ProjectionError> {
+    /// Applies `steps` in log order in one transaction, after every run being written.
+    async fn apply_in_order(&mut self, steps: Vec<Step<'_>>) -> Result<(), ProjectionError> {
+        if steps.is_empty() {
+            return Ok(());
+        }
         self.finish_writing().await?;
         let mut tx = self.begin().await?;
         // Anything else may read what the counters hold.
         self.counts.write(&mut tx).await?;
-        for (raw, event) in &events {
-            apply(&mut tx, raw.seq, event, &raw.payload).await?;
+        for step in steps {
+            match step {
+                Step::Run(mut run) => run.flush(&mut tx).await?,
+                Step::Other(raw, event) => apply(&mut tx, raw.seq, &event, &raw.payload).await?,
+            }
         }
         tx.commit().await?;
         Ok(())

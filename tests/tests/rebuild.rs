@@ -165,8 +165,9 @@ async fn readers_see_no_error_and_no_older_state_while_the_read_models_are_rebui
 }
 
 /// A history that takes every path of a rebuild's loader: runs of messages longer than
-/// one batch written side by side, and between them the other kinds of event (which
-/// wait for the runs before them), an agent who joins midway (broadcasts before it do not
+/// one batch written side by side, short runs applied in order with what surrounds them,
+/// and between them the other kinds of event (which wait for the runs before them), an
+/// agent who joins midway (broadcasts before it do not
 /// reach it), replies, state changes on messages of earlier runs, a deletion, and the
 /// projects' counters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -197,6 +198,16 @@ async fn a_rebuild_makes_the_same_read_models_as_the_live_projector() {
         });
         let ids = futures::future::join_all(sends).await;
         last = ids.last().copied();
+        if round < ROUNDS / 2 && round % 4 == 0 {
+            // Short runs: applied in order with the events around them.
+            let (status, answer) = alice
+                .kv_write(
+                    &api,
+                    &alice.kv_set(&project, "progress", &format!("{round}"), None, None),
+                )
+                .await;
+            assert_eq!(status, 201, "{answer}");
+        }
         if round % 20 == 10 {
             let first = ids[0];
             for (agent, event) in [
