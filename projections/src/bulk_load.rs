@@ -22,6 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use bytes::Bytes;
 use nexysync_domain::event::Envelope;
 use nexysync_domain::ids::Seq;
 use nexysync_log::RawEvent;
@@ -41,11 +42,15 @@ pub(crate) const WRITERS: usize = 3;
 /// one is applied in order with the events around it.
 const SIDE_BY_SIDE_RUN: usize = 256;
 
+/// The longest run written at once, and the most steps applied in order at once.
+const LONGEST_RUN: usize = 2_000;
+
 /// What [`BulkLoader::apply_in_order`] applies, in log order.
-enum Step<'a> {
+enum Step {
     /// A short run of messages, counted as it is applied.
-    Run(MessageRun),
-    Other(&'a RawEvent, Envelope),
+    Run(Box<MessageRun>),
+    /// Any other event: its sequence, stored form and decoded envelope.
+    Other(Seq, Bytes, Box<Envelope>),
 }
 
 /// Applies batches of the log to read models nobody reads (see the module docs).
@@ -57,6 +62,10 @@ pub(crate) struct BulkLoader {
     ids_by_writer: HashMap<task::Id, Vec<Uuid>>,
     ids_being_written: HashSet<Uuid>,
     counts: MessageCounts,
+    /// The run of messages the last events make, not yet placed.
+    run: MessageRun,
+    /// What waits to be applied in order (see [`BulkLoader::place_run`]).
+    in_order: Vec<Step>,
     /// The last sequence handed to the loader.
     loaded: Seq,
     /// The last sequence in the checkpoint.
@@ -73,16 +82,17 @@ impl BulkLoader {
             ids_by_writer: HashMap::new(),
             ids_being_written: HashSet::new(),
             counts: MessageCounts::default(),
+            run: MessageRun::default(),
+            in_order: Vec::new(),
             loaded: Seq(0),
             checkpointed: Seq(0),
         }
     }
 
     /// Starts applying `batch`, the events after the last batch loaded. Returns once its
-    /// last run of messages is being written; [`BulkLoader::settle`] waits for it.
+    /// runs of messages are being written, or wait to be (a run goes on into the next
+    /// batch); [`BulkLoader::settle`] applies what is left and waits for it all.
     pub(crate) async fn load(&mut self, batch: &[RawEvent]) -> Result<(), ProjectionError> {
-        let mut run = MessageRun::default();
-        let mut in_order = Vec::new();
         // The log sends each event once; should it repeat one, it is applied once, as by
         // the live projector (nothing set aside catches a repeat).
         let after = self.loaded;
@@ -94,41 +104,46 @@ impl BulkLoader {
                     continue;
                 }
             };
-            if run.push(raw.seq, &event, &raw.payload).is_none() {
+            if self.run.push(raw.seq, &event, &raw.payload).is_none() {
+                if self.run.len() >= LONGEST_RUN {
+                    self.place_run().await?;
+                }
                 continue;
             }
-            self.place(std::mem::take(&mut run), &mut in_order).await?;
-            in_order.push(Step::Other(raw, event));
+            self.place_run().await?;
+            self.in_order
+                .push(Step::Other(raw.seq, raw.payload.clone(), Box::new(event)));
+            if self.in_order.len() >= LONGEST_RUN {
+                self.apply_in_order().await?;
+            }
         }
-        self.place(run, &mut in_order).await?;
-        self.apply_in_order(in_order).await?;
         if let Some(last) = batch.last() {
             self.loaded = self.loaded.max(last.seq);
         }
         Ok(())
     }
 
-    /// Writes a run of [`SIDE_BY_SIDE_RUN`] messages or more side by side, once what waits
-    /// in `in_order` before it is applied; a shorter one joins `in_order` (a transaction
-    /// of its own would cost more than it saves).
-    async fn place<'a>(
-        &mut self,
-        run: MessageRun,
-        in_order: &mut Vec<Step<'a>>,
-    ) -> Result<(), ProjectionError> {
+    /// Writes the run so far side by side if it holds [`SIDE_BY_SIDE_RUN`] messages or
+    /// more, once what waits to be applied in order before it is; a shorter one waits with
+    /// those (a transaction of its own would cost more than it saves).
+    async fn place_run(&mut self) -> Result<(), ProjectionError> {
+        let run = std::mem::take(&mut self.run);
         if run.len() == 0 {
             return Ok(());
         }
         if run.len() < SIDE_BY_SIDE_RUN {
-            in_order.push(Step::Run(run));
+            self.in_order.push(Step::Run(Box::new(run)));
             return Ok(());
         }
-        self.apply_in_order(std::mem::take(in_order)).await?;
+        self.apply_in_order().await?;
         self.write(run).await
     }
 
-    /// Waits for every run being written, then writes the counters and the checkpoint.
+    /// Applies what waits, waits for every run being written, then writes the counters
+    /// and the checkpoint.
     pub(crate) async fn settle(&mut self) -> Result<(), ProjectionError> {
+        self.place_run().await?;
+        self.apply_in_order().await?;
         self.finish_writing().await?;
         let mut tx = self.begin().await?;
         self.counts.write(&mut tx).await?;
@@ -177,11 +192,13 @@ impl BulkLoader {
         Ok(())
     }
 
-    /// Applies `steps` in log order in one transaction, after every run being written.
-    async fn apply_in_order(&mut self, steps: Vec<Step<'_>>) -> Result<(), ProjectionError> {
-        if steps.is_empty() {
+    /// Applies what waits in [`BulkLoader::in_order`], in one transaction, after every
+    /// run being written.
+    async fn apply_in_order(&mut self) -> Result<(), ProjectionError> {
+        if self.in_order.is_empty() {
             return Ok(());
         }
+        let steps = std::mem::take(&mut self.in_order);
         self.finish_writing().await?;
         let mut tx = self.begin().await?;
         // Anything else may read what the counters hold.
@@ -189,7 +206,7 @@ impl BulkLoader {
         for step in steps {
             match step {
                 Step::Run(mut run) => run.flush(&mut tx).await?,
-                Step::Other(raw, event) => apply(&mut tx, raw.seq, &event, &raw.payload).await?,
+                Step::Other(seq, payload, event) => apply(&mut tx, seq, &event, &payload).await?,
             }
         }
         tx.commit().await?;

@@ -36,7 +36,7 @@ const SWITCH_WITHIN: u64 = 200;
 /// last sequence can be an event that was erased).
 const QUIET_LOG: Duration = Duration::from_secs(2);
 /// Largest batch a rebuild reads at once: larger than the live projector's, since nobody
-/// waits for any one event, yet small enough that several are written side by side.
+/// waits for any one event (the loader cuts runs to its own measure).
 const REBUILD_BATCH: usize = 2 * crate::projector::MAX_BATCH;
 /// Longest the switch waits for the log to deliver the last events.
 const SWITCH_READ_TIMEOUT: Duration = Duration::from_secs(10);
