@@ -42,7 +42,7 @@ pub(crate) const WRITERS: usize = 3;
 /// one is applied in order with the events around it.
 const SIDE_BY_SIDE_RUN: usize = 256;
 
-/// The longest run written at once, and the most steps applied in order at once.
+/// The longest run written at once, and the most events applied in order at once.
 const LONGEST_RUN: usize = 2_000;
 
 /// What [`BulkLoader::apply_in_order`] applies, in log order.
@@ -66,6 +66,8 @@ pub(crate) struct BulkLoader {
     run: MessageRun,
     /// What waits to be applied in order (see [`BulkLoader::place_run`]).
     in_order: Vec<Step>,
+    /// How many events those steps hold.
+    in_order_events: usize,
     /// The last sequence handed to the loader.
     loaded: Seq,
     /// The last sequence in the checkpoint.
@@ -84,6 +86,7 @@ impl BulkLoader {
             counts: MessageCounts::default(),
             run: MessageRun::default(),
             in_order: Vec::new(),
+            in_order_events: 0,
             loaded: Seq(0),
             checkpointed: Seq(0),
         }
@@ -93,10 +96,13 @@ impl BulkLoader {
     /// runs of messages are being written, or wait to be (a run goes on into the next
     /// batch); [`BulkLoader::settle`] applies what is left and waits for it all.
     pub(crate) async fn load(&mut self, batch: &[RawEvent]) -> Result<(), ProjectionError> {
-        // The log sends each event once; should it repeat one, it is applied once, as by
-        // the live projector (nothing set aside catches a repeat).
-        let after = self.loaded;
-        for raw in batch.iter().filter(|raw| raw.seq > after) {
+        for raw in batch {
+            // The log sends each event once; should it repeat one, it is applied once, as
+            // by the live projector (nothing set aside catches a repeat).
+            if raw.seq <= self.loaded {
+                continue;
+            }
+            self.loaded = raw.seq;
             let event = match raw.envelope() {
                 Ok(event) => event,
                 Err(e) => {
@@ -113,12 +119,10 @@ impl BulkLoader {
             self.place_run().await?;
             self.in_order
                 .push(Step::Other(raw.seq, raw.payload.clone(), Box::new(event)));
-            if self.in_order.len() >= LONGEST_RUN {
+            self.in_order_events += 1;
+            if self.in_order_events >= LONGEST_RUN {
                 self.apply_in_order().await?;
             }
-        }
-        if let Some(last) = batch.last() {
-            self.loaded = self.loaded.max(last.seq);
         }
         Ok(())
     }
@@ -132,7 +136,11 @@ impl BulkLoader {
             return Ok(());
         }
         if run.len() < SIDE_BY_SIDE_RUN {
+            self.in_order_events += run.len();
             self.in_order.push(Step::Run(Box::new(run)));
+            if self.in_order_events >= LONGEST_RUN {
+                self.apply_in_order().await?;
+            }
             return Ok(());
         }
         self.apply_in_order().await?;
@@ -199,6 +207,7 @@ impl BulkLoader {
             return Ok(());
         }
         let steps = std::mem::take(&mut self.in_order);
+        self.in_order_events = 0;
         self.finish_writing().await?;
         let mut tx = self.begin().await?;
         // Anything else may read what the counters hold.

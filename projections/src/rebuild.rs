@@ -46,7 +46,8 @@ const SWITCH_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct RebuildProgress {
     /// Events applied so far.
     pub events: u64,
-    /// The last sequence applied to the new read models.
+    /// The last sequence handed to the new read models (the loader may still be writing
+    /// the last run or two).
     pub applied: Seq,
     /// The log's last sequence when the rebuild last looked.
     pub target: Seq,
@@ -185,7 +186,7 @@ async fn read_batch(
 fn record(state: &mut RebuildProgress, batch: &[nexysync_log::RawEvent]) {
     if let Some(last) = batch.last() {
         state.events += batch.len() as u64;
-        state.applied = last.seq;
+        state.applied = state.applied.max(last.seq);
         state.target = state.target.max(last.seq);
     }
 }
