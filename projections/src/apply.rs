@@ -390,16 +390,11 @@ edges AS (
     };
 }
 
-/// A run applied and counted at once: the projects' message counts and stored bytes, and
-/// their quota days. Answers how many messages were applied.
-const APPLY_MESSAGES: &str = concat!(
-    apply_messages!(),
-    ",
-counted AS (
-    SELECT i.project_id, (i.sent_at AT TIME ZONE 'UTC')::date AS day, COUNT(*) AS n,
-           SUM(b.sealed_len)::int8 AS bytes
-    FROM inserted i JOIN batch b ON b.seq = i.seq GROUP BY 1, 2
-),
+/// Adds `counted` (messages and bytes by project and UTC day) to the projects' counters
+/// and their quota days: CTEs to follow one named `counted`.
+macro_rules! write_counted {
+    () => {
+        ",
 counts AS (
     UPDATE projects p SET message_count = p.message_count + c.n, stored_bytes = p.stored_bytes + c.bytes
     FROM (SELECT project_id, SUM(n) AS n, SUM(bytes) AS bytes FROM counted GROUP BY project_id) c
@@ -409,7 +404,22 @@ daily AS (
     INSERT INTO quota_daily (project_id, day, messages)
     SELECT project_id, day, n FROM counted
     ON CONFLICT (project_id, day) DO UPDATE SET messages = quota_daily.messages + EXCLUDED.messages
-)
+)"
+    };
+}
+
+/// A run applied and counted at once: the projects' message counts and stored bytes, and
+/// their quota days. Answers how many messages were applied.
+const APPLY_MESSAGES: &str = concat!(
+    apply_messages!(),
+    ",
+counted AS (
+    SELECT i.project_id, (i.sent_at AT TIME ZONE 'UTC')::date AS day, COUNT(*) AS n,
+           SUM(b.sealed_len)::int8 AS bytes
+    FROM inserted i JOIN batch b ON b.seq = i.seq GROUP BY 1, 2
+)",
+    write_counted!(),
+    "
 SELECT COALESCE(SUM(n), 0)::int8 FROM counted"
 );
 
@@ -456,21 +466,14 @@ impl MessageCounts {
             messages.push(n);
             bytes.push(b);
         }
-        sqlx::query(
+        sqlx::query(concat!(
             "WITH counted AS (
-                 SELECT * FROM UNNEST($1::uuid[], $2::date[], $3::int8[], $4::int8[])
-                     AS c(project_id, day, n, bytes)
-             ),
-             counts AS (
-                 UPDATE projects p SET message_count = p.message_count + c.n,
-                                       stored_bytes = p.stored_bytes + c.bytes
-                 FROM (SELECT project_id, SUM(n) AS n, SUM(bytes) AS bytes FROM counted GROUP BY project_id) c
-                 WHERE p.id = c.project_id
-             )
-             INSERT INTO quota_daily (project_id, day, messages)
-             SELECT project_id, day, n FROM counted
-             ON CONFLICT (project_id, day) DO UPDATE SET messages = quota_daily.messages + EXCLUDED.messages",
-        )
+    SELECT * FROM UNNEST($1::uuid[], $2::date[], $3::int8[], $4::int8[]) AS c(project_id, day, n, bytes)
+)",
+            write_counted!(),
+            "
+SELECT 1"
+        ))
         .bind(&projects)
         .bind(&days)
         .bind(&messages)

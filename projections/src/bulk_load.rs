@@ -20,18 +20,19 @@
 //!   A rebuild cut off in between starts again from scratch anyway, so no run's commit
 //!   waits for the disk either: the switch's commit does, and with it every commit before.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use bytes::Bytes;
 use nexysync_domain::event::Envelope;
 use nexysync_domain::ids::Seq;
 use nexysync_log::RawEvent;
-use sqlx::{PgConnection, PgPool};
-use tokio::task::{self, JoinSet};
+use sqlx::PgPool;
+use tokio::task::JoinSet;
 use tracing::warn;
 use uuid::Uuid;
 
 use crate::apply::{apply, MessageCounts, MessageRun};
+use crate::projector::save_checkpoint;
 use crate::ProjectionError;
 
 /// Runs of messages being written at once: with fewer, the database waits for the loader
@@ -57,9 +58,9 @@ enum Step {
 pub(crate) struct BulkLoader {
     pool: PgPool,
     projector: &'static str,
-    writing: JoinSet<Result<MessageCounts, sqlx::Error>>,
-    /// The message ids of each run being written, and all of them together.
-    ids_by_writer: HashMap<task::Id, Vec<Uuid>>,
+    /// The runs being written; each answers its counts and its message ids.
+    writing: JoinSet<Result<(MessageCounts, Vec<Uuid>), sqlx::Error>>,
+    /// The message ids of every run being written.
     ids_being_written: HashSet<Uuid>,
     counts: MessageCounts,
     /// The run of messages the last events make, not yet placed.
@@ -70,8 +71,6 @@ pub(crate) struct BulkLoader {
     in_order_events: usize,
     /// The last sequence handed to the loader.
     loaded: Seq,
-    /// The last sequence in the checkpoint.
-    checkpointed: Seq,
 }
 
 impl BulkLoader {
@@ -81,14 +80,12 @@ impl BulkLoader {
             pool,
             projector,
             writing: JoinSet::new(),
-            ids_by_writer: HashMap::new(),
             ids_being_written: HashSet::new(),
             counts: MessageCounts::default(),
             run: MessageRun::default(),
             in_order: Vec::new(),
             in_order_events: 0,
             loaded: Seq(0),
-            checkpointed: Seq(0),
         }
     }
 
@@ -153,29 +150,16 @@ impl BulkLoader {
         self.place_run().await?;
         self.apply_in_order().await?;
         self.finish_writing().await?;
-        let mut tx = self.begin().await?;
+        let mut tx = begin_unhurried(&self.pool).await?;
         self.counts.write(&mut tx).await?;
-        if self.loaded > self.checkpointed {
-            sqlx::query(
-                "UPDATE projector_checkpoints SET last_seq = $2, updated_at = now()
-                 WHERE projector = $1 AND last_seq < $2",
-            )
-            .bind(self.projector)
-            .bind(self.loaded.0 as i64)
-            .execute(&mut *tx)
-            .await?;
-        }
+        save_checkpoint(&mut tx, self.projector, self.loaded).await?;
         tx.commit().await?;
-        self.checkpointed = self.loaded;
         Ok(())
     }
 
     /// Starts writing `run` once fewer than [`WRITERS`] runs are, and none that holds one
     /// of its ids.
     async fn write(&mut self, mut run: MessageRun) -> Result<(), ProjectionError> {
-        if run.len() == 0 {
-            return Ok(());
-        }
         if run
             .ids()
             .iter()
@@ -189,14 +173,12 @@ impl BulkLoader {
         let ids = run.ids().to_vec();
         self.ids_being_written.extend(ids.iter().copied());
         let pool = self.pool.clone();
-        let writer = self.writing.spawn(async move {
-            let mut tx = pool.begin().await?;
-            unhurried(&mut tx).await?;
+        self.writing.spawn(async move {
+            let mut tx = begin_unhurried(&pool).await?;
             let counts = run.flush_uncounted(&mut tx).await?;
             tx.commit().await?;
-            Ok(counts)
+            Ok((counts, ids))
         });
-        self.ids_by_writer.insert(writer.id(), ids);
         Ok(())
     }
 
@@ -209,7 +191,7 @@ impl BulkLoader {
         let steps = std::mem::take(&mut self.in_order);
         self.in_order_events = 0;
         self.finish_writing().await?;
-        let mut tx = self.begin().await?;
+        let mut tx = begin_unhurried(&self.pool).await?;
         // Anything else may read what the counters hold.
         self.counts.write(&mut tx).await?;
         for step in steps {
@@ -230,29 +212,26 @@ impl BulkLoader {
     }
 
     async fn finish_one(&mut self) -> Result<(), ProjectionError> {
-        if let Some(done) = self.writing.join_next_with_id().await {
-            let (writer, counts) = done.map_err(|e| {
+        if let Some(done) = self.writing.join_next().await {
+            let (counts, ids) = done.map_err(|e| {
                 ProjectionError::Database(format!("a rebuild's writer stopped: {e}"))
-            })?;
-            self.counts.merge(counts?);
-            for id in self.ids_by_writer.remove(&writer).unwrap_or_default() {
+            })??;
+            self.counts.merge(counts);
+            for id in ids {
                 self.ids_being_written.remove(&id);
             }
         }
         Ok(())
     }
-
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, ProjectionError> {
-        let mut tx = self.pool.begin().await?;
-        unhurried(&mut tx).await?;
-        Ok(tx)
-    }
 }
 
-/// The transaction's commit does not wait for the disk (see the module docs).
-async fn unhurried(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+/// A transaction whose commit does not wait for the disk (see the module docs).
+async fn begin_unhurried(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
     sqlx::query("SET LOCAL synchronous_commit TO OFF")
-        .execute(tx)
+        .execute(&mut *tx)
         .await?;
-    Ok(())
+    Ok(tx)
 }

@@ -155,14 +155,7 @@ impl Projector {
             }
         }
         run.flush(&mut *tx).await?;
-        sqlx::query(
-            "UPDATE projector_checkpoints SET last_seq = $2, updated_at = now()
-             WHERE projector = $1 AND last_seq < $2",
-        )
-        .bind(self.name)
-        .bind(last.seq.0 as i64)
-        .execute(&mut *tx)
-        .await?;
+        save_checkpoint(&mut *tx, self.name, last.seq).await?;
         if self.announce {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(CHECKPOINT_CHANNEL)
@@ -197,6 +190,23 @@ pub(crate) async fn next_batch(
         }
     }
     Some(Ok(batch))
+}
+
+/// Moves `projector`'s checkpoint forward to `seq` (never back).
+pub(crate) async fn save_checkpoint(
+    conn: &mut sqlx::PgConnection,
+    projector: &str,
+    seq: Seq,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE projector_checkpoints SET last_seq = $2, updated_at = now()
+         WHERE projector = $1 AND last_seq < $2",
+    )
+    .bind(projector)
+    .bind(seq.0 as i64)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Reads a projector's checkpoint, creating it at 0 the first time.

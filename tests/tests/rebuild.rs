@@ -68,6 +68,25 @@ async fn read_models_dump(env: &TestEnv) -> Vec<(String, String)> {
     dump
 }
 
+/// Waits for the live projector to reach the log's head; answers the head and
+/// [`read_models_dump`] then.
+async fn live_read_models_at_head(env: &TestEnv) -> (u64, Vec<(String, String)>) {
+    let head = env.log().await.last_seq().await.unwrap();
+    eventually(
+        "the live read models at the log's head",
+        Duration::from_secs(30),
+        || async move {
+            let checkpoint: i64 = sqlx::query_scalar("SELECT last_seq FROM projector_checkpoints")
+                .fetch_one(&env.pool().await)
+                .await
+                .ok()?;
+            (checkpoint as u64 >= head).then_some(())
+        },
+    )
+    .await;
+    (head, read_models_dump(env).await)
+}
+
 async fn schema_exists(env: &TestEnv, name: &str) -> bool {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
         .bind(name)
@@ -239,24 +258,7 @@ async fn a_rebuild_makes_the_same_read_models_as_the_live_projector() {
     }
     let carol = carol.unwrap();
     let expected = ROUNDS * SENDERS;
-    let head = env.log().await.last_seq().await.unwrap();
-    eventually(
-        "the live read models at the log's head",
-        Duration::from_secs(30),
-        || {
-            let env = &env;
-            async move {
-                let checkpoint: i64 =
-                    sqlx::query_scalar("SELECT last_seq FROM projector_checkpoints")
-                        .fetch_one(&env.pool().await)
-                        .await
-                        .ok()?;
-                (checkpoint as u64 >= head).then_some(())
-            }
-        },
-    )
-    .await;
-    let live = read_models_dump(&env).await;
+    let (head, live) = live_read_models_at_head(&env).await;
     assert!(
         inbox_len(&carol, &api).await.unwrap() > 0,
         "broadcasts after carol joined reach her"
@@ -341,24 +343,7 @@ async fn a_message_id_reused_by_another_project_leaves_the_first_message_in_plac
     assert!(status == 201 || status == 409, "{status} {answer}");
     send_many(&api, &second, &dave, &erin, 100).await;
 
-    let head = env.log().await.last_seq().await.unwrap();
-    eventually(
-        "the live read models at the log's head",
-        Duration::from_secs(30),
-        || {
-            let env = &env;
-            async move {
-                let checkpoint: i64 =
-                    sqlx::query_scalar("SELECT last_seq FROM projector_checkpoints")
-                        .fetch_one(&env.pool().await)
-                        .await
-                        .ok()?;
-                (checkpoint as u64 >= head).then_some(())
-            }
-        },
-    )
-    .await;
-    let live = read_models_dump(&env).await;
+    let (_, live) = live_read_models_at_head(&env).await;
     nexysync_projections::rebuild(&env.database_url(), &env.log().await, |_| {})
         .await
         .unwrap();
