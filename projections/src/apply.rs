@@ -345,6 +345,23 @@ pub(crate) struct MessageRun {
     sealed_lens: Vec<i64>,
 }
 
+/// One message of a [`MessageRun`], as the columns of its row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunMessage<'a> {
+    pub id: &'a uuid::Uuid,
+    pub project: &'a uuid::Uuid,
+    pub seq: i64,
+    pub sender: &'a uuid::Uuid,
+    pub recipient: Option<&'a uuid::Uuid>,
+    pub reply_to: Option<&'a uuid::Uuid>,
+    pub topic_ix: Option<&'a str>,
+    pub ttl_s: Option<i32>,
+    pub sent_at: DateTime<Utc>,
+    /// The event as stored in the log.
+    pub envelope: &'a str,
+    pub sealed_len: i64,
+}
+
 /// Messages of a run and what follows from each: its inbox entries (the recipient, or every
 /// other agent of the project for a broadcast) and thread edge. Messages from unknown
 /// senders, or already applied, are skipped; `inserted` holds the rest. The statements
@@ -439,7 +456,7 @@ pub(crate) struct MessageCounts {
 }
 
 impl MessageCounts {
-    fn add(&mut self, project: uuid::Uuid, day: NaiveDate, messages: i64, bytes: i64) {
+    pub(crate) fn add(&mut self, project: uuid::Uuid, day: NaiveDate, messages: i64, bytes: i64) {
         let entry = self.by_day.entry((project, day)).or_default();
         entry.0 += messages;
         entry.1 += bytes;
@@ -562,6 +579,23 @@ impl MessageRun {
     /// The ids of the run's messages.
     pub(crate) fn ids(&self) -> &[uuid::Uuid] {
         &self.ids
+    }
+
+    /// The run's messages, in log order.
+    pub(crate) fn messages(&self) -> impl Iterator<Item = RunMessage<'_>> {
+        (0..self.ids.len()).map(|i| RunMessage {
+            id: &self.ids[i],
+            project: &self.projects[i],
+            seq: self.seqs[i],
+            sender: &self.senders[i],
+            recipient: self.recipients[i].as_ref(),
+            reply_to: self.reply_tos[i].as_ref(),
+            topic_ix: self.topic_ixs[i].as_deref(),
+            ttl_s: self.ttls[i],
+            sent_at: self.sent_ats[i],
+            envelope: &self.envelopes[i],
+            sealed_len: self.sealed_lens[i],
+        })
     }
 
     /// The run's columns as the statements' parameters.

@@ -1,6 +1,7 @@
 //! Applying the log to read models that nobody reads yet (a rebuild's), faster than the
 //! live projector may: runs of messages are written side by side, each on a connection
-//! and in a transaction of its own, while the next batch is decoded.
+//! and in a transaction of its own, with `COPY` ([`crate::bulk_copy`]), while the next
+//! batch is decoded.
 //!
 //! What keeps the result the same as applying the log one batch at a time:
 //! - Messages do not depend on one another: a message needs only its project and agents,
@@ -21,6 +22,7 @@
 //!   waits for the disk either: the switch's commit does, and with it every commit before.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use nexysync_domain::event::Envelope;
@@ -32,6 +34,7 @@ use tracing::warn;
 use uuid::Uuid;
 
 use crate::apply::{apply, MessageCounts, MessageRun};
+use crate::bulk_copy::{copy_run, load_rosters, Rosters};
 use crate::projector::save_checkpoint;
 use crate::ProjectionError;
 
@@ -71,6 +74,8 @@ pub(crate) struct BulkLoader {
     in_order_events: usize,
     /// The last sequence handed to the loader.
     loaded: Seq,
+    /// The rosters of the projects of runs written since any other event was applied.
+    rosters: Rosters,
 }
 
 impl BulkLoader {
@@ -86,6 +91,7 @@ impl BulkLoader {
             in_order: Vec::new(),
             in_order_events: 0,
             loaded: Seq(0),
+            rosters: Rosters::new(),
         }
     }
 
@@ -170,16 +176,36 @@ impl BulkLoader {
         while self.writing.len() >= WRITERS {
             self.finish_one().await?;
         }
+        let rosters = self.rosters_of(&run).await?;
         let ids = run.ids().to_vec();
         self.ids_being_written.extend(ids.iter().copied());
         let pool = self.pool.clone();
         self.writing.spawn(async move {
-            let mut tx = begin_unhurried(&pool).await?;
-            let counts = run.flush_uncounted(&mut tx).await?;
-            tx.commit().await?;
+            let counts = write_run(&pool, &mut run, &rosters).await?;
             Ok((counts, ids))
         });
         Ok(())
+    }
+
+    /// The rosters of `run`'s projects, read once since any other event was applied (a
+    /// run changes none).
+    async fn rosters_of(&mut self, run: &MessageRun) -> Result<Rosters, sqlx::Error> {
+        let mut projects: Vec<Uuid> = run.messages().map(|m| *m.project).collect();
+        projects.sort_unstable();
+        projects.dedup();
+        let unread: Vec<Uuid> = projects
+            .iter()
+            .filter(|p| !self.rosters.contains_key(p))
+            .copied()
+            .collect();
+        if !unread.is_empty() {
+            let mut conn = self.pool.acquire().await?;
+            self.rosters.extend(load_rosters(&mut conn, &unread).await?);
+        }
+        Ok(projects
+            .iter()
+            .filter_map(|p| Some((*p, Arc::clone(self.rosters.get(p)?))))
+            .collect())
     }
 
     /// Applies what waits in [`BulkLoader::in_order`], in one transaction, after every
@@ -197,7 +223,11 @@ impl BulkLoader {
         for step in steps {
             match step {
                 Step::Run(mut run) => run.flush(&mut tx).await?,
-                Step::Other(seq, payload, event) => apply(&mut tx, seq, &event, &payload).await?,
+                Step::Other(seq, payload, event) => {
+                    // It may change a project or its agents.
+                    self.rosters.clear();
+                    apply(&mut tx, seq, &event, &payload).await?
+                }
             }
         }
         tx.commit().await?;
@@ -223,6 +253,25 @@ impl BulkLoader {
         }
         Ok(())
     }
+}
+
+/// Writes `run` in a transaction of its own, answering its counts: with `COPY`, or, when
+/// one of its ids is taken, with the live projector's statement, which skips that message.
+async fn write_run(
+    pool: &PgPool,
+    run: &mut MessageRun,
+    rosters: &Rosters,
+) -> Result<MessageCounts, sqlx::Error> {
+    let mut tx = begin_unhurried(pool).await?;
+    if let Some(counts) = copy_run(&mut tx, run, rosters).await? {
+        tx.commit().await?;
+        return Ok(counts);
+    }
+    tx.rollback().await?;
+    let mut tx = begin_unhurried(pool).await?;
+    let counts = run.flush_uncounted(&mut tx).await?;
+    tx.commit().await?;
+    Ok(counts)
 }
 
 /// A transaction whose commit does not wait for the disk (see the module docs).

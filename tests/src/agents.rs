@@ -112,17 +112,36 @@ impl TestAgent {
         reply_to: Option<EventId>,
         body: &str,
     ) -> Envelope {
-        Draft::new(
+        let sent = MessageSent {
+            to: to.map(|a| a.id),
+            reply_to,
+            ttl_s: None,
+            topic_ix: None,
+        };
+        self.message_sent(project, sent, body, None)
+    }
+
+    /// A sealed, signed message with any routing and, given a `topic`, its sealed topic
+    /// and blind index; not yet sent.
+    pub fn message_sent(
+        &self,
+        project: &TestProject,
+        mut sent: MessageSent,
+        body: &str,
+        topic: Option<&str>,
+    ) -> Envelope {
+        let keys = project.keys();
+        sent.topic_ix = topic.map(|topic| keys.blind_index(fields::TOPIC, topic));
+        let draft = Draft::new(
             self.project,
             Actor::Agent(self.id),
-            EventBody::MessageSent(MessageSent {
-                to: to.map(|a| a.id),
-                reply_to,
-                ttl_s: None,
-                topic_ix: None,
-            }),
+            EventBody::MessageSent(sent),
         )
-        .seal(&project.keys(), fields::BODY, body.as_bytes())
+        .seal(&keys, fields::BODY, body.as_bytes());
+        match topic {
+            Some(topic) => draft.seal(&keys, fields::TOPIC, topic.as_bytes()),
+            None => draft,
+        }
         .sign(&self.key)
     }
 

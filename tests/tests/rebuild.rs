@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nexysync_domain::event::{fields, Actor, Draft, EventBody, MessageSent};
+use nexysync_domain::event::{fields, Actor, Draft, EventBody, MessageSent, RetentionPolicy};
 use nexysync_projections::db::{self, SchemaVersion, LIVE_SCHEMA};
 use nexysync_tests::processes::nexysync_output;
 use nexysync_tests::{eventually, nats_url, TestAgent, TestApi, TestEnv, TestProject};
@@ -187,8 +187,9 @@ async fn readers_see_no_error_and_no_older_state_while_the_read_models_are_rebui
 /// one batch written side by side, short runs applied in order with what surrounds them,
 /// and between them the other kinds of event (which wait for the runs before them), an
 /// agent who joins midway (broadcasts before it do not
-/// reach it), replies, state changes on messages of earlier runs, a deletion, and the
-/// projects' counters.
+/// reach it), replies, topics, messages that expire by their own TTL or (after a retention
+/// change midway) by the project's, state changes on messages of earlier runs, a deletion,
+/// and the projects' counters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rebuild_makes_the_same_read_models_as_the_live_projector() {
     let env = TestEnv::new();
@@ -207,12 +208,20 @@ async fn a_rebuild_makes_the_same_read_models_as_the_live_projector() {
             let (api, project, alice, bob) =
                 (api.clone(), project.clone(), alice.clone(), bob.clone());
             async move {
-                let to = (i % 3 != 0).then_some(&*bob);
-                let reply_to = if i % 5 == 4 { last } else { None };
-                alice
-                    .send(&api, &project, to, reply_to, &format!("r{round} m{i}"))
-                    .await
-                    .id
+                let sent = MessageSent {
+                    to: (i % 3 != 0).then_some(bob.id),
+                    reply_to: if i % 5 == 4 { last } else { None },
+                    // Some expire on their own, the others (after the retention
+                    // change) by the project's default.
+                    ttl_s: (i % 7 == 3).then_some(3_600 + i as u32),
+                    topic_ix: None,
+                };
+                let topic = (i % 4 == 1).then(|| format!("t{}", i % 3));
+                let body = format!("r{round} m{i}");
+                let message = alice.message_sent(&project, sent, &body, topic.as_deref());
+                let (status, answer) = alice.post(&api, &message).await;
+                assert_eq!(status, 201, "{answer}");
+                message.id
             }
         });
         let ids = futures::future::join_all(sends).await;
@@ -248,6 +257,23 @@ async fn a_rebuild_makes_the_same_read_models_as_the_live_projector() {
                 alice.ref_shared(&project, Some(&bob), "src/main.rs", (1, 9), "fn main() {}");
             let (status, answer) = alice.share_ref(&api, &shared).await;
             assert_eq!(status, 201, "{answer}");
+        }
+        if round == ROUNDS * 3 / 4 {
+            let policy = RetentionPolicy {
+                default_ttl_s: Some(86_400),
+                max_ttl_s: None,
+            };
+            let event = Draft::new(project.id, Actor::Owner, EventBody::RetentionSet(policy))
+                .sign(&project.owner);
+            let response = api
+                .http
+                .post(format!("{}/v1/projects/{}/retention", api.url, project.id))
+                .bearer_auth(&api.admin_token)
+                .json(&event)
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success(), "{response:?}");
         }
         if round == ROUNDS - 1 {
             let (status, answer) = alice
@@ -301,8 +327,10 @@ async fn send_many(
 
 /// The log deduplicates event ids per project, so an agent of another project can append
 /// a message under an id already taken; the read models keep the first, live or rebuilt.
-/// The two usually land in different runs of the rebuild, which the loader then writes one
-/// after the other (whether they would otherwise race is up to timing, not forced here).
+/// The two land in different runs of the rebuild, which the loader then writes one after
+/// the other (whether they would otherwise race is up to timing, not forced here); the
+/// copy's run is long enough to be written with `COPY`, which fails on the taken id, so the
+/// run is written again with the live projector's statement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_message_id_reused_by_another_project_leaves_the_first_message_in_place_after_a_rebuild()
 {
@@ -318,8 +346,8 @@ async fn a_message_id_reused_by_another_project_leaves_the_first_message_in_plac
         second.add_agent(&api, "dave").await,
         second.add_agent(&api, "erin").await,
     );
-    // Around the end of a rebuild's first batch (2,000 events), so that the two copies
-    // usually land in different runs.
+    // Around the end of a rebuild's first run (2,000 messages), so that the two copies
+    // land in different runs.
     send_many(&api, &first, &alice, &bob, 1_985).await;
     let original = alice
         .send(&api, &first, Some(&bob), None, "the original")
@@ -341,7 +369,7 @@ async fn a_message_id_reused_by_another_project_leaves_the_first_message_in_plac
         .sign(&dave.key);
     let (status, answer) = dave.post(&api, &copy).await;
     assert!(status == 201 || status == 409, "{status} {answer}");
-    send_many(&api, &second, &dave, &erin, 100).await;
+    send_many(&api, &second, &dave, &erin, 400).await;
 
     let (_, live) = live_read_models_at_head(&env).await;
     nexysync_projections::rebuild(&env.database_url(), &env.log().await, |_| {})
