@@ -8,8 +8,10 @@
 //! rather than poisoning the batch: the API validated everything it appended, so such an
 //! event was written around it, and `audit verify` is where it gets reported.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use nexysync_domain::event::{Actor, Envelope, EventBody};
 use nexysync_domain::ids::Seq;
@@ -341,12 +343,13 @@ pub(crate) struct MessageRun {
     topic_ixs: Vec<Option<String>>,
     ttls: Vec<Option<i32>>,
     sent_ats: Vec<DateTime<Utc>>,
-    envelopes: Vec<String>,
+    /// Each event as stored in the log (shared with the batch, not copied).
+    envelopes: Vec<Bytes>,
     sealed_lens: Vec<i64>,
 }
 
 /// One message of a [`MessageRun`], as the columns of its row.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct RunMessage<'a> {
     pub id: &'a uuid::Uuid,
     pub project: &'a uuid::Uuid,
@@ -358,7 +361,7 @@ pub(crate) struct RunMessage<'a> {
     pub ttl_s: Option<i32>,
     pub sent_at: DateTime<Utc>,
     /// The event as stored in the log.
-    pub envelope: &'a str,
+    pub envelope: Cow<'a, str>,
     pub sealed_len: i64,
 }
 
@@ -507,7 +510,7 @@ impl MessageRun {
         &mut self,
         seq: Seq,
         event: &'a Envelope,
-        raw: &[u8],
+        raw: &Bytes,
     ) -> Option<&'a Envelope> {
         let (EventBody::MessageSent(sent), Actor::Agent(sender)) = (&event.body, event.actor)
         else {
@@ -524,8 +527,7 @@ impl MessageRun {
         self.ttls.push(sent.ttl_s.map(|t| t as i32));
         self.sent_ats
             .push(DateTime::<Utc>::from_timestamp_millis(event.at).unwrap_or_default());
-        self.envelopes
-            .push(String::from_utf8_lossy(raw).into_owned());
+        self.envelopes.push(raw.clone());
         self.sealed_lens.push(event.sealed_len() as i64);
         None
     }
@@ -593,7 +595,7 @@ impl MessageRun {
             topic_ix: self.topic_ixs[i].as_deref(),
             ttl_s: self.ttls[i],
             sent_at: self.sent_ats[i],
-            envelope: &self.envelopes[i],
+            envelope: stored_text(&self.envelopes[i]),
             sealed_len: self.sealed_lens[i],
         })
     }
@@ -611,7 +613,9 @@ impl MessageRun {
         arguments.add(&self.topic_ixs).map_err(encode)?;
         arguments.add(&self.ttls).map_err(encode)?;
         arguments.add(&self.sent_ats).map_err(encode)?;
-        arguments.add(&self.envelopes).map_err(encode)?;
+        let envelopes: Vec<Cow<'_, str>> = self.envelopes.iter().map(|e| stored_text(e)).collect();
+        let envelopes: Vec<&str> = envelopes.iter().map(|e| e.as_ref()).collect();
+        arguments.add(&envelopes).map_err(encode)?;
         arguments.add(&self.sealed_lens).map_err(encode)?;
         Ok(arguments)
     }
@@ -624,5 +628,14 @@ impl MessageRun {
                 "messages skipped: unknown sender or already applied"
             );
         }
+    }
+}
+
+/// A stored event as text: it decoded as JSON, so it is UTF-8 but for what decoding
+/// skipped, which is replaced rather than refused.
+fn stored_text(stored: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(stored) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(stored),
     }
 }

@@ -157,7 +157,7 @@ impl RunRows {
             .field(m.topic_ix)
             .field(m.ttl_s)
             .field(m.sent_at)
-            .field(m.envelope)
+            .field(m.envelope.as_ref())
             .field(expires_at);
         match m.recipient {
             Some(recipient) if roster.agents.contains(recipient) => {

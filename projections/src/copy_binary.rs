@@ -131,7 +131,7 @@ mod tests {
     #[test]
     fn a_time_counts_microseconds_from_the_year_2000() {
         let mut out = Vec::new();
-        DateTime::<Utc>::from_timestamp(946_684_801, 500_000)
+        DateTime::<Utc>::from_timestamp(946_684_801, 500_000_000)
             .unwrap()
             .put(&mut out);
         assert_eq!(out[..4], [0, 0, 0, 8]);
