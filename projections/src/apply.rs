@@ -1,7 +1,7 @@
 //! Applying events to the read models, inside the batch's transaction: provisioning,
 //! KV, code-reference, message-state, profile and file events one by one, runs of
-//! consecutive messages in one statement each. Content-bearing events also move the quota
-//! counters.
+//! consecutive messages in one statement each (a rebuild copies its long runs in instead:
+//! [`crate::bulk_copy`]). Content-bearing events also move the quota counters.
 //!
 //! Every statement is guarded so that an event the log holds but the read models cannot
 //! place (an agent of an unknown project, a message from an unknown agent) is skipped
@@ -331,7 +331,8 @@ async fn count_content(
     Ok(())
 }
 
-/// Consecutive `MessageSent` events of a batch, as columns, applied in one statement.
+/// Consecutive `MessageSent` events of a batch, as columns, applied in one statement (or,
+/// in a rebuild, copied in by [`crate::bulk_copy`]).
 #[derive(Debug, Default)]
 pub(crate) struct MessageRun {
     ids: Vec<uuid::Uuid>,
@@ -361,8 +362,15 @@ pub(crate) struct RunMessage<'a> {
     pub ttl_s: Option<i32>,
     pub sent_at: DateTime<Utc>,
     /// The event as stored in the log.
-    pub envelope: Cow<'a, str>,
+    pub envelope: &'a [u8],
     pub sealed_len: i64,
+}
+
+impl RunMessage<'_> {
+    /// The stored event as text (see [`stored_text`]).
+    pub fn envelope_text(&self) -> Cow<'_, str> {
+        stored_text(self.envelope)
+    }
 }
 
 /// Messages of a run and what follows from each: its inbox entries (the recipient, or every
@@ -583,6 +591,11 @@ impl MessageRun {
         &self.ids
     }
 
+    /// The project of each of the run's messages.
+    pub(crate) fn projects(&self) -> &[uuid::Uuid] {
+        &self.projects
+    }
+
     /// The run's messages, in log order.
     pub(crate) fn messages(&self) -> impl Iterator<Item = RunMessage<'_>> {
         (0..self.ids.len()).map(|i| RunMessage {
@@ -595,7 +608,7 @@ impl MessageRun {
             topic_ix: self.topic_ixs[i].as_deref(),
             ttl_s: self.ttls[i],
             sent_at: self.sent_ats[i],
-            envelope: stored_text(&self.envelopes[i]),
+            envelope: &self.envelopes[i],
             sealed_len: self.sealed_lens[i],
         })
     }

@@ -30,11 +30,11 @@ use nexysync_domain::ids::Seq;
 use nexysync_log::RawEvent;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
-use tracing::warn;
+use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::apply::{apply, MessageCounts, MessageRun};
-use crate::bulk_copy::{copy_run, load_rosters, Rosters};
+use crate::bulk_copy::{copy_run, load_rosters, Copied, Rosters};
 use crate::projector::save_checkpoint;
 use crate::ProjectionError;
 
@@ -190,7 +190,7 @@ impl BulkLoader {
     /// The rosters of `run`'s projects, read once since any other event was applied (a
     /// run changes none).
     async fn rosters_of(&mut self, run: &MessageRun) -> Result<Rosters, sqlx::Error> {
-        let mut projects: Vec<Uuid> = run.messages().map(|m| *m.project).collect();
+        let mut projects = run.projects().to_vec();
         projects.sort_unstable();
         projects.dedup();
         let unread: Vec<Uuid> = projects
@@ -263,11 +263,18 @@ async fn write_run(
     rosters: &Rosters,
 ) -> Result<MessageCounts, sqlx::Error> {
     let mut tx = begin_unhurried(pool).await?;
-    if let Some(counts) = copy_run(&mut tx, run, rosters).await? {
-        tx.commit().await?;
-        return Ok(counts);
-    }
+    let constraint = match copy_run(&mut tx, run, rosters).await? {
+        Copied::Written(counts) => {
+            tx.commit().await?;
+            return Ok(counts);
+        }
+        Copied::IdTaken(constraint) => constraint,
+    };
     tx.rollback().await?;
+    info!(
+        constraint = constraint.as_deref().unwrap_or("?"),
+        "a run holds a message id already taken: written again with the live statement"
+    );
     let mut tx = begin_unhurried(pool).await?;
     let counts = run.flush_uncounted(&mut tx).await?;
     tx.commit().await?;

@@ -1,7 +1,7 @@
 //! Rows in PostgreSQL's binary `COPY` format, for `COPY … FROM STDIN (FORMAT binary)`:
 //! a header, then per row its field count and each field as a length and its bytes in
-//! the type's binary form, then a trailer. Loading rows this way skips the parsing and
-//! planning an `INSERT` pays per row (see [`crate::bulk_copy`]).
+//! the type's binary form, then a trailer. The rows may be sent in chunks as they are
+//! made ([`CopyRows::take`]), so a large load need not be held in memory at once.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -53,7 +53,17 @@ impl CopyRows {
         self.rows
     }
 
-    /// The whole `COPY` data, trailer included.
+    /// How many bytes wait to be taken.
+    pub(crate) fn pending(&self) -> usize {
+        self.out.len()
+    }
+
+    /// The data so far, to send before the rest: what follows continues it.
+    pub(crate) fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// The rest of the `COPY` data, trailer included.
     pub(crate) fn finish(mut self) -> Vec<u8> {
         self.out.extend_from_slice(TRAILER);
         self.out
@@ -126,6 +136,26 @@ mod tests {
         expected.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
         expected.extend_from_slice(&[0xff, 0xff]);
         assert_eq!(data, expected);
+    }
+
+    #[test]
+    fn data_taken_in_chunks_is_the_data_made_at_once() {
+        let make = |rows: &mut CopyRows, i: i64| {
+            rows.row(2).field(i).field(Some("text"));
+        };
+        let mut whole = CopyRows::new();
+        let mut chunked = CopyRows::new();
+        let mut chunks = Vec::new();
+        for i in 0..5 {
+            make(&mut whole, i);
+            make(&mut chunked, i);
+            if i % 2 == 0 {
+                chunks.extend(chunked.take());
+            }
+        }
+        assert_eq!(chunked.rows(), 5);
+        chunks.extend(chunked.finish());
+        assert_eq!(chunks, whole.finish());
     }
 
     #[test]

@@ -121,8 +121,8 @@ impl TestAgent {
         self.message_sent(project, sent, body, None)
     }
 
-    /// A sealed, signed message with any routing and, given a `topic`, its sealed topic
-    /// and blind index; not yet sent.
+    /// A sealed, signed message with any routing and, given a `topic`, its sealed topic;
+    /// its blind index replaces `sent.topic_ix`. Not yet sent.
     pub fn message_sent(
         &self,
         project: &TestProject,

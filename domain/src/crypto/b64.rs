@@ -43,11 +43,12 @@ pub(crate) fn decode_array<const N: usize>(
 }
 
 /// Room for the largest array decoded on the stack: a signature's 64 bytes are 88
-/// characters, which base64 estimates at 66 bytes. Anything longer is decoded on the heap
-/// (and then refused for its length).
+/// characters, which base64 estimates at 66 bytes. Longer text is decoded on the heap, as
+/// before, and refused for its length or its alphabet.
 const MAX_ARRAY: usize = 66;
 
-/// Decodes a JSON string where it lies, with no copy of its text.
+/// Decodes a string as the deserializer hands it over: from the JSON text itself when it
+/// has no escapes, with no `String` made for it either way.
 struct Base64Visitor<F>(F);
 
 impl<'de, T, F: FnOnce(&str) -> Result<T, KeyFormatError>> serde::de::Visitor<'de>
