@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgExecutor};
 use tracing::warn;
 use uuid::Uuid;
 
@@ -38,7 +38,7 @@ pub(crate) type Rosters = HashMap<Uuid, Arc<ProjectRoster>>;
 
 /// Reads the rosters of `projects` (those the read models know).
 pub(crate) async fn load_rosters(
-    conn: &mut PgConnection,
+    db: impl PgExecutor<'_>,
     projects: &[Uuid],
 ) -> Result<Rosters, sqlx::Error> {
     let rows: Vec<(Uuid, Option<i32>, Vec<Uuid>)> = sqlx::query_as(
@@ -48,7 +48,7 @@ pub(crate) async fn load_rosters(
          GROUP BY p.id, p.default_ttl_s",
     )
     .bind(projects)
-    .fetch_all(conn)
+    .fetch_all(db)
     .await?;
     Ok(rows
         .into_iter()
@@ -184,11 +184,15 @@ fn inbox_rows(rows: &mut CopyRows, (m, roster): &Kept<'_>) {
 fn readers<'a>(
     m: &'a RunMessage<'_>,
     roster: &'a ProjectRoster,
-) -> Box<dyn Iterator<Item = &'a Uuid> + 'a> {
-    match m.recipient {
-        Some(recipient) => Box::new(roster.agents.get(recipient).into_iter()),
-        None => Box::new(roster.agents.iter().filter(|a| *a != m.sender)),
-    }
+) -> impl Iterator<Item = &'a Uuid> + 'a {
+    let recipient = m.recipient.and_then(|r| roster.agents.get(r));
+    let everyone_else = m
+        .recipient
+        .is_none()
+        .then(|| roster.agents.iter().filter(|a| *a != m.sender));
+    recipient
+        .into_iter()
+        .chain(everyone_else.into_iter().flatten())
 }
 
 fn thread_edge_row(rows: &mut CopyRows, (m, _): &Kept<'_>) {

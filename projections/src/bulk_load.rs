@@ -199,8 +199,8 @@ impl BulkLoader {
             .copied()
             .collect();
         if !unread.is_empty() {
-            let mut conn = self.pool.acquire().await?;
-            self.rosters.extend(load_rosters(&mut conn, &unread).await?);
+            self.rosters
+                .extend(load_rosters(&self.pool, &unread).await?);
         }
         Ok(projects
             .iter()

@@ -4,6 +4,7 @@
 use nexysync_domain::crypto::{AgentToken, ContentKeys, ProjectKey, SigningKey};
 use nexysync_domain::event::{
     fields, Actor, AgentRegistered, Draft, Envelope, EventBody, MessageSent, ProjectCreated,
+    RetentionPolicy,
 };
 use nexysync_domain::ids::{AgentId, AgentName, EventId, ProjectId, ProjectName};
 use nexysync_domain::wire::Appended;
@@ -84,6 +85,26 @@ impl TestProject {
         )
         .sign(&self.owner);
         (agent, event)
+    }
+
+    /// Sets the project's retention policy through `POST /v1/projects/{id}/retention`,
+    /// signed by its owner; the status and JSON answer.
+    pub async fn set_retention(
+        &self,
+        api: &TestApi,
+        policy: RetentionPolicy,
+    ) -> (u16, serde_json::Value) {
+        let event =
+            Draft::new(self.id, Actor::Owner, EventBody::RetentionSet(policy)).sign(&self.owner);
+        let response = api
+            .http
+            .post(format!("{}/v1/projects/{}/retention", api.url, self.id))
+            .bearer_auth(&api.admin_token)
+            .json(&event)
+            .send()
+            .await
+            .unwrap();
+        json_of(response).await.unwrap()
     }
 
     /// Registers an agent through `POST /v1/projects/{id}/agents`.

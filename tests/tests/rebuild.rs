@@ -263,17 +263,8 @@ async fn a_rebuild_makes_the_same_read_models_as_the_live_projector() {
                 default_ttl_s: Some(86_400),
                 max_ttl_s: None,
             };
-            let event = Draft::new(project.id, Actor::Owner, EventBody::RetentionSet(policy))
-                .sign(&project.owner);
-            let response = api
-                .http
-                .post(format!("{}/v1/projects/{}/retention", api.url, project.id))
-                .bearer_auth(&api.admin_token)
-                .json(&event)
-                .send()
-                .await
-                .unwrap();
-            assert!(response.status().is_success(), "{response:?}");
+            let (status, answer) = project.set_retention(&api, policy).await;
+            assert!(status < 300, "{status} {answer}");
         }
         if round == ROUNDS - 1 {
             let (status, answer) = alice

@@ -29,24 +29,6 @@ fn mortal(agent: &TestAgent, project: &TestProject, ttl_s: u32) -> Envelope {
     .sign(&agent.key)
 }
 
-async fn set_retention(
-    api: &TestApi,
-    project: &TestProject,
-    policy: RetentionPolicy,
-) -> (u16, serde_json::Value) {
-    let event =
-        Draft::new(project.id, Actor::Owner, EventBody::RetentionSet(policy)).sign(&project.owner);
-    let response = api
-        .http
-        .post(format!("{}/v1/projects/{}/retention", api.url, project.id))
-        .bearer_auth(&api.admin_token)
-        .json(&event)
-        .send()
-        .await
-        .unwrap();
-    json_of(response).await.unwrap()
-}
-
 /// A project created at version 2 with `policy`.
 async fn create_with(api: &TestApi, policy: RetentionPolicy, kind_v: u16) -> TestProject {
     let project = TestProject {
@@ -102,14 +84,14 @@ async fn a_ttl_above_the_maximum_is_refused_naming_it_until_the_owner_raises_it(
         default_ttl_s: Some(600),
         max_ttl_s: Some(60),
     };
-    let (status, answer) = set_retention(&api, &project, inverted).await;
+    let (status, answer) = project.set_retention(&api, inverted).await;
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["error"]["code"], "invalid_retention_policy");
     let raised = RetentionPolicy {
         default_ttl_s: None,
         max_ttl_s: Some(3600),
     };
-    let (status, answer) = set_retention(&api, &project, raised).await;
+    let (status, answer) = project.set_retention(&api, raised).await;
     assert_eq!(status, 201, "{answer}");
     let seq = answer["seq"].as_u64().unwrap();
     let (_, me) = alice.get(&api, &format!("/v1/whoami?min_seq={seq}")).await;
