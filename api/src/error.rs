@@ -100,6 +100,7 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
         Rejection::ProjectAlreadyExists(_)
         | Rejection::AgentNameTaken(_)
         | Rejection::AgentIdTaken(_)
+        | Rejection::MessageIdTaken(_)
         | Rejection::RevisionMismatch { .. }
         | Rejection::MessageDeleted(_)
         | Rejection::AlreadyReacted(_)

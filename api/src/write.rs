@@ -391,6 +391,7 @@ async fn gather(
                 }
                 facts.recipient = found.recipient;
                 facts.reply_to = found.reply_to;
+                facts.message_id_taken = found.id_taken;
             } else if let Some(lookup) = known_recipient {
                 facts.recipient = lookup;
             }

@@ -92,6 +92,9 @@ pub struct WriteFacts {
     pub agent_name_taken: bool,
     /// An agent with this id already exists (in any project).
     pub agent_id_taken: bool,
+    /// For a message: its id is another project's message, or was a message erased by
+    /// retention (a retry of an applied message is answered before deciding).
+    pub message_id_taken: bool,
     /// An agent already holds a token with this hash.
     pub token_hash_taken: bool,
     /// For a KV write: the key's current revision, `None` when it is absent or expired.
@@ -123,6 +126,7 @@ impl WriteFacts {
             reply_to: Lookup::NotReferenced,
             agent_name_taken: false,
             agent_id_taken: false,
+            message_id_taken: false,
             token_hash_taken: false,
             kv_revision: None,
             target: TargetFacts::default(),
@@ -181,6 +185,10 @@ pub enum Rejection {
     AgentNameTaken(AgentName),
     #[error("agent id {0} is already registered")]
     AgentIdTaken(AgentId),
+    #[error(
+        "message id {0} is already used by another message; sign the message again with a fresh id"
+    )]
+    MessageIdTaken(EventId),
     #[error("ttl_s must be between 1 and {MAX_TTL_S} seconds")]
     InvalidTtl,
     #[error("ttl_s {ttl_s} is above this project's maximum of {max_ttl_s} seconds; ask for at most {max_ttl_s}")]
@@ -248,6 +256,7 @@ impl Rejection {
             Self::TokenTaken => "token_taken",
             Self::AgentNameTaken(_) => "agent_name_taken",
             Self::AgentIdTaken(_) => "agent_id_taken",
+            Self::MessageIdTaken(_) => "message_id_taken",
             Self::InvalidTtl => "invalid_ttl",
             Self::TtlAboveProjectMaximum { .. } => "ttl_above_maximum",
             Self::InvalidRetentionPolicy => "invalid_retention_policy",
@@ -406,6 +415,12 @@ fn decide_event(facts: &WriteFacts, event: &Envelope, digest: Digest) -> Result<
             )?;
             if sent.topic_ix.is_none() && event.sealed.contains_key(fields::TOPIC) {
                 return Err(Rejection::UnexpectedSealedField(fields::TOPIC.into()));
+            }
+            if facts.message_id_taken {
+                // The read models would keep the other message and skip this one: better
+                // a refusal than an accepted message nobody can read. It confirms only an
+                // id the caller already holds.
+                return Err(Rejection::MessageIdTaken(event.id));
             }
             if sent.ttl_s.is_some_and(|ttl| ttl == 0 || ttl > MAX_TTL_S) {
                 return Err(Rejection::InvalidTtl);
@@ -721,6 +736,20 @@ mod tests {
             decide(&facts_for(&project, &alice), &event),
             Err(Rejection::TimestampMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn a_message_whose_id_is_taken_is_refused_naming_it() {
+        let project = Project::new();
+        let alice = project.agent("alice");
+        let event = message_from(&project, &alice, "hi");
+        let mut facts = facts_for(&project, &alice);
+        assert!(decide(&facts, &event).is_ok());
+        facts.message_id_taken = true;
+        let refused = decide(&facts, &event).unwrap_err();
+        assert_eq!(refused, Rejection::MessageIdTaken(event.id));
+        assert_eq!(refused.code(), "message_id_taken");
+        assert!(refused.to_string().contains(&event.id.to_string()));
     }
 
     fn facts_for(project: &Project, sender: &crate::test_support::Agent) -> WriteFacts {

@@ -15,8 +15,12 @@ use crate::{EventLog, LogError};
 /// room for the envelope around the entries.
 pub const MAX_TOMBSTONE_BYTES: usize = crate::MAX_EVENT_BYTES as usize / 2;
 
-/// JetStream's "no message found" error code.
+/// The JetStream error codes of a message delete that found nothing to delete: "sequence
+/// N not found" (10043, what nats-server 2.9 answers for a sequence already deleted), "no
+/// message found" (10037), and a failed delete (10057) whose reason is "no message found".
+const SEQUENCE_NOT_FOUND: u64 = 10043;
 const NO_MESSAGE_FOUND: u64 = 10037;
+const DELETE_FAILED: u64 = 10057;
 
 #[derive(Debug, Deserialize)]
 struct DeleteAnswer {
@@ -32,6 +36,16 @@ struct DeleteError {
     err_code: u64,
     #[serde(default)]
     description: String,
+}
+
+impl DeleteError {
+    fn is_nothing_to_delete(&self) -> bool {
+        match self.err_code {
+            SEQUENCE_NOT_FOUND | NO_MESSAGE_FOUND => true,
+            DELETE_FAILED => self.description.contains("no message found"),
+            _ => false,
+        }
+    }
 }
 
 impl EventLog {
@@ -71,7 +85,7 @@ impl EventLog {
             .map_err(|e| LogError::Stream(format!("failed to erase seq {}: {e}", seq.0)))?;
         match answer.error {
             None => Ok(answer.success),
-            Some(error) if error.err_code == NO_MESSAGE_FOUND => Ok(false),
+            Some(error) if error.is_nothing_to_delete() => Ok(false),
             Some(error) => Err(LogError::Stream(format!(
                 "failed to erase seq {}: {}",
                 seq.0, error.description

@@ -230,3 +230,15 @@ async fn a_server_without_jetstream_is_refused_with_a_clear_message() {
     assert!(error.to_string().contains("-js"), "{error}");
     server.kill().await.ok();
 }
+
+#[tokio::test]
+async fn an_event_is_erased_once_and_erasing_it_again_is_harmless() {
+    let t = TestLog::new().await;
+    let project = start_project(&t.log).await;
+    let seq = t.log.append(message(project, "mortal")).await.unwrap().seq;
+    assert!(t.log.erase(seq).await.unwrap(), "erased");
+    assert_eq!(t.log.stored_event(project, seq).await.unwrap(), None);
+    // A pruner that stopped between erasing and recording it erases again on its next run.
+    assert!(!t.log.erase(seq).await.unwrap(), "already erased");
+    t.delete().await;
+}

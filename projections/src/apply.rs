@@ -135,8 +135,10 @@ pub(crate) async fn apply(
                 }
             }
             if let Some(parent) = sent.reply_to {
+                // An erased reply leaves its edge: a message reusing its id keeps that one.
                 sqlx::query(
-                    "INSERT INTO thread_edges (child, parent, project_id) VALUES ($1, $2, $3)",
+                    "INSERT INTO thread_edges (child, parent, project_id) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING",
                 )
                 .bind(event.id.as_uuid())
                 .bind(parent.as_uuid())
@@ -412,8 +414,10 @@ broadcast AS (
     WHERE i.recipient IS NULL
 ),
 edges AS (
+    -- An erased reply leaves its edge: a message reusing its id keeps that one.
     INSERT INTO thread_edges (child, parent, project_id)
     SELECT id, reply_to, project_id FROM inserted WHERE reply_to IS NOT NULL
+    ON CONFLICT DO NOTHING
 )"
     };
 }

@@ -8,7 +8,17 @@
 //! the foreign keys for its effect (no cascades), and every projector statement guards
 //! against what they would refuse, so the read models come out the same; making them
 //! again checks that.
+//!
+//! Making them again is a few scans of each large table, so it goes on several
+//! connections at once, in three steps whose locks never wait on one another's long part:
+//! 1. every index, the unique constraints' included (`CREATE INDEX` takes a lock that
+//!    other index builds of the same table share);
+//! 2. the unique constraints attached to their indexes, and the foreign keys added
+//!    `NOT VALID`: both instant;
+//! 3. the foreign keys validated, one connection per table that holds them (validating
+//!    takes a lock on the referenced table that index builds and other validations share).
 
+use futures::{stream, StreamExt, TryStreamExt};
 use sqlx::PgPool;
 use tracing::warn;
 
@@ -23,48 +33,65 @@ const UNIQUE_BY_THE_LOG: &[(&str, &str)] = &[
     ("inbox_entries", "PRIMARY KEY (agent_id, seq)"),
 ];
 
+/// Index builds and validations run at once while restoring.
+const AT_ONCE: usize = 2;
+
+/// A statement of the restore, with the size of the table it scans (larger ones first,
+/// so the last to finish is a short one).
+#[derive(Debug)]
+struct Scan {
+    table: String,
+    table_bytes: i64,
+    statements: Vec<String>,
+}
+
 /// What [`set_aside`] removed from a schema, as the statements that make it again.
 #[derive(Debug, Default)]
 pub(crate) struct SetAside {
-    statements: Vec<String>,
+    /// Step 1: `CREATE [UNIQUE] INDEX`, one statement each.
+    indexes: Vec<Scan>,
+    /// Step 2: constraints attached to their indexes, foreign keys added `NOT VALID`.
+    constraints: Vec<String>,
+    /// Step 3: per table, the validation of its foreign keys.
+    validations: Vec<Scan>,
 }
 
 /// Drops the foreign keys, the constraints of [`UNIQUE_BY_THE_LOG`] and the non-unique
 /// indexes that back no constraint in `schema`.
 pub(crate) async fn set_aside(pool: &PgPool, schema: &str) -> Result<SetAside, ProjectionError> {
     let (tables, definitions): (Vec<&str>, Vec<&str>) = UNIQUE_BY_THE_LOG.iter().copied().unzip();
-    // Foreign keys last: a unique constraint made again first may be what one refers to.
-    let constraints: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT format('%I.%I', n.nspname, t.relname), quote_ident(c.conname), pg_get_constraintdef(c.oid)
+    // Foreign keys first: one may refer to a unique constraint dropped after it.
+    let constraints: Vec<(String, String, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT format('%I.%I', n.nspname, t.relname), quote_ident(c.conname), c.contype::text,
+                pg_get_constraintdef(c.oid), pg_get_indexdef(NULLIF(c.conindid, 0))
          FROM pg_constraint c
          JOIN pg_class t ON t.oid = c.conrelid
          JOIN pg_namespace n ON n.oid = t.relnamespace
          WHERE n.nspname = $1
            AND (c.contype = 'f'
                 OR (t.relname, pg_get_constraintdef(c.oid)) IN (SELECT * FROM UNNEST($2::text[], $3::text[])))
-         ORDER BY c.contype = 'f', 1, 2",
+         ORDER BY c.contype <> 'f', 1, 2",
     )
     .bind(schema)
     .bind(&tables)
     .bind(&definitions)
     .fetch_all(pool)
     .await?;
-    let indexes: Vec<(String, String)> = sqlx::query_as(
-        "SELECT format('%I.%I', n.nspname, i.relname), pg_get_indexdef(x.indexrelid)
+    let indexes: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT format('%I.%I', n.nspname, t.relname), format('%I.%I', n.nspname, i.relname),
+                pg_get_indexdef(x.indexrelid)
          FROM pg_index x
          JOIN pg_class i ON i.oid = x.indexrelid
+         JOIN pg_class t ON t.oid = x.indrelid
          JOIN pg_namespace n ON n.oid = i.relnamespace
          WHERE n.nspname = $1 AND NOT x.indisunique
            AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)
-         ORDER BY 1",
+         ORDER BY 1, 2",
     )
     .bind(schema)
     .fetch_all(pool)
     .await?;
-    let unique = constraints
-        .iter()
-        .filter(|(_, _, d)| !d.starts_with("FOREIGN KEY"))
-        .count();
+    let unique = constraints.iter().filter(|c| c.2 != "f").count();
     if unique != UNIQUE_BY_THE_LOG.len() {
         // A migration changed one of them: the list must follow it.
         warn!(
@@ -79,31 +106,96 @@ pub(crate) async fn set_aside(pool: &PgPool, schema: &str) -> Result<SetAside, P
         );
     }
     let mut set_aside = SetAside::default();
-    for (table, name, definition) in constraints.into_iter().rev() {
+    let mut foreign_keys: Vec<(String, String)> = Vec::new();
+    for (table, name, kind, definition, index) in constraints {
         sqlx::query(&format!("ALTER TABLE {table} DROP CONSTRAINT {name}"))
             .execute(pool)
             .await?;
-        set_aside.statements.insert(
-            0,
-            format!("ALTER TABLE {table} ADD CONSTRAINT {name} {definition}"),
-        );
+        match index.filter(|_| kind != "f") {
+            Some(index) => {
+                let kind = if kind == "p" { "PRIMARY KEY" } else { "UNIQUE" };
+                set_aside.indexes.push(Scan::of(&table, index));
+                set_aside.constraints.push(format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {name} {kind} USING INDEX {name}"
+                ));
+            }
+            None => {
+                set_aside.constraints.push(format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {name} {definition} NOT VALID"
+                ));
+                let validation = format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name}");
+                foreign_keys.push((table, validation));
+            }
+        }
     }
-    for (index, definition) in indexes {
+    // Foreign keys after the unique constraints: one may refer to them.
+    set_aside
+        .constraints
+        .sort_by_key(|c| c.ends_with("NOT VALID"));
+    for (table, index, definition) in indexes {
         sqlx::query(&format!("DROP INDEX {index}"))
             .execute(pool)
             .await?;
-        // Indexes first: the foreign keys' checks then find what they look for.
-        set_aside.statements.insert(0, definition);
+        set_aside.indexes.push(Scan::of(&table, definition));
+    }
+    foreign_keys.sort();
+    for (table, validation) in foreign_keys {
+        match set_aside.validations.last_mut() {
+            Some(last) if last.table == table => last.statements.push(validation),
+            _ => set_aside.validations.push(Scan::of(&table, validation)),
+        }
     }
     Ok(set_aside)
 }
 
 impl SetAside {
     /// Makes again everything [`set_aside`] dropped, checking the rows against it.
-    pub(crate) async fn restore(self, pool: &PgPool) -> Result<(), ProjectionError> {
-        for statement in self.statements {
+    pub(crate) async fn restore(mut self, pool: &PgPool) -> Result<(), ProjectionError> {
+        for scans in [&mut self.indexes, &mut self.validations] {
+            weigh(pool, scans).await?;
+        }
+        run_at_once(pool, self.indexes).await?;
+        for statement in self.constraints {
             sqlx::query(&statement).execute(pool).await?;
         }
-        Ok(())
+        run_at_once(pool, self.validations).await
     }
+}
+
+impl Scan {
+    /// A scan of `table`, weighed later (its size is known once the log is loaded).
+    fn of(table: &str, statement: String) -> Self {
+        Self {
+            table: table.to_owned(),
+            table_bytes: 0,
+            statements: vec![statement],
+        }
+    }
+}
+
+/// Sets each scan's table size and puts the largest first.
+async fn weigh(pool: &PgPool, scans: &mut [Scan]) -> Result<(), ProjectionError> {
+    for scan in scans.iter_mut() {
+        scan.table_bytes = sqlx::query_scalar("SELECT pg_relation_size($1::regclass)")
+            .bind(&scan.table)
+            .fetch_one(pool)
+            .await?;
+    }
+    scans.sort_by_key(|scan| std::cmp::Reverse(scan.table_bytes));
+    Ok(())
+}
+
+/// Runs the scans [`AT_ONCE`] at a time, each scan's statements in order on one connection.
+async fn run_at_once(pool: &PgPool, scans: Vec<Scan>) -> Result<(), ProjectionError> {
+    stream::iter(scans)
+        .map(|scan| async move {
+            let mut connection = pool.acquire().await?;
+            for statement in &scan.statements {
+                sqlx::query(statement).execute(&mut *connection).await?;
+            }
+            Ok::<_, ProjectionError>(())
+        })
+        .buffer_unordered(AT_ONCE)
+        .try_collect()
+        .await
 }

@@ -83,14 +83,18 @@ pub(crate) async fn copy_run(
     rosters: &Rosters,
 ) -> Result<Copied, sqlx::Error> {
     let kept = kept(run, rosters);
-    match copy_each(conn, MESSAGES, &kept, message_row).await {
+    let copied = async {
+        copy_each(conn, MESSAGES, &kept, message_row).await?;
+        copy_each(conn, INBOX_ENTRIES, &kept, inbox_rows).await?;
+        // An erased reply leaves its edge: a message reusing its id makes this one fail.
+        copy_each(conn, THREAD_EDGES, &kept, thread_edge_row).await
+    };
+    match copied.await {
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
             return Ok(Copied::IdTaken(e.constraint().map(str::to_owned)));
         }
         result => result?,
     }
-    copy_each(conn, INBOX_ENTRIES, &kept, inbox_rows).await?;
-    copy_each(conn, THREAD_EDGES, &kept, thread_edge_row).await?;
     let skipped = run.len() - kept.len();
     if skipped > 0 {
         warn!(skipped, "messages skipped: unknown sender");

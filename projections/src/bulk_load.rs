@@ -256,7 +256,8 @@ impl BulkLoader {
 }
 
 /// Writes `run` in a transaction of its own, answering its counts: with `COPY`, or, when
-/// one of its ids is taken, with the live projector's statement, which skips that message.
+/// one of its ids is taken, with the live projector's statement, which skips that message
+/// (or, for an erased reply's id, keeps the erased reply's thread edge).
 async fn write_run(
     pool: &PgPool,
     run: &mut MessageRun,

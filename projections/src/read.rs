@@ -44,6 +44,8 @@ pub struct TokenOwner {
 pub struct MessageFacts {
     /// The message's own sequence, when this event id was already applied (a retry).
     pub already_applied: Option<(ProjectId, Seq)>,
+    /// The id is another project's message, or was a message erased by retention.
+    pub id_taken: bool,
     pub recipient: Lookup,
     pub reply_to: Lookup,
 }
@@ -147,6 +149,7 @@ impl ReadModels {
         let row = sqlx::query(
             "SELECT (SELECT project_id FROM messages WHERE id = $1) AS own_project,
                     (SELECT seq FROM messages WHERE id = $1) AS own_seq,
+                    EXISTS (SELECT 1 FROM expired_messages WHERE id = $1) AS erased,
                     (SELECT project_id FROM agents WHERE id = $2) AS recipient_project,
                     (SELECT project_id FROM messages m WHERE id = $3 AND (m.expires_at IS NULL OR m.expires_at > now())) AS parent_project",
         )
@@ -155,8 +158,11 @@ impl ReadModels {
         .bind(reply_to.map(|m| *m.as_uuid()))
         .fetch_one(&self.pool)
         .await?;
+        let already_applied = already_applied(&row);
         Ok(MessageFacts {
-            already_applied: already_applied(&row),
+            already_applied,
+            id_taken: row.get::<bool, _>("erased")
+                || already_applied.is_some_and(|(owner, _)| owner != project),
             recipient: match to {
                 Some(_) => lookup(row.get("recipient_project"), project),
                 None => Lookup::NotReferenced,

@@ -68,6 +68,25 @@ async fn read_models_dump(env: &TestEnv) -> Vec<(String, String)> {
     dump
 }
 
+/// The live read models' constraints (validated or not) and indexes, as text: a rebuild
+/// sets some aside while it loads and must leave them all as the migrations made them.
+async fn schema_dump(env: &TestEnv) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT format('%s %s %s valid=%s', t.relname, c.conname, pg_get_constraintdef(c.oid), c.convalidated)
+         FROM pg_constraint c
+         JOIN pg_class t ON t.oid = c.conrelid
+         JOIN pg_namespace n ON n.oid = t.relnamespace
+         WHERE n.nspname = $1
+         UNION ALL
+         SELECT indexdef FROM pg_indexes WHERE schemaname = $1
+         ORDER BY 1",
+    )
+    .bind(LIVE_SCHEMA)
+    .fetch_all(&env.pool().await)
+    .await
+    .unwrap()
+}
+
 /// Waits for the live projector to reach the log's head; answers the head and
 /// [`read_models_dump`] then.
 async fn live_read_models_at_head(env: &TestEnv) -> (u64, Vec<(String, String)>) {
@@ -280,6 +299,8 @@ async fn a_rebuild_makes_the_same_read_models_as_the_live_projector() {
         inbox_len(&carol, &api).await.unwrap() > 0,
         "broadcasts after carol joined reach her"
     );
+    let schema = schema_dump(&env).await;
+    assert!(schema.len() > 20, "{schema:#?}");
 
     let report = nexysync_projections::rebuild(&env.database_url(), &env.log().await, |_| {})
         .await
@@ -295,6 +316,11 @@ async fn a_rebuild_makes_the_same_read_models_as_the_live_projector() {
     }
     let messages = live.iter().find(|(table, _)| table == "messages").unwrap();
     assert_eq!(messages.1.lines().count(), expected);
+    assert_eq!(
+        schema_dump(&env).await,
+        schema,
+        "constraints and indexes made again"
+    );
     Arc::try_unwrap(api).ok().unwrap().stop().await;
     env.cleanup().await;
 }

@@ -1,0 +1,203 @@
+//! A message id is used once. Beyond the log's deduplication window the API decides on
+//! the read models whether an id is taken: an id erased by retention, or another
+//! project's, is refused with `message_id_taken`, and nothing is appended. And should an
+//! event reusing one reach the log anyway (appended around the API), the projector
+//! applies it without failing: a read model statement that fails on what a client wrote
+//! would stop every project's projection. (And the pruner, finding the erasure done on
+//! its next run, goes on.)
+
+// A test: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use nexysync_domain::event::{fields, Actor, Draft, Envelope, EventBody, MessageSent};
+use nexysync_domain::ids::EventId;
+use nexysync_projections::PrunerSettings;
+use nexysync_tests::agents::{TestAgent, TestProject};
+use nexysync_tests::{eventually, TestEnv};
+use uuid::Uuid;
+
+/// A message id made ten minutes ago: beyond JetStream's deduplication window.
+fn old_id() -> EventId {
+    let millis = chrono_now() as u64 - 10 * 60_000;
+    let at = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        millis / 1000,
+        (millis % 1000) as u32 * 1_000_000,
+    );
+    EventId::try_from(Uuid::new_v7(at)).unwrap()
+}
+
+/// A reply of `agent`'s to `parent` with the id `id` (and its time), sealed and signed.
+fn reply_with_id(
+    agent: &TestAgent,
+    project: &TestProject,
+    id: EventId,
+    parent: EventId,
+    ttl_s: Option<u32>,
+) -> Envelope {
+    let mut draft = Draft::new(
+        agent.project,
+        Actor::Agent(agent.id),
+        EventBody::MessageSent(MessageSent {
+            to: None,
+            reply_to: Some(parent),
+            ttl_s,
+            topic_ix: None,
+        }),
+    );
+    draft.id = id;
+    draft.at = id.unix_millis() as i64;
+    draft
+        .seal(&project.keys(), fields::BODY, b"a reply")
+        .sign(&agent.key)
+}
+
+/// What the copy touches: the messages, inbox entries and thread edges, as text.
+async fn read_models(pool: &sqlx::PgPool) -> Vec<String> {
+    let mut dump = Vec::new();
+    for table in [
+        "messages",
+        "inbox_entries",
+        "thread_edges",
+        "expired_messages",
+    ] {
+        dump.push(
+            sqlx::query_scalar(&format!(
+                "SELECT COALESCE(string_agg(t::text, E'\\n' ORDER BY t::text), '') FROM {table} t"
+            ))
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+        );
+    }
+    dump
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_erased_by_retention_or_of_another_project_is_refused_and_the_projector_goes_on() {
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.pruner = Some(PrunerSettings {
+        interval: Duration::from_millis(200),
+        grace: Duration::ZERO,
+        catch_up: Duration::from_secs(10),
+    });
+    let api = env.spawn_api_with(settings).await;
+    let project = TestProject::create(&api, "reuse").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let _bob = project.add_agent(&api, "bob").await;
+    let parent = alice
+        .send(&api, &project, None, None, "the parent")
+        .await
+        .id;
+
+    // A reply that expired as it was sent: the pruner erases it, leaving its place in the
+    // thread.
+    let id = old_id();
+    let mortal = reply_with_id(&alice, &project, id, parent, Some(1));
+    let (status, answer) = alice.post(&api, &mortal).await;
+    assert_eq!(status, 201, "{answer}");
+    let pool = env.pool().await;
+    eventually("the reply erased", Duration::from_secs(30), || {
+        let pool = pool.clone();
+        async move {
+            let erased: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM expired_messages WHERE id = $1)")
+                    .bind(id.as_uuid())
+                    .fetch_one(&pool)
+                    .await
+                    .ok()?;
+            erased.then_some(())
+        }
+    })
+    .await;
+
+    // The pruner's next run finds the erasure done (the tombstone's projection recorded it
+    // as pending) and goes on.
+    eventually("no erasure pending", Duration::from_secs(30), || {
+        let pool = pool.clone();
+        async move {
+            let pending: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pending_erasures)")
+                    .fetch_one(&pool)
+                    .await
+                    .ok()?;
+            (!pending).then_some(())
+        }
+    })
+    .await;
+
+    // Its id again, in its project: refused, nothing appended.
+    let head = env.log().await.last_seq().await.unwrap();
+    let again = reply_with_id(&alice, &project, id, parent, None);
+    let (status, answer) = alice.post(&api, &again).await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"]["code"], "message_id_taken", "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("fresh id"), "{message}");
+
+    // The same id from another project, replying to a message of its own: refused too.
+    let other = TestProject::create(&api, "other").await;
+    let carol = other.add_agent(&api, "carol").await;
+    let dave = other.add_agent(&api, "dave").await;
+    let carols_parent = carol
+        .send(&api, &other, None, None, "carol's parent")
+        .await
+        .id;
+    let elsewhere = reply_with_id(&carol, &other, id, carols_parent, None);
+    let (status, answer) = carol.post(&api, &elsewhere).await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"]["code"], "message_id_taken", "{answer}");
+    let log = env.log().await;
+    assert_eq!(
+        log.last_seq().await.unwrap(),
+        head + 4,
+        "only the other project, carol, dave and carol's parent appended"
+    );
+
+    // Appended around the API, amid a run of messages long enough for a rebuild to copy
+    // it in: the projector applies the copy (its thread edge stays the erased reply's)
+    // and goes on to what follows.
+    for i in 0..300 {
+        let event = match i {
+            150 => elsewhere.clone(),
+            _ => carol.message(&other, None, None, &format!("m{i}")),
+        };
+        log.append(event).await.unwrap();
+    }
+    let after = carol
+        .send(&api, &other, None, None, "after the copy")
+        .await
+        .seq
+        .0;
+    let (status, answer) = dave
+        .get(
+            &api,
+            &format!("/v1/messages?since_seq={}&min_seq={after}", after - 1),
+        )
+        .await;
+    assert_eq!(
+        status, 200,
+        "the projection went on past the copy: {answer}"
+    );
+    assert_eq!(answer["messages"].as_array().unwrap().len(), 1, "{answer}");
+
+    // A rebuild makes the same read models: its copy of the run fails on the edge and the
+    // run is written again with the live statement.
+    let before = read_models(&pool).await;
+    nexysync_projections::rebuild(&env.database_url(), &log, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(read_models(&pool).await, before);
+    api.stop().await;
+    env.cleanup().await;
+}
