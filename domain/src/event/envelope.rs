@@ -222,7 +222,7 @@ struct StoredIn {
     #[serde(default = "first_version")]
     kind_v: u16,
     #[serde(default)]
-    meta: Option<serde_json::Value>,
+    meta: Option<Box<serde_json::value::RawValue>>,
     #[serde(default)]
     sealed: BTreeMap<String, Sealed>,
     sig: Signature,
@@ -259,7 +259,7 @@ impl Serialize for Envelope {
 impl<'de> Deserialize<'de> for Envelope {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let stored = StoredIn::deserialize(d)?;
-        let body = EventBody::from_stored(&stored.kind, stored.kind_v, stored.meta)
+        let body = EventBody::from_stored(&stored.kind, stored.kind_v, stored.meta.as_deref())
             .map_err(serde::de::Error::custom)?;
         Ok(Self {
             v: stored.v,

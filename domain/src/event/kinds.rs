@@ -7,7 +7,10 @@
 //! the log is never rewritten (ADR 0012).
 
 use schemars::JsonSchema;
+use serde::de::value::StrDeserializer;
+use serde::de::IntoDeserializer;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::erased::EventsErased;
 use crate::crypto::{BlindIndex, ContentKeys, PublicKey, TokenHash};
@@ -47,33 +50,52 @@ pub(super) enum LegacyBody {
 
 impl EventBody {
     /// Reads a stored body: `kind` at version `kind_v` with its `meta`, upcast to the
-    /// current type when the version is an older one.
-    pub fn from_stored(
-        kind: &str,
-        kind_v: u16,
-        meta: Option<serde_json::Value>,
-    ) -> Result<Self, String> {
-        let parsed: EventKind = serde_json::from_value(kind.into())
-            .map_err(|_| format!("unknown event kind `{kind}`"))?;
-        let tagged = |meta: Option<serde_json::Value>| {
-            let mut object = serde_json::Map::with_capacity(2);
-            object.insert("kind".into(), kind.into());
-            if let Some(meta) = meta {
-                object.insert("meta".into(), meta);
-            }
-            serde_json::Value::Object(object)
-        };
+    /// current type when the version is an older one. `meta` is decoded straight into the
+    /// kind's type, with no JSON tree in between.
+    pub fn from_stored(kind: &str, kind_v: u16, meta: Option<&RawValue>) -> Result<Self, String> {
+        let parsed =
+            EventKind::from_wire(kind).ok_or_else(|| format!("unknown event kind `{kind}`"))?;
+        let meta = meta.ok_or_else(|| "missing field `meta`".to_owned())?.get();
         if kind_v == parsed.current_version() {
-            return serde_json::from_value(tagged(meta)).map_err(|e| e.to_string());
+            return Self::current_from_meta(parsed, meta).map_err(without_position);
         }
         match (parsed, kind_v) {
             (EventKind::ProjectCreated, 1) => {
-                let legacy: LegacyBody =
-                    serde_json::from_value(tagged(meta)).map_err(|e| e.to_string())?;
-                Ok(legacy.upcast())
+                let v1: ProjectCreatedV1 = serde_json::from_str(meta).map_err(without_position)?;
+                Ok(LegacyBody::ProjectCreated(v1).upcast())
             }
             _ => Err(format!("event kind `{kind}` has no version {kind_v}")),
         }
+    }
+
+    /// The body of a `kind` at its current version from its `meta`.
+    fn current_from_meta(kind: EventKind, meta: &str) -> serde_json::Result<Self> {
+        macro_rules! each_kind {
+            ($($variant:ident),+ $(,)?) => {
+                match kind {
+                    $(EventKind::$variant => Self::$variant(serde_json::from_str(meta)?),)+
+                }
+            };
+        }
+        Ok(each_kind!(
+            ProjectCreated,
+            AgentRegistered,
+            MessageSent,
+            KvSet,
+            KvDeleted,
+            RefShared,
+            ReactionAdded,
+            ReactionRemoved,
+            MessageRead,
+            MessagePinned,
+            MessageUnpinned,
+            MessageDeleted,
+            AgentProfileUpdated,
+            FileShared,
+            FileDeleted,
+            RetentionSet,
+            EventsErased,
+        ))
     }
 
     /// This body as stored at `kind_v`: `None` when that is the current version (the
@@ -128,6 +150,17 @@ impl EventBody {
     }
 }
 
+/// A decoding error of a body without its position, which is within `meta` only: the
+/// envelope's decoder adds where in the whole event it stands.
+fn without_position(e: serde_json::Error) -> String {
+    let text = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&position) {
+        Some(message) => message.to_owned(),
+        None => text,
+    }
+}
+
 /// The kinds of event, for filters and error messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -152,6 +185,12 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// The kind named `name` on the wire (`"message_sent"`…).
+    pub fn from_wire(name: &str) -> Option<Self> {
+        let name: StrDeserializer<'_, serde::de::value::Error> = name.into_deserializer();
+        Self::deserialize(name).ok()
+    }
+
     /// The version of this kind's body that this code writes. Older versions are still
     /// read ([`EventBody::from_stored`]).
     pub fn current_version(&self) -> u16 {
@@ -464,4 +503,47 @@ pub mod fields {
     pub const NAME: &str = "name";
     /// A shared file's optional media type (`file_shared`).
     pub const MEDIA_TYPE: &str = "media_type";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(json: &str) -> Box<RawValue> {
+        RawValue::from_string(json.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn a_stored_body_is_read_by_its_kind_and_refused_with_the_reason_alone() {
+        let agent = AgentId::generate();
+        let meta = raw(&format!(r#"{{"to":"{agent}","reply_to":null}}"#));
+        assert_eq!(
+            EventBody::from_stored("message_sent", 1, Some(&meta)),
+            Ok(EventBody::MessageSent(MessageSent {
+                to: Some(agent),
+                reply_to: None,
+                ttl_s: None,
+                topic_ix: None,
+            }))
+        );
+        for kind in ["project_created", "message_read", "events_erased"] {
+            assert_eq!(EventKind::from_wire(kind).map(|k| k.as_str()), Some(kind));
+        }
+        assert_eq!(
+            EventBody::from_stored("message_mailed", 1, Some(&meta)),
+            Err("unknown event kind `message_mailed`".into())
+        );
+        assert_eq!(
+            EventBody::from_stored("message_sent", 1, None),
+            Err("missing field `meta`".into())
+        );
+        assert_eq!(
+            EventBody::from_stored("message_sent", 9, Some(&meta)),
+            Err("event kind `message_sent` has no version 9".into())
+        );
+        let bad = EventBody::from_stored("message_sent", 1, Some(&raw(r#"{"ttl_s":"soon"}"#)))
+            .unwrap_err();
+        assert!(bad.starts_with("invalid type: string \"soon\""), "{bad}");
+        assert!(!bad.contains(" at line "), "{bad}");
+    }
 }
