@@ -342,8 +342,9 @@ async fn send_many(
     }
 }
 
-/// The log deduplicates event ids per project, so an agent of another project can append
-/// a message under an id already taken; the read models keep the first, live or rebuilt.
+/// The log deduplicates event ids per project, so a message of another project can be
+/// appended under an id already taken (the API refuses one it finds taken, but only looks
+/// when it must: appended here around it); the read models keep the first, live or rebuilt.
 /// The two land in different runs of the rebuild, which the loader then writes one after
 /// the other (whether they would otherwise race is up to timing, not forced here); the
 /// copy's run is long enough to be written with `COPY`, which fails on the taken id, so the
@@ -385,7 +386,9 @@ async fn a_message_id_reused_by_another_project_leaves_the_first_message_in_plac
         .seal(&second.keys(), fields::BODY, b"the copy")
         .sign(&dave.key);
     let (status, answer) = dave.post(&api, &copy).await;
-    assert_eq!(status, 201, "the log takes the copy: {answer}");
+    assert_eq!(status, 409, "the API finds the id taken: {answer}");
+    assert_eq!(answer["error"]["code"], "message_id_taken", "{answer}");
+    env.log().await.append(copy).await.unwrap();
     send_many(&api, &second, &dave, &erin, 400).await;
 
     let (_, live) = live_read_models_at_head(&env).await;
