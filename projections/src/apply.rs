@@ -58,7 +58,7 @@ pub(crate) async fn apply(
         EventBody::AgentRegistered(registered) => {
             let inserted = sqlx::query(
                 "INSERT INTO agents (id, project_id, name, signing_key, token_hash, registered_seq, registration)
-                 SELECT $1, $2, $3, $4, $5, $6, $7::json
+                 SELECT $1, $2, $3, $4, $5, $6, $7
                  WHERE EXISTS (SELECT 1 FROM projects WHERE id = $2)
                  ON CONFLICT DO NOTHING",
             )
@@ -86,7 +86,7 @@ pub(crate) async fn apply(
             // The expiry counts the project's default in force now, in log order (ADR 0012).
             let inserted = sqlx::query(
                 "INSERT INTO messages (id, project_id, seq, sender, recipient, reply_to, topic_ix, ttl_s, sent_at, envelope, expires_at)
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10::json,
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
                         $9 + make_interval(secs => COALESCE($8, p.default_ttl_s))
                  FROM projects p
                  WHERE p.id = $2 AND EXISTS (SELECT 1 FROM agents WHERE id = $4 AND project_id = $2)
@@ -163,7 +163,7 @@ pub(crate) async fn apply(
             // Guarded: only a newer write replaces the entry, only a writer of the project.
             let applied = sqlx::query(
                 "INSERT INTO kv_entries (project_id, key_ix, revision, event_id, value_envelope, expires_at, updated_by)
-                 SELECT $1, $2, $3, $4, $5::json, $6, $7
+                 SELECT $1, $2, $3, $4, $5, $6, $7
                  WHERE EXISTS (SELECT 1 FROM agents WHERE id = $7 AND project_id = $1)
                  ON CONFLICT (project_id, key_ix) DO UPDATE
                  SET revision = EXCLUDED.revision, event_id = EXCLUDED.event_id,
@@ -202,7 +202,7 @@ pub(crate) async fn apply(
             // Guarded: only a sender (and recipient) of the project, only once.
             let inserted = sqlx::query(
                 "INSERT INTO refs (id, project_id, seq, sender, recipient, start_line, end_line, envelope, shared_at)
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8::json, $9
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
                  WHERE EXISTS (SELECT 1 FROM agents WHERE id = $4 AND project_id = $2)
                    AND ($5::uuid IS NULL OR EXISTS (SELECT 1 FROM agents WHERE id = $5 AND project_id = $2))
                  ON CONFLICT DO NOTHING",
@@ -232,7 +232,7 @@ pub(crate) async fn apply(
             // Guarded: only an agent of the project, only a newer profile replaces one.
             let applied = sqlx::query(
                 "INSERT INTO agent_profiles (agent_id, project_id, seq, envelope)
-                 SELECT $1, $2, $3, $4::json
+                 SELECT $1, $2, $3, $4
                  WHERE EXISTS (SELECT 1 FROM agents WHERE id = $1 AND project_id = $2)
                  ON CONFLICT (agent_id) DO UPDATE
                  SET seq = EXCLUDED.seq, envelope = EXCLUDED.envelope
@@ -266,7 +266,7 @@ pub(crate) async fn apply(
             };
             let inserted = sqlx::query(
                 "INSERT INTO files (id, project_id, seq, sender, recipient, size, ciphertext_size, envelope, shared_at)
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8::json, $9
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
                  WHERE EXISTS (SELECT 1 FROM agents WHERE id = $4 AND project_id = $2)
                    AND ($5::uuid IS NULL OR EXISTS (SELECT 1 FROM agents WHERE id = $5 AND project_id = $2))
                  ON CONFLICT DO NOTHING",
@@ -392,7 +392,7 @@ WITH batch AS (
 inserted AS (
     INSERT INTO messages (id, project_id, seq, sender, recipient, reply_to, topic_ix, ttl_s, sent_at, envelope, expires_at)
     SELECT b.id, b.project_id, b.seq, b.sender, b.recipient, b.reply_to, b.topic_ix, b.ttl_s,
-           b.sent_at, b.envelope::json,
+           b.sent_at, b.envelope,
            b.sent_at + make_interval(secs => COALESCE(b.ttl_s, p.default_ttl_s))
     FROM batch b JOIN agents a ON a.id = b.sender AND a.project_id = b.project_id
          JOIN projects p ON p.id = b.project_id

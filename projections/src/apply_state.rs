@@ -51,7 +51,7 @@ pub(crate) async fn apply_message_state(
         EventBody::ReactionAdded(reaction) => {
             sqlx::query(
                 "INSERT INTO message_reactions (message_id, agent_id, emoji_ix, seq, envelope)
-                 SELECT $1, $2, $3, $4, $5::json
+                 SELECT $1, $2, $3, $4, $5
                  WHERE EXISTS (SELECT 1 FROM messages WHERE id = $1 AND deleted_seq IS NULL)
                  ON CONFLICT DO NOTHING",
             )
@@ -97,8 +97,8 @@ pub(crate) async fn apply_message_state(
             // with them the reactions, whose envelopes seal their emoji.
             let erased = sqlx::query(
                 "UPDATE messages
-                 SET envelope = (envelope::jsonb || '{\"sealed\": {}}'::jsonb)::json,
-                     deleted_seq = $3, deletion = $4::json, pinned = false
+                 SET envelope = (envelope::jsonb || '{\"sealed\": {}}'::jsonb)::text,
+                     deleted_seq = $3, deletion = $4, pinned = false
                  WHERE id = $1 AND sender = $2 AND deleted_seq IS NULL",
             )
             .bind(message)

@@ -146,7 +146,7 @@ impl ReadModels {
     ) -> Result<bool, ProjectionError> {
         let done = sqlx::query(
             "INSERT INTO pending_uploads (id, project_id, uploader, ciphertext_size, envelope, expires_at)
-             SELECT $1, $2, $3, $4, $5::json, $6
+             SELECT $1, $2, $3, $4, $5, $6
              WHERE NOT EXISTS (SELECT 1 FROM files WHERE id = $1)
              ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at
              WHERE pending_uploads.project_id = EXCLUDED.project_id
@@ -224,7 +224,7 @@ impl ReadModels {
     ) -> Result<(), ProjectionError> {
         sqlx::query(
             "INSERT INTO pending_uploads (id, project_id, uploader, ciphertext_size, envelope, expires_at)
-             VALUES ($1, $2, $3, 0, '{}'::json, '-infinity')
+             VALUES ($1, $2, $3, 0, '{}', '-infinity')
              ON CONFLICT (id) DO UPDATE SET expires_at = '-infinity', ciphertext_size = 0",
         )
         .bind(id.as_uuid())
