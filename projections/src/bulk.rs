@@ -50,8 +50,10 @@ struct Scan {
 pub(crate) struct SetAside {
     /// Step 1: `CREATE [UNIQUE] INDEX`, one statement each.
     indexes: Vec<Scan>,
-    /// Step 2: constraints attached to their indexes, foreign keys added `NOT VALID`.
-    constraints: Vec<String>,
+    /// Step 2: unique constraints attached to their indexes, then (since one may refer to
+    /// those) foreign keys added `NOT VALID`.
+    attachments: Vec<String>,
+    foreign_keys: Vec<String>,
     /// Step 3: per table, the validation of its foreign keys.
     validations: Vec<Scan>,
 }
@@ -106,7 +108,7 @@ pub(crate) async fn set_aside(pool: &PgPool, schema: &str) -> Result<SetAside, P
         );
     }
     let mut set_aside = SetAside::default();
-    let mut foreign_keys: Vec<(String, String)> = Vec::new();
+    let mut validations: Vec<(String, String)> = Vec::new();
     for (table, name, kind, definition, index) in constraints {
         sqlx::query(&format!("ALTER TABLE {table} DROP CONSTRAINT {name}"))
             .execute(pool)
@@ -115,31 +117,27 @@ pub(crate) async fn set_aside(pool: &PgPool, schema: &str) -> Result<SetAside, P
             Some(index) => {
                 let kind = if kind == "p" { "PRIMARY KEY" } else { "UNIQUE" };
                 set_aside.indexes.push(Scan::of(&table, index));
-                set_aside.constraints.push(format!(
+                set_aside.attachments.push(format!(
                     "ALTER TABLE {table} ADD CONSTRAINT {name} {kind} USING INDEX {name}"
                 ));
             }
             None => {
-                set_aside.constraints.push(format!(
+                set_aside.foreign_keys.push(format!(
                     "ALTER TABLE {table} ADD CONSTRAINT {name} {definition} NOT VALID"
                 ));
                 let validation = format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name}");
-                foreign_keys.push((table, validation));
+                validations.push((table, validation));
             }
         }
     }
-    // Foreign keys after the unique constraints: one may refer to them.
-    set_aside
-        .constraints
-        .sort_by_key(|c| c.ends_with("NOT VALID"));
     for (table, index, definition) in indexes {
         sqlx::query(&format!("DROP INDEX {index}"))
             .execute(pool)
             .await?;
         set_aside.indexes.push(Scan::of(&table, definition));
     }
-    foreign_keys.sort();
-    for (table, validation) in foreign_keys {
+    validations.sort();
+    for (table, validation) in validations {
         match set_aside.validations.last_mut() {
             Some(last) if last.table == table => last.statements.push(validation),
             _ => set_aside.validations.push(Scan::of(&table, validation)),
@@ -155,7 +153,7 @@ impl SetAside {
             weigh(pool, scans).await?;
         }
         run_at_once(pool, self.indexes).await?;
-        for statement in self.constraints {
+        for statement in self.attachments.into_iter().chain(self.foreign_keys) {
             sqlx::query(&statement).execute(pool).await?;
         }
         run_at_once(pool, self.validations).await

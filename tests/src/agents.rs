@@ -47,15 +47,7 @@ impl TestProject {
             }),
         )
         .sign(&project.owner);
-        let response = api
-            .http
-            .post(format!("{}/v1/projects", api.url))
-            .bearer_auth(&api.admin_token)
-            .json(&event)
-            .send()
-            .await
-            .unwrap();
-        let (status, body) = json_of(response).await.unwrap();
+        let (status, body) = api.admin_post("/v1/projects", &event).await;
         assert_eq!(status, 201, "project created: {body}");
         project
     }
@@ -96,29 +88,16 @@ impl TestProject {
     ) -> (u16, serde_json::Value) {
         let event =
             Draft::new(self.id, Actor::Owner, EventBody::RetentionSet(policy)).sign(&self.owner);
-        let response = api
-            .http
-            .post(format!("{}/v1/projects/{}/retention", api.url, self.id))
-            .bearer_auth(&api.admin_token)
-            .json(&event)
-            .send()
+        api.admin_post(&format!("/v1/projects/{}/retention", self.id), &event)
             .await
-            .unwrap();
-        json_of(response).await.unwrap()
     }
 
     /// Registers an agent through `POST /v1/projects/{id}/agents`.
     pub async fn add_agent(&self, api: &TestApi, name: &str) -> TestAgent {
         let (agent, event) = self.registration(name);
-        let response = api
-            .http
-            .post(format!("{}/v1/projects/{}/agents", api.url, self.id))
-            .bearer_auth(&api.admin_token)
-            .json(&event)
-            .send()
-            .await
-            .unwrap();
-        let (status, body) = json_of(response).await.unwrap();
+        let (status, body) = api
+            .admin_post(&format!("/v1/projects/{}/agents", self.id), &event)
+            .await;
         assert_eq!(status, 201, "agent registered: {body}");
         agent
     }

@@ -181,6 +181,24 @@ impl TestApi {
         drop(stop);
     }
 
+    /// POSTs `body` to `path` (under the API URL) with the admin token; the status and JSON
+    /// answer.
+    pub async fn admin_post(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.admin_token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        json_of(response).await.unwrap()
+    }
+
     /// Stops the server and waits for it to finish.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

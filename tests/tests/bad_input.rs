@@ -166,30 +166,21 @@ async fn provisioning_needs_the_admin_token_and_the_owner_key() {
         EventBody::AgentRegistered(meta),
     )
     .sign(&SigningKey::generate());
-    let response = api
-        .http
-        .post(format!("{}/v1/projects/{}/agents", api.url, project.id))
-        .bearer_auth(&api.admin_token)
-        .json(&registration)
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json_of(response).await.unwrap();
+    let (status, body) = api
+        .admin_post(
+            &format!("/v1/projects/{}/agents", project.id),
+            &registration,
+        )
+        .await;
     assert_error(status, &body, 422, "bad_signature");
 
     // A second agent with a taken name.
     project.add_agent(&api, "bob").await;
     let before_dup = last_seq(&env).await;
     let (_, duplicate) = project.registration("bob");
-    let response = api
-        .http
-        .post(format!("{}/v1/projects/{}/agents", api.url, project.id))
-        .bearer_auth(&api.admin_token)
-        .json(&duplicate)
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json_of(response).await.unwrap();
+    let (status, body) = api
+        .admin_post(&format!("/v1/projects/{}/agents", project.id), &duplicate)
+        .await;
     assert_error(status, &body, 409, "agent_name_taken");
     assert_eq!(last_seq(&env).await, before_dup);
     assert_eq!(before_dup, before + 1);

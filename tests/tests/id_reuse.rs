@@ -54,6 +54,15 @@ fn reply_with_id(
         .sign(&agent.key)
 }
 
+/// Waits until `query`, a boolean `SELECT`, answers true.
+async fn until_true(pool: &sqlx::PgPool, what: &str, query: &str) {
+    eventually(what, Duration::from_secs(30), || async move {
+        let holds: bool = sqlx::query_scalar(query).fetch_one(pool).await.ok()?;
+        holds.then_some(())
+    })
+    .await
+}
+
 /// What the copy touches: the messages, inbox entries and thread edges, as text.
 async fn read_models(pool: &sqlx::PgPool) -> Vec<String> {
     let mut dump = Vec::new();
@@ -107,34 +116,13 @@ async fn an_id_erased_by_retention_or_of_another_project_is_refused_and_the_proj
     let (status, answer) = alice.post(&api, &mortal).await;
     assert_eq!(status, 201, "{answer}");
     let pool = env.pool().await;
-    eventually("the reply erased", Duration::from_secs(30), || {
-        let pool = pool.clone();
-        async move {
-            let erased: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM expired_messages WHERE id = $1)")
-                    .bind(id.as_uuid())
-                    .fetch_one(&pool)
-                    .await
-                    .ok()?;
-            erased.then_some(())
-        }
-    })
-    .await;
+    let erased = format!("SELECT EXISTS (SELECT 1 FROM expired_messages WHERE id = '{id}')");
+    until_true(&pool, "the reply erased", &erased).await;
 
     // The pruner's next run finds the erasure done (the tombstone's projection recorded it
     // as pending) and goes on.
-    eventually("no erasure pending", Duration::from_secs(30), || {
-        let pool = pool.clone();
-        async move {
-            let pending: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pending_erasures)")
-                    .fetch_one(&pool)
-                    .await
-                    .ok()?;
-            (!pending).then_some(())
-        }
-    })
-    .await;
+    let none_pending = "SELECT NOT EXISTS (SELECT 1 FROM pending_erasures)";
+    until_true(&pool, "no erasure pending", none_pending).await;
 
     // Its id again, in its project: refused, nothing appended.
     let head = env.log().await.last_seq().await.unwrap();

@@ -12,7 +12,7 @@ use nexysync_domain::event::{
 };
 use nexysync_domain::ids::{EventId, ProjectName};
 use nexysync_tests::agents::{TestAgent, TestProject};
-use nexysync_tests::{json_of, TestApi, TestEnv};
+use nexysync_tests::{TestApi, TestEnv};
 
 fn mortal(agent: &TestAgent, project: &TestProject, ttl_s: u32) -> Envelope {
     Draft::new(
@@ -46,15 +46,7 @@ async fn create_with(api: &TestApi, policy: RetentionPolicy, kind_v: u16) -> Tes
         }),
     )
     .sign_at_version(&project.owner, kind_v);
-    let response = api
-        .http
-        .post(format!("{}/v1/projects", api.url))
-        .bearer_auth(&api.admin_token)
-        .json(&event)
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json_of(response).await.unwrap();
+    let (status, body) = api.admin_post("/v1/projects", &event).await;
     assert_eq!(status, 201, "project created: {body}");
     project
 }
