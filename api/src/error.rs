@@ -22,6 +22,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
+    #[error("this endpoint does not take that method; docs/api.md lists each endpoint's")]
+    MethodNotAllowed,
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
     #[error("{message}")]
@@ -78,6 +80,7 @@ impl ApiError {
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Self::Gone { code, .. } => (StatusCode::GONE, code),
             Self::FileQuotaExceeded(_) => (StatusCode::PAYLOAD_TOO_LARGE, "file_quota_exceeded"),

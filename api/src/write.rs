@@ -66,11 +66,15 @@ pub async fn submit(
     event: Envelope,
 ) -> Result<Appended, ApiError> {
     // Provisioning is rare and must see every earlier registration (a name is taken once):
-    // one at a time, each after the read models have applied what came before.
+    // one at a time, each after the read models have applied what came before. Deciding
+    // on lagging ones would let a name be taken twice, the second answered 201 and then
+    // skipped by the projector: a lag is an error here, as for KV writes.
     let _provisioning = match caller {
         Actor::Owner => {
             let guard = state.provisioning.lock().await;
-            state.settle_projection().await;
+            state
+                .wait_for_projection(Some(state.known_log_position()))
+                .await?;
             Some(guard)
         }
         Actor::Agent(_) | Actor::Pruner => None,

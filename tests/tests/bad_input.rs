@@ -130,6 +130,24 @@ async fn bad_requests_are_refused_clearly_and_append_nothing() {
     assert_error(status, &body, 404, "not_found");
     let (status, body) = alice.get(&api, "/v1/messages?limit=0").await;
     assert_error(status, &body, 400, "invalid_request");
+    // A path segment that is not UTF-8 once percent-decoded, and a method a route does
+    // not take: axum's own answers are plain text and an empty body.
+    let (status, body) = alice.get(&api, "/v1/messages/%FF").await;
+    assert_error(status, &body, 400, "invalid_request");
+    for (method, path) in [
+        (reqwest::Method::DELETE, "/v1/messages"),
+        (reqwest::Method::PUT, "/v1/whoami"),
+    ] {
+        let response = api
+            .http
+            .request(method, format!("{}{path}", api.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json_of(response).await.unwrap();
+        assert_error(status, &body, 405, "method_not_allowed");
+    }
 
     assert_eq!(last_seq(&env).await, before, "nothing was appended");
     api.stop().await;
@@ -184,6 +202,43 @@ async fn provisioning_needs_the_admin_token_and_the_owner_key() {
     assert_error(status, &body, 409, "agent_name_taken");
     assert_eq!(last_seq(&env).await, before_dup);
     assert_eq!(before_dup, before + 1);
+    api.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn provisioning_decides_on_caught_up_read_models_or_says_they_lag() {
+    let env = TestEnv::new();
+    let api = env.spawn_api().await;
+    let project = TestProject::create(&api, "lagging").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let projected = last_seq(&env).await;
+    alice
+        .get(&api, &format!("/v1/messages?min_seq={projected}"))
+        .await;
+    api.stop().await;
+
+    // An instance whose read models do not move (no projector): its first registration
+    // goes in; a second of the same name would look free to it.
+    let mut settings = env.settings();
+    settings.run_projectors = false;
+    settings.read_your_writes_timeout = std::time::Duration::from_millis(300);
+    let frozen = env.spawn_api_with(settings).await;
+    let agents = format!("/v1/projects/{}/agents", project.id);
+    let (_, first) = project.registration("bob");
+    let (status, body) = frozen.admin_post(&agents, &first).await;
+    assert_eq!(status, 201, "{body}");
+    let (_, second) = project.registration("bob");
+    let (status, body) = frozen.admin_post(&agents, &second).await;
+    assert_error(status, &body, 503, "projection_lagging");
+    let before = last_seq(&env).await;
+    frozen.stop().await;
+
+    // Caught up, the same request is refused for what it is, and nothing was appended.
+    let api = env.spawn_api().await;
+    let (status, body) = api.admin_post(&agents, &second).await;
+    assert_error(status, &body, 409, "agent_name_taken");
+    assert_eq!(last_seq(&env).await, before, "nothing was appended");
     api.stop().await;
     env.cleanup().await;
 }

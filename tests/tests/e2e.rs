@@ -163,6 +163,17 @@ async fn two_agents_talk_through_the_real_binaries_and_the_server_learns_nothing
         "{inbox:?}"
     );
 
+    // The server goes away: a wait that could not hear says so, instead of `timed_out`
+    // (which tells an agent that nobody wrote).
+    server.stop().await;
+    let refused = carol
+        .refused("ns_message", json!({"action": "wait", "timeout_s": 5}))
+        .await;
+    assert!(
+        refused.contains("stream_unavailable") && refused.contains("`check`"),
+        "{refused}"
+    );
+
     for agent in [alice, bob, carol] {
         agent.stop().await;
     }
@@ -176,7 +187,6 @@ async fn two_agents_talk_through_the_real_binaries_and_the_server_learns_nothing
         "{}",
         String::from_utf8_lossy(&dump.stderr)
     );
-    server.stop().await;
     nats.stop().await;
 
     // Nothing the server stores holds the plaintext or the project key.

@@ -9,14 +9,14 @@
 
 use std::future::Future;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
 use crate::auth::{AdminAuth, AgentAuth};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 /// Which bearer token an operation takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +98,7 @@ impl DescribeArg for AdminAuth {
 
 /// The path's parameters are declared with the route (their names are in the path);
 /// this only records that the handler reads them.
-impl<T> DescribeArg for Path<T> {
+impl<T> DescribeArg for ApiPath<T> {
     fn describe(described: &mut Described, _: &mut SchemaGenerator) {
         described.reads_path = true;
     }

@@ -8,7 +8,7 @@
 //! signs a receipt; the commit brings the receipt and the `file_shared` signed again with
 //! that digest, the one change to the declared event accepted (ADR 0008, addendum).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use nexysync_domain::blob_url::UploadReceipt;
@@ -22,7 +22,7 @@ use tracing::{instrument, warn};
 use crate::auth::AgentAuth;
 use crate::cdn::SignedUrl;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery};
+use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery};
 use crate::paging::PageRequest;
 use crate::raw::{self, RawStoredEvent};
 use crate::state::AppState;
@@ -174,7 +174,7 @@ fn completed(
 pub async fn commit(
     AgentAuth(me): AgentAuth,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<FileCommit>,
 ) -> Result<(StatusCode, Json<Appended>), ApiError> {
     let id = parse_id(&id)?;
@@ -299,7 +299,7 @@ pub struct RawFileDownload {
 pub async fn read(
     AgentAuth(me): AgentAuth,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ReadQuery>,
 ) -> Result<Json<RawFileDownload>, ApiError> {
     let id = parse_id(&id)?;

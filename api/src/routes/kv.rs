@@ -2,7 +2,7 @@
 //! Keys travel as blind indexes; keys and values stay sealed inside the `kv_set`
 //! envelopes, which are answered as stored. KV writes cost no quota.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use nexysync_domain::crypto::BlindIndex;
@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 
 use crate::auth::AgentAuth;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use crate::write::{submit_as_agent, write_status};
 
@@ -99,7 +99,7 @@ fn key_ix(text: String) -> Result<BlindIndex, ApiError> {
 pub async fn get(
     AgentAuth(me): AgentAuth,
     State(state): State<AppState>,
-    Path(ix): Path<String>,
+    ApiPath(ix): ApiPath<String>,
     ApiQuery(query): ApiQuery<GetQuery>,
 ) -> Result<Json<RawKvEntry>, ApiError> {
     let ix = key_ix(ix)?;

@@ -1,7 +1,7 @@
 //! Message state: react (and take a reaction back), mark read, pin, unpin, delete. Each
 //! is a signed event naming the message of the path; the emoji stays sealed.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use nexysync_domain::event::{Envelope, EventKind};
@@ -9,7 +9,7 @@ use nexysync_domain::wire::Appended;
 
 use crate::auth::AgentAuth;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
 use crate::write::{submit_as_agent, write_status};
 
@@ -22,7 +22,7 @@ type Written = Result<(StatusCode, Json<Appended>), ApiError>;
 pub async fn react(
     me: AgentAuth,
     state: State<AppState>,
-    id: Path<String>,
+    id: ApiPath<String>,
     event: ApiJson<Envelope>,
 ) -> Written {
     update(
@@ -39,7 +39,7 @@ pub async fn react(
 pub async fn read(
     me: AgentAuth,
     state: State<AppState>,
-    id: Path<String>,
+    id: ApiPath<String>,
     event: ApiJson<Envelope>,
 ) -> Written {
     update(me, state, id, event, &[EventKind::MessageRead]).await
@@ -49,7 +49,7 @@ pub async fn read(
 pub async fn pin(
     me: AgentAuth,
     state: State<AppState>,
-    id: Path<String>,
+    id: ApiPath<String>,
     event: ApiJson<Envelope>,
 ) -> Written {
     update(me, state, id, event, &[EventKind::MessagePinned]).await
@@ -59,7 +59,7 @@ pub async fn pin(
 pub async fn unpin(
     me: AgentAuth,
     state: State<AppState>,
-    id: Path<String>,
+    id: ApiPath<String>,
     event: ApiJson<Envelope>,
 ) -> Written {
     update(me, state, id, event, &[EventKind::MessageUnpinned]).await
@@ -69,7 +69,7 @@ pub async fn unpin(
 pub async fn delete(
     me: AgentAuth,
     state: State<AppState>,
-    id: Path<String>,
+    id: ApiPath<String>,
     event: ApiJson<Envelope>,
 ) -> Written {
     update(me, state, id, event, &[EventKind::MessageDeleted]).await
@@ -79,7 +79,7 @@ pub async fn delete(
 async fn update(
     AgentAuth(me): AgentAuth,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(event): ApiJson<Envelope>,
     kinds: &[EventKind],
 ) -> Written {

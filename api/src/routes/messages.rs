@@ -2,7 +2,7 @@
 //! state its reader sees (reactions, pinned, read by me, deleted); see `message_state`
 //! for the writes that change it.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use nexysync_domain::event::Envelope;
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::AgentAuth;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::paging::PageRequest;
 use crate::raw::RawStoredEvent;
 use crate::state::AppState;
@@ -146,7 +146,7 @@ fn message_not_found(id: EventId) -> ApiError {
 pub async fn read(
     AgentAuth(me): AgentAuth,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ReadQuery>,
 ) -> Result<Json<RawMessageEntry>, ApiError> {
     let id = message_id(&id)?;
@@ -176,7 +176,7 @@ pub struct RawThread {
 pub async fn thread(
     AgentAuth(me): AgentAuth,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ReadQuery>,
 ) -> Result<Json<RawThread>, ApiError> {
     let id = message_id(&id)?;

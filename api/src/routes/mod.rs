@@ -25,6 +25,8 @@ pub fn router(state: AppState) -> Router {
     let (routes, _) = table().into_parts();
     routes
         .fallback(not_found)
+        // After every route: it is set on each route the router holds.
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -232,6 +234,10 @@ pub(crate) fn table() -> Routes {
             doc("Push: server-sent events for me")
                 .description("Resume with the `Last-Event-ID` header (a stream sequence) or `since_seq`; `ready` says the stream is live, `cursor_too_old` and `catch_up` say what to re-read. Heartbeat comments keep it open."),
         )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 async fn not_found() -> ApiError {

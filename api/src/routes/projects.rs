@@ -1,6 +1,6 @@
 //! Provisioning: projects and agents, with the admin token.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use nexysync_domain::event::{Actor, Envelope, EventKind};
@@ -9,7 +9,7 @@ use nexysync_domain::wire::Appended;
 
 use crate::auth::AdminAuth;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
 use crate::write::submit;
 
@@ -27,7 +27,7 @@ pub async fn create(
 pub async fn register_agent(
     _: AdminAuth,
     State(state): State<AppState>,
-    Path(project): Path<String>,
+    ApiPath(project): ApiPath<String>,
     ApiJson(event): ApiJson<Envelope>,
 ) -> Result<(StatusCode, Json<Appended>), ApiError> {
     let project = project_of_path(&project)?;
@@ -40,7 +40,7 @@ pub async fn register_agent(
 pub async fn set_retention(
     _: AdminAuth,
     State(state): State<AppState>,
-    Path(project): Path<String>,
+    ApiPath(project): ApiPath<String>,
     ApiJson(event): ApiJson<Envelope>,
 ) -> Result<(StatusCode, Json<Appended>), ApiError> {
     let project = project_of_path(&project)?;

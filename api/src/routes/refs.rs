@@ -2,7 +2,7 @@
 //! every other textual field stay sealed inside the `ref_shared` envelopes, which are
 //! answered as stored.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use nexysync_domain::event::{Envelope, EventKind};
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::AgentAuth;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::paging::PageRequest;
 use crate::raw::{self, RawStoredEvent};
 use crate::state::AppState;
@@ -81,7 +81,7 @@ pub struct ReadQuery {
 pub async fn read(
     AgentAuth(me): AgentAuth,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ReadQuery>,
 ) -> Result<Json<RawStoredEvent>, ApiError> {
     let id = EventId::parse(&id).map_err(|e| ApiError::InvalidRequest(format!("ref id: {e}")))?;

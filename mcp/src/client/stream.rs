@@ -401,6 +401,16 @@ impl State {
         let cursors = &self.cursors;
         self.buffer
             .retain(|item| item.seq() > cursors.get(item.kind()));
+        // A message that expired while it waited here is passed over, not shown: were it
+        // all a wait took, the wait would end at once with nothing to show.
+        let now = chrono::Utc::now();
+        let items: Vec<Arrival> = items
+            .into_iter()
+            .filter(|item| !matches!(item, Arrival::Message(m) if m.has_expired(now)))
+            .collect();
+        if items.is_empty() {
+            return None;
+        }
         Some(Arrivals {
             items,
             has_more: self.waiting(kinds),
@@ -784,6 +794,30 @@ mod tests {
         assert!(!second.has_more);
         assert!(state.take(MESSAGES, 2).is_none());
         assert_eq!(state.cursors.get(StreamKind::Message), items[2].seq());
+    }
+
+    #[test]
+    fn a_message_that_expired_in_the_buffer_is_passed_over_not_shown() {
+        let mut items = incoming(3);
+        for item in &mut items[..2] {
+            if let Arrival::Message(m) = item {
+                m.ttl_s = Some(60);
+                m.sent_at = "2025-01-01T00:00:00.000Z".into();
+            }
+        }
+        let mut state = State {
+            buffer: items[..2].iter().cloned().collect(),
+            ..State::default()
+        };
+        assert!(
+            state.take(MESSAGES, 10).is_none(),
+            "nothing to show: wait on"
+        );
+        assert_eq!(state.cursors.get(StreamKind::Message), items[1].seq());
+        assert!(state.buffer.is_empty());
+        state.buffer.push_back(items[2].clone());
+        let live = state.take(MESSAGES, 10).unwrap();
+        assert_eq!(live.items, items[2..]);
     }
 
     #[test]

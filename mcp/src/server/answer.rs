@@ -140,6 +140,9 @@ pub(crate) struct MessageView<'a> {
     pub broadcast: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub topic: Option<&'a str>,
+    /// The whole topic's length in characters, when a list cut `topic`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic_len: Option<usize>,
     /// Absent on a deleted message.
     #[serde(skip_serializing_if = "is_empty")]
     pub body: Cow<'a, str>,
@@ -176,10 +179,18 @@ impl<'a> MessageView<'a> {
         Self::with_body(message, Cow::Borrowed(&message.body), None)
     }
 
-    /// The message with its body cut to `max_chars` characters.
+    /// The message with its body cut to `max_chars` characters, and its topic to
+    /// [`BRIEF_PREVIEW_CHARS`] (a label; only the sealed content as a whole is bounded).
     pub fn preview(message: &'a Message, max_chars: usize) -> Self {
         let (body, body_len) = cut(&message.body, max_chars);
-        Self::with_body(message, Cow::Borrowed(body), body_len)
+        let mut view = Self::with_body(message, Cow::Borrowed(body), body_len);
+        if let Some(topic) = view.topic {
+            (view.topic, view.topic_len) = match cut(topic, BRIEF_PREVIEW_CHARS) {
+                (shown, Some(whole)) => (Some(shown), Some(whole)),
+                (shown, None) => (Some(shown), None),
+            };
+        }
+        view
     }
 
     /// The row of a brief list: the body cut short, and no timestamps.
@@ -198,6 +209,7 @@ impl<'a> MessageView<'a> {
             to: message.to.as_ref(),
             broadcast: message.to.is_none(),
             topic: message.topic.as_deref(),
+            topic_len: None,
             body,
             body_truncated: body_len.is_some(),
             body_len,
@@ -383,6 +395,27 @@ mod tests {
         let full = serde_json::to_value(MessageView::full(&m)).unwrap();
         assert_eq!(full["body"].as_str().unwrap(), long);
         assert!(full.get("body_truncated").is_none());
+    }
+
+    #[test]
+    fn a_long_topic_is_cut_in_lists_whatever_the_form_and_shown_whole_by_read() {
+        let mut m = message("hi");
+        m.topic = Some("t".repeat(10_000));
+        for view in [
+            MessageView::brief(&m),
+            MessageView::preview(&m, BODY_PREVIEW_CHARS),
+        ] {
+            let view = serde_json::to_value(view).unwrap();
+            assert_eq!(view["topic"].as_str().unwrap().len(), BRIEF_PREVIEW_CHARS);
+            assert_eq!(view["topic_len"], 10_000);
+        }
+        m.topic = Some("design".into());
+        let view = serde_json::to_value(MessageView::brief(&m)).unwrap();
+        assert_eq!(view["topic"], "design");
+        assert!(view.get("topic_len").is_none());
+        m.topic = Some("t".repeat(10_000));
+        let full = serde_json::to_value(MessageView::full(&m)).unwrap();
+        assert_eq!(full["topic"].as_str().unwrap().len(), 10_000);
     }
 
     #[test]

@@ -7,7 +7,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::answer::{cut_field, drop_fields, Answer, ListForm, ToolError};
+use super::answer::{
+    cut, cut_field, drop_fields, Answer, ListForm, ToolError, BRIEF_PREVIEW_CHARS,
+};
 use super::session::Session;
 use super::NexySyncMcp;
 use crate::client::ClientError;
@@ -101,13 +103,21 @@ fn api_message(error: &ClientError) -> String {
 async fn get(session: &Session, params: KvParams) -> Result<Answer, ToolError> {
     let key = required_key(params.key)?;
     match session.client.kv_get(&key).await? {
-        Some(entry) => Ok(Answer::new(
-            format!(
-                "`{key}` = {:?} (revision {}, set by {})",
-                entry.value, entry.revision, entry.updated_by
-            ),
-            json!({ "found": true, "entry": entry }),
-        )),
+        Some(entry) => {
+            // The whole value is in the structured answer: the summary only names it.
+            let (shown, whole) = cut(&entry.value, BRIEF_PREVIEW_CHARS);
+            let cut_note = match whole {
+                Some(chars) => format!("… (cut; all {chars} characters in `entry.value`)"),
+                None => String::new(),
+            };
+            Ok(Answer::new(
+                format!(
+                    "`{key}` = {shown:?}{cut_note} (revision {}, set by {})",
+                    entry.revision, entry.updated_by
+                ),
+                json!({ "found": true, "entry": entry }),
+            ))
+        }
         None => Ok(Answer::new(
             format!("`{key}` does not exist (revision 0: set it with expected_revision 0 to create it only if still absent)"),
             json!({ "found": false, "key": key, "revision": 0 }),

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::answer::{cut_field, drop_fields, Answer, ListForm, ToolError};
+use super::answer::{cut_field, drop_fields, Answer, ListForm, ToolError, BRIEF_PREVIEW_CHARS};
 use super::session::Session;
 use super::NexySyncMcp;
 use crate::client::{ClientError, NewRef, SharedRef};
@@ -191,15 +191,17 @@ async fn list(session: &Session, params: RefParams) -> Result<Answer, ToolError>
     ))
 }
 
-/// A reference as a list row of `count` in `form`: its snippet (and, brief, its note) cut,
-/// the whole length shown.
+/// A reference as a list row of `count` in `form`: its snippet and note cut, the
+/// snippet's whole length shown, and its path cut to a label's length (a sender bounds
+/// only the sealed content as a whole).
 pub(crate) fn ref_row(shared: &SharedRef, form: ListForm, count: usize) -> serde_json::Value {
     let chars = form.preview_chars(count);
     let mut row = json!(shared);
     if form == ListForm::Brief {
         drop_fields(&mut row, &["commit", "shared_at"]);
-        cut_field(&mut row, "note", chars);
     }
+    cut_field(&mut row, "note", chars);
+    cut_field(&mut row, "path", BRIEF_PREVIEW_CHARS);
     match cut_field(&mut row, "snippet", chars) {
         Some(whole) => json!({ "ref": row, "snippet_cut": true, "snippet_chars": whole }),
         None => json!({ "ref": row }),
@@ -233,4 +235,35 @@ async fn get(session: &Session, params: RefParams) -> Result<Answer, ToolError> 
         ),
         json!({ "ref": shared }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nexysync_domain::ids::{AgentName, EventId, Seq};
+
+    #[test]
+    fn a_list_row_cuts_a_long_path_and_note_in_either_form() {
+        let shared = SharedRef {
+            id: EventId::generate(),
+            seq: Seq(3),
+            from: AgentName::parse("alice").unwrap(),
+            to: None,
+            path: "p/".repeat(5_000),
+            start_line: 1,
+            end_line: 2,
+            snippet: "fn main() {}".into(),
+            language: None,
+            commit: None,
+            note: Some("n".repeat(50_000)),
+            shared_at: "2025-01-01T00:00:00.000Z".into(),
+        };
+        for form in [ListForm::Brief, ListForm::Full] {
+            let row = ref_row(&shared, form, 1);
+            let path = row["ref"]["path"].as_str().unwrap();
+            assert_eq!(path.chars().count(), BRIEF_PREVIEW_CHARS, "{form:?}");
+            let note = row["ref"]["note"].as_str().unwrap();
+            assert_eq!(note.chars().count(), form.preview_chars(1), "{form:?}");
+        }
+    }
 }

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::answer::{
     cut_field, drop_fields, list_views, Answer, ListForm, RejectedView, ToolError,
+    BRIEF_PREVIEW_CHARS,
 };
 use super::message_tool::{clamp_limit, list_json, MessageParams};
 use super::ref_tool::ref_row;
@@ -34,6 +35,9 @@ pub(crate) async fn run(session: &Session, params: MessageParams) -> Result<Answ
     session.save_cursor();
     let count = arrivals.items.len();
     let timed_out = count == 0;
+    if timed_out {
+        stream_heard_throughout(session)?;
+    }
 
     let mut incoming = Vec::new();
     let mut refs = Vec::new();
@@ -50,7 +54,11 @@ pub(crate) async fn run(session: &Session, params: MessageParams) -> Result<Answ
             Arrival::Rejected(StreamKind::Message, r) => incoming.push(Incoming::Rejected(r)),
             Arrival::Ref(shared) => refs.push(ref_row(&shared, form, count)),
             Arrival::Kv(change) => kv.push(kv_row(&change, form, count)),
-            Arrival::File(file) => files.push(json!(file)),
+            Arrival::File(file) => {
+                let mut row = json!(file);
+                cut_field(&mut row, "name", BRIEF_PREVIEW_CHARS);
+                files.push(row);
+            }
             Arrival::Update(update) => updates.push(json!(update)),
             Arrival::Rejected(kind, r) => {
                 let mut row = json!(RejectedView::from(&r));
@@ -121,6 +129,24 @@ pub(crate) async fn run(session: &Session, params: MessageParams) -> Result<Answ
     data["cursors"] = json!(arrivals.cursors);
     data["timed_out"] = json!(timed_out);
     Ok(Answer::new(summary, data))
+}
+
+/// A wait that heard nothing is only an answer when the stream was there to hear: when it
+/// is down with an error (token revoked, server unreachable), saying `timed_out` would
+/// tell an agent that nobody wrote.
+fn stream_heard_throughout(session: &Session) -> Result<(), ToolError> {
+    let status = session.stream.status();
+    match status.last_error {
+        Some(error) if !status.live => Err(ToolError::new(
+            "stream_unavailable",
+            format!(
+                "the live stream from the server is down, so this wait could not hear \
+                 anything: {error}. It reconnects in the background and loses nothing; \
+                 `check` reads the inbox over HTTP meanwhile"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The kinds a wait ends on: `["message"]` unless the caller names others.
