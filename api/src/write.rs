@@ -264,7 +264,31 @@ async fn gather_and_decide(
         }
         return Err(rejection.into());
     }
+    refuse_backdated_content(&facts, event, already_applied.is_some())?;
     Ok(already_applied)
+}
+
+/// A message or reference counts on the UTC day of its `at` (ADR 0007), so a new one must
+/// be recent: one dated hours back would count for a day already past, and never towards
+/// today's quota. Only an event the log may no longer deduplicate is refused, and each
+/// such one was looked up by id first: a genuine retry is answered as one.
+fn refuse_backdated_content(
+    facts: &WriteFacts,
+    event: &Envelope,
+    is_retry: bool,
+) -> Result<(), Rejection> {
+    let counted_by_day = matches!(
+        event.body,
+        EventBody::MessageSent(_) | EventBody::RefShared(_)
+    );
+    if is_retry || !counted_by_day || !nexysync_log::made_before_the_window(event.id, facts.now_ms)
+    {
+        return Ok(());
+    }
+    Err(Rejection::EventTooOld {
+        id: event.id,
+        age_ms: facts.now_ms.saturating_sub(event.id.unix_millis()),
+    })
 }
 
 /// Decides an agent's declared upload without appending it (a file upload is declared

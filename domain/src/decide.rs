@@ -175,6 +175,8 @@ pub enum Rejection {
     ReplyToUnknownMessage(EventId),
     #[error("event id {id} is dated {ahead_ms} ms ahead of the server's clock (at most {MAX_CLOCK_AHEAD_MS} ms): check this machine's clock")]
     EventFromTheFuture { id: EventId, ahead_ms: u64 },
+    #[error("event id {id} was made {age_ms} ms ago, too long before it reached the server for a new message or reference (it counts on the day of its `at`): sign it again with a fresh id, and check this machine's clock")]
+    EventTooOld { id: EventId, age_ms: u64 },
     #[error(
         "the event's `at` is {skew_ms} ms from the time in its id (at most {MAX_AT_SKEW_MS} ms)"
     )]
@@ -252,6 +254,7 @@ impl Rejection {
             Self::UnknownRecipient(_) => "unknown_recipient",
             Self::ReplyToUnknownMessage(_) => "reply_to_unknown_message",
             Self::EventFromTheFuture { .. } => "event_from_the_future",
+            Self::EventTooOld { .. } => "event_too_old",
             Self::TimestampMismatch { .. } => "timestamp_mismatch",
             Self::TokenTaken => "token_taken",
             Self::AgentNameTaken(_) => "agent_name_taken",

@@ -54,6 +54,14 @@ pub fn deduplicates(event: EventId, now_ms: u64) -> bool {
     made <= now_ms + 1_000 && now_ms.saturating_sub(made) < window
 }
 
+/// Whether `event` was made (its UUIDv7 time) so long before `now_ms` that the log's
+/// deduplication may have forgotten it: the past side of [`deduplicates`]. A caller has
+/// then looked the id up itself, and an event it did not find is not a retry.
+pub fn made_before_the_window(event: EventId, now_ms: u64) -> bool {
+    let window = (DUPLICATE_WINDOW - DUPLICATE_WINDOW_SLACK).as_millis() as u64;
+    now_ms.saturating_sub(event.unix_millis()) >= window
+}
+
 /// A handle on the event stream, shared by every task of a process.
 #[cfg(test)]
 mod tests {
@@ -70,6 +78,13 @@ mod tests {
             "too close to the window's end"
         );
         assert!(!deduplicates(id, made - 60_000), "made in our future");
+        for now in [made - 60_000, made, made + 60_000, made + 9 * 60_000] {
+            assert_eq!(
+                made_before_the_window(id, now),
+                now > made && !deduplicates(id, now),
+                "at {now}"
+            );
+        }
     }
 }
 

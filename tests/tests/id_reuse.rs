@@ -110,11 +110,11 @@ async fn an_id_erased_by_retention_or_of_another_project_is_refused_and_the_proj
         .id;
 
     // A reply that expired as it was sent: the pruner erases it, leaving its place in the
-    // thread.
+    // thread. Made long enough ago for the log to have forgotten its id, it goes in around
+    // the API, which refuses new content that old.
     let id = old_id();
     let mortal = reply_with_id(&alice, &project, id, parent, Some(1));
-    let (status, answer) = alice.post(&api, &mortal).await;
-    assert_eq!(status, 201, "{answer}");
+    env.log().await.append(mortal).await.unwrap();
     let pool = env.pool().await;
     let erased = format!("SELECT EXISTS (SELECT 1 FROM expired_messages WHERE id = '{id}')");
     until_true(&pool, "the reply erased", &erased).await;
@@ -186,6 +186,46 @@ async fn an_id_erased_by_retention_or_of_another_project_is_refused_and_the_proj
         .await
         .unwrap();
     assert_eq!(read_models(&pool).await, before);
+    api.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn new_content_dated_before_the_deduplication_window_is_refused_and_a_retry_answered() {
+    let env = TestEnv::new();
+    let api = env.spawn_api().await;
+    let project = TestProject::create(&api, "dated").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let parent = alice
+        .send(&api, &project, None, None, "the parent")
+        .await
+        .id;
+    let log = env.log().await;
+    let head = log.last_seq().await.unwrap();
+
+    // Dated ten minutes back, it would count for the day of its `at` (ADR 0007): a day
+    // already past, by as much as the sender likes, never reaching today's quota.
+    let backdated = reply_with_id(&alice, &project, old_id(), parent, None);
+    let (status, answer) = alice.post(&api, &backdated).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["error"]["code"], "event_too_old", "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("fresh id"), "{message}");
+    assert_eq!(log.last_seq().await.unwrap(), head, "nothing appended");
+
+    // The same event whose first attempt went through, that long ago: its retry is
+    // answered with the original sequence.
+    let first = log.append(backdated.clone()).await.unwrap();
+    let projected = format!(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE id = '{}')",
+        backdated.id
+    );
+    until_true(&env.pool().await, "the first attempt projected", &projected).await;
+    let (status, answer) = alice.post(&api, &backdated).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["duplicate"], true, "{answer}");
+    assert_eq!(answer["seq"], first.seq.0, "{answer}");
+    assert_eq!(log.last_seq().await.unwrap(), first.seq.0);
     api.stop().await;
     env.cleanup().await;
 }
