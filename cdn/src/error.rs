@@ -21,6 +21,8 @@ pub enum CdnError {
     UploadInterrupted,
     #[error("no such blob (never uploaded, or deleted)")]
     BlobNotFound,
+    #[error("a blob is already stored under this URL: an upload URL stores once (declare the file again for a new upload)")]
+    BlobExists,
     #[error("this method is not allowed here (PUT, GET, HEAD or DELETE with a signed URL)")]
     MethodNotAllowed,
     #[error("no such endpoint")]
@@ -41,6 +43,7 @@ impl CdnError {
             Self::DigestMismatch => (StatusCode::UNPROCESSABLE_ENTITY, "digest_mismatch"),
             Self::UploadInterrupted => (StatusCode::BAD_REQUEST, "upload_interrupted"),
             Self::BlobNotFound => (StatusCode::NOT_FOUND, "blob_not_found"),
+            Self::BlobExists => (StatusCode::CONFLICT, "blob_exists"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::NoSuchEndpoint => (StatusCode::NOT_FOUND, "not_found"),
             Self::Storage(_) | Self::Disk(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -164,7 +164,9 @@ impl BlobStore {
     }
 
     /// Stores `body` under `key` if it has at most `max_bytes` and, when given, the
-    /// SHA-256 `sha256`; otherwise stores nothing and says why.
+    /// SHA-256 `sha256`, and nothing is stored there yet; otherwise stores nothing and says
+    /// why. A blob is written once: its digest is in the log, and an upload URL, valid for
+    /// minutes, must not swap the bytes of a file already shared.
     pub async fn put<S, E>(
         &self,
         key: &str,
@@ -176,6 +178,12 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
+        // Refused before reading a byte. On local disk the final link is the atomic check;
+        // object storage has no conditional multipart upload, so two uploads racing on one
+        // URL could still both pass here.
+        if self.size(key).await.is_ok() {
+            return Err(CdnError::BlobExists);
+        }
         let mut sink = match &self.disk {
             Some(disk) => Sink::Disk(disk.start(key).await?),
             None => {

@@ -392,6 +392,33 @@ async fn a_deleted_file_cannot_be_downloaded_and_its_blob_is_gone() {
 }
 
 #[tokio::test]
+async fn an_upload_url_stores_once_so_a_shared_file_keeps_the_bytes_the_log_names() {
+    let env = TestEnv::new();
+    let (api, _cdn) = env.spawn_api_and_cdn().await;
+    let project = TestProject::create(&api, "once").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let bob = project.add_agent(&api, "bob").await;
+    let file = alice.seal_file(&project, None, "kept.txt", b"what was shared");
+    let (status, ticket) = alice.declare_file(&api, &file).await;
+    assert_eq!(status, 201, "{ticket}");
+    let (status, uploaded) = upload(&api, &ticket, file.ciphertext.clone()).await;
+    assert_eq!(status, 201, "{uploaded}");
+    let (status, appended) = alice.commit_file(&api, file.id()).await;
+    assert_eq!(status, 201, "{appended}");
+
+    // The URL is still within its lifetime: other bytes under it are refused.
+    let swap = alice.seal_file(&project, None, "kept.txt", b"something else");
+    let (status, body) = upload(&api, &ticket, swap.ciphertext.clone()).await;
+    assert_error(status, &body, 409, "blob_exists");
+    let (_, got) = bob.get(&api, &format!("/v1/files/{}", file.id())).await;
+    let (status, blob) = download(&api.http, got["download_url"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(blob, file.ciphertext, "the bytes the log's digest names");
+    api.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_blob_the_cdn_could_not_remove_at_delete_time_is_swept_once_it_is_back() {
     let env = TestEnv::new();
     let cdn = env.spawn_cdn().await;

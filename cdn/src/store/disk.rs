@@ -139,14 +139,17 @@ impl DurableUpload {
         drop(self.tx);
         match self.writer.await {
             Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(CdnError::BlobExists)
+            }
             Ok(Err(e)) => Err(CdnError::Disk(e)),
             Err(e) => Err(CdnError::Disk(std::io::Error::other(e))),
         }
     }
 }
 
-/// The writer thread of one upload: writes what arrives; on `Finish`, `fsync`s, renames
-/// and `fsync`s the directory; on a closed queue without it, removes the staging file.
+/// The writer thread of one upload: writes what arrives; on `Finish`, `fsync`s, moves it
+/// under its name (unless taken) and `fsync`s the directory; on a closed queue without it, removes the staging file.
 fn write_upload(
     mut file: File,
     mut rx: mpsc::Receiver<Piece>,
@@ -204,7 +207,10 @@ fn write_upload(
         let parent = dest.parent().unwrap_or(root);
         let created = !parent.exists();
         std::fs::create_dir_all(parent)?;
-        std::fs::rename(staging, dest)?;
+        // Linked, not renamed: a name already taken stays the blob it was (a blob is
+        // written once; `AlreadyExists` otherwise), atomically.
+        std::fs::hard_link(staging, dest)?;
+        std::fs::remove_file(staging)?;
         // The new name (and a new project directory) must survive a crash too.
         File::open(parent)?.sync_all()?;
         if created {
@@ -314,5 +320,28 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(!dir.path().join("p/dropped").exists());
+    }
+
+    #[tokio::test]
+    async fn a_name_already_stored_is_kept_and_the_second_upload_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = DiskBlobs::open(dir.path()).unwrap();
+        for (body, done) in [(&b"the first"[..], true), (b"a swap", false)] {
+            let mut upload = blobs.start("p/once").await.unwrap();
+            upload.write(vec![Bytes::from_static(body)]).await.unwrap();
+            let finished = upload.finish().await;
+            assert_eq!(finished.is_ok(), done, "{finished:?}");
+            if !done {
+                assert!(
+                    matches!(finished, Err(CdnError::BlobExists)),
+                    "{finished:?}"
+                );
+            }
+        }
+        assert_eq!(
+            std::fs::read(dir.path().join("p/once")).unwrap(),
+            b"the first"
+        );
+        assert!(std::fs::read_dir(&blobs.staging).unwrap().next().is_none());
     }
 }

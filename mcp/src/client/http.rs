@@ -19,6 +19,10 @@ use super::error::{ApiError, ClientError};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time allowed to open a TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest silence of a file transfer's connection before it counts as broken: a file
+/// has no size-bound deadline, but a half-open connection (a laptop that slept, a network
+/// that changed) must not hold a tool call forever.
+const TRANSFER_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Attempts for a request whose failure looks transient (connection, timeout, 5xx).
 const ATTEMPTS: u32 = 4;
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(200);
@@ -35,6 +39,8 @@ pub(crate) enum Attempts {
 #[derive(Debug, Clone)]
 pub(crate) struct Http {
     client: reqwest::Client,
+    /// For the CDN's transfers: no overall deadline, a bound on each silence instead.
+    transfers: reqwest::Client,
     base: Url,
     token: AgentToken,
 }
@@ -48,16 +54,22 @@ impl Http {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let client = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(concat!("nexysync-mcp/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ClientError::InvalidServerUrl {
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .user_agent(concat!("nexysync-mcp/", env!("CARGO_PKG_VERSION")))
+        };
+        let built = |client: reqwest::Result<reqwest::Client>| {
+            client.map_err(|e| ClientError::InvalidServerUrl {
                 server: base.to_string(),
                 reason: e.to_string(),
-            })?;
+            })
+        };
+        let client = built(builder().build())?;
+        let transfers = built(builder().read_timeout(TRANSFER_STALL_TIMEOUT).build())?;
         Ok(Self {
             client,
+            transfers,
             base,
             token,
         })
@@ -67,9 +79,10 @@ impl Http {
         &self.base
     }
 
-    /// The underlying client, for the CDN's signed URLs (which carry no bearer token).
+    /// A client for the CDN's signed URLs (which carry no bearer token): a transfer that
+    /// stays silent for [`TRANSFER_STALL_TIMEOUT`] fails.
     pub(crate) fn raw(&self) -> &reqwest::Client {
-        &self.client
+        &self.transfers
     }
 
     fn url(&self, path: &str) -> Result<Url, ClientError> {
