@@ -174,6 +174,10 @@ pub struct Thread {
     /// no content, so the thread still shows how its replies connect.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expired: Vec<ExpiredNode>,
+    /// More of the thread follows `messages` (a read answers at most 1,000): read on with
+    /// `since_seq` = the last one's sequence.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub has_more: bool,
 }
 
 /// A message of a thread that expired: where it was, nothing it said.

@@ -22,6 +22,17 @@ pub use meta::PresenceRow;
 pub use refs::RefFacts;
 pub use state::{Audience, MessageState, StateFacts};
 
+/// The most messages of a thread one read answers; `has_more` says when more follow.
+pub const THREAD_PAGE: usize = 1_000;
+
+/// A page of a thread as stored: its root, messages in log order, and whether more follow.
+#[derive(Debug)]
+pub struct ThreadRows {
+    pub root: EventId,
+    pub messages: Vec<StoredJson>,
+    pub has_more: bool,
+}
+
 /// An event as stored: its sequence and the envelope's JSON text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredJson {
@@ -295,15 +306,17 @@ impl ReadModels {
         Ok(row.map(stored))
     }
 
-    /// The thread `id` belongs to: its root and every message reachable from the root
-    /// through `reply_to` that `agent` may read, in log order. `None` if `agent` may not
-    /// read `id` itself.
+    /// The thread `id` belongs to: its root and the messages reachable from the root
+    /// through `reply_to` that `agent` may read, in log order, after `after`: at most
+    /// [`THREAD_PAGE`] of them, and whether more follow. `None` if `agent` may not read
+    /// `id` itself.
     pub async fn thread_for(
         &self,
         project: ProjectId,
         agent: AgentId,
         id: EventId,
-    ) -> Result<Option<(EventId, Vec<StoredJson>)>, ProjectionError> {
+        after: Seq,
+    ) -> Result<Option<ThreadRows>, ProjectionError> {
         if self.message_for(project, agent, id).await?.is_none() {
             return Ok(None);
         }
@@ -332,16 +345,25 @@ impl ReadModels {
              SELECT m.seq, m.envelope::text AS envelope
              FROM messages m JOIN down ON m.id = down.id
              WHERE m.project_id = $2 AND (m.sender = $3 OR m.recipient = $3 OR m.recipient IS NULL)
-               AND (m.expires_at IS NULL OR m.expires_at > now())
-             ORDER BY m.seq LIMIT 1000",
+               AND (m.expires_at IS NULL OR m.expires_at > now()) AND m.seq > $4
+             ORDER BY m.seq LIMIT $5",
         )
         .bind(root)
         .bind(project.as_uuid())
         .bind(agent.as_uuid())
+        .bind(after.0 as i64)
+        .bind(THREAD_PAGE as i64 + 1)
         .fetch_all(&self.pool)
         .await?;
         let root = EventId::try_from(root).map_err(|e| corrupt("message id", e))?;
-        Ok(Some((root, rows.into_iter().map(stored).collect())))
+        let mut messages: Vec<StoredJson> = rows.into_iter().map(stored).collect();
+        let has_more = messages.len() > THREAD_PAGE;
+        messages.truncate(THREAD_PAGE);
+        Ok(Some(ThreadRows {
+            root,
+            messages,
+            has_more,
+        }))
     }
 
     /// Where the thread of `root` held messages that expired (erased or not yet): one

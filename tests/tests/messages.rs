@@ -121,6 +121,53 @@ async fn a_thread_holds_every_reply_in_log_order() {
 }
 
 #[tokio::test]
+async fn a_long_thread_is_read_a_page_at_a_time_and_says_when_more_follow() {
+    let env = TestEnv::new();
+    let api = env.spawn_api().await;
+    let project = TestProject::create(&api, "long").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let root = alice.send(&api, &project, None, None, "root").await;
+    // A thousand replies, straight to the log (the API's path is not what is tested).
+    let log = env.log().await;
+    let mut last = root.seq;
+    for i in 0..1_000 {
+        let reply = alice.message(&project, None, Some(root.id), &format!("r{i}"));
+        last = log.append(reply).await.unwrap().seq;
+    }
+    let thread = |since: Option<u64>| {
+        let since = since.map_or(String::new(), |s| format!("&since_seq={s}"));
+        let path = format!("/v1/messages/{}/thread?min_seq={last}{since}", root.id);
+        let alice = &alice;
+        let api = &api;
+        async move {
+            let (status, thread) = alice.get(api, &path).await;
+            assert_eq!(status, 200, "{thread}");
+            thread
+        }
+    };
+    let seqs = |thread: &serde_json::Value| -> Vec<u64> {
+        thread["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect()
+    };
+
+    let first = thread(None).await;
+    assert_eq!(first["has_more"], true);
+    let first_seqs = seqs(&first);
+    assert_eq!(first_seqs.len(), 1_000);
+    assert_eq!(first_seqs[0], root.seq.0);
+    let rest = thread(first_seqs.last().copied()).await;
+    assert!(rest.get("has_more").is_none(), "{rest}");
+    assert_eq!(seqs(&rest), [last.0]);
+    assert_eq!(rest["root"], root.id.to_string());
+    api.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_retried_send_is_appended_once() {
     let env = TestEnv::new();
     let api = env.spawn_api().await;

@@ -170,6 +170,19 @@ pub struct RawThread {
     messages: Vec<RawMessageEntry>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     expired: Vec<nexysync_domain::wire::ExpiredNode>,
+    /// More of the thread follows `messages`: read on with `since_seq` = the last one's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    has_more: bool,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ThreadQuery {
+    /// Read-your-writes: wait (bounded) until the read models reached this sequence,
+    /// else `503 projection_lagging`.
+    min_seq: Option<Seq>,
+    /// Only the thread's messages after this sequence: the next page of a long thread
+    /// (at most 1,000 messages a read).
+    since_seq: Option<Seq>,
 }
 
 /// `GET /v1/messages/{id}/thread`
@@ -177,22 +190,23 @@ pub async fn thread(
     AgentAuth(me): AgentAuth,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-    ApiQuery(query): ApiQuery<ReadQuery>,
+    ApiQuery(query): ApiQuery<ThreadQuery>,
 ) -> Result<Json<RawThread>, ApiError> {
     let id = message_id(&id)?;
     state.wait_for_projection(query.min_seq).await?;
-    let (root, rows) = state
+    let page = state
         .reads
-        .thread_for(me.project, me.agent, id)
+        .thread_for(me.project, me.agent, id, query.since_seq.unwrap_or(Seq(0)))
         .await?
         .ok_or_else(|| message_not_found(id))?;
     let expired = state
         .reads
-        .expired_in_thread(me.project, me.agent, root)
+        .expired_in_thread(me.project, me.agent, page.root)
         .await?;
     Ok(Json(RawThread {
-        root,
-        messages: entries(&state, &me, rows).await?,
+        root: page.root,
+        messages: entries(&state, &me, page.messages).await?,
         expired,
+        has_more: page.has_more,
     }))
 }

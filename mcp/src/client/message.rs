@@ -188,4 +188,6 @@ pub struct ThreadPage {
     pub items: Vec<Incoming>,
     /// Where messages of the thread were until they expired: no content.
     pub expired: Vec<nexysync_domain::wire::ExpiredNode>,
+    /// The thread goes on past `items`.
+    pub has_more: bool,
 }

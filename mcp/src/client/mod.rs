@@ -328,26 +328,41 @@ impl Client {
         }
     }
 
-    /// `GET /v1/messages/{id}/thread`: the whole conversation, each message verified.
-    pub async fn thread(&self, id: EventId) -> Result<ThreadPage, ClientError> {
-        let thread: Thread = self
-            .inner
-            .http
-            .get(
-                &format!("v1/messages/{id}/thread"),
-                &self.min_seq(),
-                Attempts::Retry,
-            )
-            .await?;
-        let mut items = Vec::with_capacity(thread.messages.len());
-        for entry in &thread.messages {
-            items.push(self.verify_entry(entry).await?);
+    /// `GET /v1/messages/{id}/thread`: the conversation's messages after `after`, each
+    /// verified, read a page at a time (the server answers at most 1,000 a read) until
+    /// `want` are in hand or the thread ends.
+    pub async fn thread(
+        &self,
+        id: EventId,
+        after: Seq,
+        want: usize,
+    ) -> Result<ThreadPage, ClientError> {
+        let path = format!("v1/messages/{id}/thread");
+        let mut query = self.min_seq();
+        let mut since = after;
+        let mut items = Vec::new();
+        loop {
+            query.retain(|(name, _)| *name != "since_seq");
+            query.push(("since_seq", since.0.to_string()));
+            let thread: Thread = self.inner.http.get(&path, &query, Attempts::Retry).await?;
+            for entry in &thread.messages {
+                items.push(self.verify_entry(entry).await?);
+            }
+            let read_on = thread
+                .messages
+                .last()
+                .map(|entry| entry.seq)
+                .filter(|_| thread.has_more && items.len() < want);
+            let Some(last) = read_on else {
+                return Ok(ThreadPage {
+                    root: thread.root,
+                    items,
+                    expired: thread.expired,
+                    has_more: thread.has_more,
+                });
+            };
+            since = last;
         }
-        Ok(ThreadPage {
-            root: thread.root,
-            items,
-            expired: thread.expired,
-        })
     }
 
     /// Verifies and opens a served event. An unknown sender or recipient triggers a

@@ -154,7 +154,7 @@ async fn a_reply_joins_the_thread_of_the_message_it_answers() {
         ["8707"]
     );
 
-    let thread = alice.thread(answer.id).await.unwrap();
+    let thread = alice.thread(answer.id, Seq(0), 100).await.unwrap();
     assert_eq!(thread.root, question.id);
     assert_eq!(bodies(&thread.items), ["which port?", "8707"]);
     let reply = bob.message(answer.id).await.unwrap();
