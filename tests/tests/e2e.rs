@@ -279,6 +279,15 @@ async fn the_real_binary_notifies_its_client_and_waits_for_the_kinds_asked() {
         nexysync(&["agent", "add", "demo", name, "--dir", &agent_dir], &envs).await;
     }
 
+    // Alice writes before bob's tool runs: his tool must still say so once it is there.
+    let alice = Agent::start(&dir("alice")).await;
+    let early = alice
+        .call(
+            "ns_message",
+            json!({"action": "send", "to": "bob", "body": "before you came"}),
+        )
+        .await;
+
     // Bob's tool listens for notifications, over the binary's stdio.
     let command = tokio::process::Command::new(binary("nexysync-mcp")).configure(|cmd| {
         cmd.current_dir(dir("bob")).env_remove("NEXYSYNC_KEY_FILE");
@@ -293,7 +302,6 @@ async fn the_real_binary_notifies_its_client_and_waits_for_the_kinds_asked() {
         .await
         .expect("MCP handshake");
     let bob_peer = bob.peer().clone();
-    let alice = Agent::start(&dir("alice")).await;
 
     let info = bob.peer_info().expect("the server introduced itself");
     assert!(info
@@ -317,6 +325,34 @@ async fn the_real_binary_notifies_its_client_and_waits_for_the_kinds_asked() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // The early message was announced: as one notice of what waits, or on its own when
+    // the stream replayed it after the client was there.
+    let deadline_early = tokio::time::Instant::now() + deadline;
+    loop {
+        let notification = tokio::time::timeout_at(deadline_early, notifications.recv())
+            .await
+            .expect("the early message announced within the deadline")
+            .expect("the client runs");
+        let params = notification.params.unwrap();
+        let told = match params["meta"]["kind"].as_str() {
+            Some("waiting") => params["meta"]["count"] != "0",
+            Some("message") => params["meta"]["id"] == early["id"],
+            _ => false,
+        };
+        if told {
+            break;
+        }
+    }
+    let waited = call(
+        &bob_peer,
+        "ns_message",
+        json!({"action": "wait", "timeout_s": 30}),
+    )
+    .await
+    .structured_content
+    .unwrap();
+    assert_eq!(bodies(&waited), ["before you came"]);
 
     // A wait for refs is woken by a ref, not by the message sent first.
     let waiting = {
@@ -357,7 +393,7 @@ async fn the_real_binary_notifies_its_client_and_waits_for_the_kinds_asked() {
             .expect("the client runs");
         assert_eq!(notification.method, "notifications/claude/channel");
         let params = notification.params.unwrap();
-        if params["meta"]["kind"] == "message" {
+        if params["meta"]["kind"] == "message" && params["meta"]["id"] == sent["id"] {
             break params;
         }
     };

@@ -167,6 +167,14 @@ impl MessageStream {
         self.shared.tx.subscribe()
     }
 
+    /// What arrives from now on, and how many arrivals already wait undelivered: counted
+    /// and subscribed under the lock arrivals are delivered under, so each is either
+    /// counted or received, never both or neither.
+    pub fn subscribe_counting_waiting(&self) -> (broadcast::Receiver<Arrival>, usize) {
+        let state = self.shared.state();
+        (self.shared.tx.subscribe(), state.undelivered())
+    }
+
     pub fn status(&self) -> StreamStatus {
         let state = self.shared.state();
         StreamStatus {
@@ -375,6 +383,14 @@ impl State {
     }
 
     /// Whether the buffer holds something of `kinds` not yet delivered.
+    /// How many arrivals, of every kind, no reader has taken yet.
+    fn undelivered(&self) -> usize {
+        self.buffer
+            .iter()
+            .filter(|item| item.seq() > self.cursors.get(item.kind()))
+            .count()
+    }
+
     fn waiting(&self, kinds: &[StreamKind]) -> bool {
         self.buffer
             .iter()
@@ -794,6 +810,20 @@ mod tests {
         assert!(!second.has_more);
         assert!(state.take(MESSAGES, 2).is_none());
         assert_eq!(state.cursors.get(StreamKind::Message), items[2].seq());
+    }
+
+    #[test]
+    fn what_no_reader_has_taken_is_counted_for_the_notice_of_what_waits() {
+        let items = incoming(3);
+        let mut state = State {
+            buffer: items.iter().cloned().collect(),
+            ..State::default()
+        };
+        assert_eq!(state.undelivered(), 3);
+        state.take(MESSAGES, 1).unwrap();
+        assert_eq!(state.undelivered(), 2);
+        state.buffer.push_back(a_ref(1));
+        assert_eq!(state.undelivered(), 3, "every kind counts");
     }
 
     #[test]

@@ -186,9 +186,11 @@ impl NexySyncMcp {
         };
         let peer = self.peer.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(peer) = peer.as_ref() {
+            let (arrivals, waiting) = session.stream.subscribe_counting_waiting();
             notify::forward(
                 peer.clone(),
-                session.stream.subscribe(),
+                arrivals,
+                waiting,
                 self.session_generation.clone(),
                 self.session_generation.load(Ordering::Acquire),
             );

@@ -6,7 +6,8 @@
 //!
 //! A notification is a summary, never a long body: the kind, the sender, the id, the
 //! topic or path, and at most [`PREVIEW_CHARS`] of text; the agent reads the rest with a
-//! tool. Notifications start once the client has initialised, are sent from a task of
+//! tool. Notifications start once the client has initialised (what arrived before then is
+//! told in one notice of how many events wait), are sent from a task of
 //! their own (the stream's broadcast never waits for it: a client too slow to keep up gets
 //! one "N more" notice instead of the events it missed), and never change what `wait` or
 //! `check` deliver.
@@ -29,14 +30,24 @@ pub(crate) const CHANNEL_METHOD: &str = "notifications/claude/channel";
 pub(crate) const PREVIEW_CHARS: usize = 160;
 
 /// Forwards `arrivals` to `peer` until the stream ends, the client goes away, or the
-/// session changes (`generation` moves past `mine`).
+/// session changes (`generation` moves past `mine`); first, when `waiting` arrivals came
+/// before the client was there to hear of them (while this process started, or before a
+/// login), one notice of those.
 pub(crate) fn forward(
     peer: Peer<RoleServer>,
     mut arrivals: broadcast::Receiver<Arrival>,
+    waiting: usize,
     generation: Arc<AtomicU64>,
     mine: u64,
 ) {
     tokio::spawn(async move {
+        if waiting > 0 {
+            let notice = ServerNotification::CustomNotification(waiting_notification(waiting));
+            if let Err(error) = peer.send_notification(notice).await {
+                tracing::debug!(%error, "client gone; notifications stop");
+                return;
+            }
+        }
         loop {
             let notification = match arrivals.recv().await {
                 Ok(arrival) => match channel_notification(&arrival) {
@@ -158,6 +169,18 @@ fn missed_notification(missed: u64) -> CustomNotification {
                 "{missed} more events arrived faster than they could be announced — ns_message `wait` or `check` shows them"
             ),
             "meta": { "kind": "missed", "count": missed.to_string() },
+        })),
+    )
+}
+
+fn waiting_notification(waiting: usize) -> CustomNotification {
+    CustomNotification::new(
+        CHANNEL_METHOD,
+        Some(json!({
+            "content": format!(
+                "{waiting} events arrived before this session could announce them — ns_message `wait` or `check` shows them"
+            ),
+            "meta": { "kind": "waiting", "count": waiting.to_string() },
         })),
     )
 }
