@@ -264,7 +264,15 @@ async fn gather_and_decide(
         }
         return Err(rejection.into());
     }
-    refuse_backdated_content(&facts, event, already_applied.is_some())?;
+    if let Err(too_old) = refuse_backdated_content(&facts, event, already_applied.is_some()) {
+        // Perhaps a retry whose first attempt is not projected yet: look again once the
+        // read models caught up, rather than have the client sign a second copy.
+        state.settle_projection().await;
+        return match applied_before(state, project, event).await? {
+            Some(appended) => Ok(Some(appended)),
+            None => Err(too_old.into()),
+        };
+    }
     Ok(already_applied)
 }
 

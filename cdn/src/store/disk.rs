@@ -148,6 +148,28 @@ impl DurableUpload {
     }
 }
 
+/// Moves the finished `staging` file to `dest` unless `dest` exists (`AlreadyExists`): a
+/// blob is written once. Linked, not renamed, so the check and the move are one step; on a
+/// file system without hard links, checked, then renamed.
+fn place_once(staging: &Path, dest: &Path) -> std::io::Result<()> {
+    match std::fs::hard_link(staging, dest) {
+        Ok(()) => {
+            // The blob is in place: a staging file left behind is the sweep's, not an
+            // error of the upload.
+            if let Err(e) = std::fs::remove_file(staging) {
+                tracing::warn!(error = %e, "could not remove an upload's staging file");
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
+        Err(e) if dest.exists() => Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, e)),
+        Err(e) => {
+            tracing::debug!(error = %e, "no hard link here; renaming the upload into place");
+            std::fs::rename(staging, dest)
+        }
+    }
+}
+
 /// The writer thread of one upload: writes what arrives; on `Finish`, `fsync`s, moves it
 /// under its name (unless taken) and `fsync`s the directory; on a closed queue without it, removes the staging file.
 fn write_upload(
@@ -207,10 +229,7 @@ fn write_upload(
         let parent = dest.parent().unwrap_or(root);
         let created = !parent.exists();
         std::fs::create_dir_all(parent)?;
-        // Linked, not renamed: a name already taken stays the blob it was (a blob is
-        // written once; `AlreadyExists` otherwise), atomically.
-        std::fs::hard_link(staging, dest)?;
-        std::fs::remove_file(staging)?;
+        place_once(staging, dest)?;
         // The new name (and a new project directory) must survive a crash too.
         File::open(parent)?.sync_all()?;
         if created {

@@ -276,16 +276,12 @@ impl Client {
         url: &str,
         out: W,
     ) -> Result<W, ClientError> {
-        let answer =
-            self.http()
-                .raw()
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| ClientError::Unreachable {
-                    url: "the file service (CDN)".into(),
-                    reason: e.to_string(),
-                })?;
+        let answer = self.http().downloads().get(url).send().await.map_err(|e| {
+            ClientError::Unreachable {
+                url: "the file service (CDN)".into(),
+                reason: e.to_string(),
+            }
+        })?;
         if !answer.status().is_success() {
             return Err(api_error(answer).await.into());
         }

@@ -19,7 +19,7 @@ use super::error::{ApiError, ClientError};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time allowed to open a TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest silence of a file transfer's connection before it counts as broken: a file
+/// Longest silence of a file download's connection before it counts as broken: a file
 /// has no size-bound deadline, but a half-open connection (a laptop that slept, a network
 /// that changed) must not hold a tool call forever.
 const TRANSFER_STALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -39,7 +39,7 @@ pub(crate) enum Attempts {
 #[derive(Debug, Clone)]
 pub(crate) struct Http {
     client: reqwest::Client,
-    /// For the CDN's transfers: no overall deadline, a bound on each silence instead.
+    /// For the CDN's downloads: no overall deadline, a bound on each silence instead.
     transfers: reqwest::Client,
     base: Url,
     token: AgentToken,
@@ -79,9 +79,15 @@ impl Http {
         &self.base
     }
 
-    /// A client for the CDN's signed URLs (which carry no bearer token): a transfer that
-    /// stays silent for [`TRANSFER_STALL_TIMEOUT`] fails.
+    /// A client for the CDN's signed URLs (which carry no bearer token).
     pub(crate) fn raw(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// A client for downloads from the CDN: one that stays silent for
+    /// [`TRANSFER_STALL_TIMEOUT`] fails. Not for uploads: reqwest's read timeout also runs
+    /// while the request body is sent, and the CDN answers only once all of it is stored.
+    pub(crate) fn downloads(&self) -> &reqwest::Client {
         &self.transfers
     }
 

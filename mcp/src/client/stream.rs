@@ -398,32 +398,38 @@ impl State {
     }
 
     fn take(&mut self, kinds: &[StreamKind], limit: usize) -> Option<Arrivals> {
+        // A message that expired while it waited here is passed over, not shown (nor
+        // counted against `limit`): were it all a wait took, the wait would end at once
+        // with nothing to show.
+        let now = chrono::Utc::now();
         let cursors = &self.cursors;
-        let items: Vec<Arrival> = self
+        let mut items: Vec<Arrival> = Vec::new();
+        let mut passed_over: Vec<(StreamKind, Seq)> = Vec::new();
+        for item in self
             .buffer
             .iter()
             .filter(|item| kinds.contains(&item.kind()) && item.seq() > cursors.get(item.kind()))
-            .take(limit)
-            .cloned()
-            .collect();
-        if items.is_empty() {
-            return None;
+        {
+            if matches!(item, Arrival::Message(m) if m.has_expired(now)) {
+                passed_over.push((item.kind(), item.seq()));
+                continue;
+            }
+            if items.len() == limit {
+                break;
+            }
+            items.push(item.clone());
         }
-        // What is taken is, per kind, the oldest of that kind: each cursor moves to the
-        // last one taken.
-        for item in &items {
-            self.cursors.advance(item.kind(), item.seq());
+        // What is taken (and passed over) is, per kind, the oldest of that kind: each
+        // cursor moves to the last one.
+        for (kind, seq) in passed_over
+            .into_iter()
+            .chain(items.iter().map(|item| (item.kind(), item.seq())))
+        {
+            self.cursors.advance(kind, seq);
         }
         let cursors = &self.cursors;
         self.buffer
             .retain(|item| item.seq() > cursors.get(item.kind()));
-        // A message that expired while it waited here is passed over, not shown: were it
-        // all a wait took, the wait would end at once with nothing to show.
-        let now = chrono::Utc::now();
-        let items: Vec<Arrival> = items
-            .into_iter()
-            .filter(|item| !matches!(item, Arrival::Message(m) if m.has_expired(now)))
-            .collect();
         if items.is_empty() {
             return None;
         }
@@ -848,6 +854,16 @@ mod tests {
         state.buffer.push_back(items[2].clone());
         let live = state.take(MESSAGES, 10).unwrap();
         assert_eq!(live.items, items[2..]);
+
+        // Passed over before the limit counts: one live message behind expired ones is
+        // taken, not left waiting.
+        let mut state = State {
+            buffer: items.iter().cloned().collect(),
+            ..State::default()
+        };
+        let taken = state.take(MESSAGES, 1).unwrap();
+        assert_eq!(taken.items, items[2..]);
+        assert!(!taken.has_more);
     }
 
     #[test]

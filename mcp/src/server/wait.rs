@@ -137,7 +137,8 @@ pub(crate) async fn run(session: &Session, params: MessageParams) -> Result<Answ
 fn stream_heard_throughout(session: &Session) -> Result<(), ToolError> {
     let status = session.stream.status();
     match status.last_error {
-        Some(error) if !status.live => Err(ToolError::new(
+        // Connected but not yet live (replaying after a reconnect) still hears everything.
+        Some(error) if !status.connected => Err(ToolError::new(
             "stream_unavailable",
             format!(
                 "the live stream from the server is down, so this wait could not hear \
