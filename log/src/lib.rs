@@ -43,6 +43,10 @@ const MAX_EVENT_BYTES: i32 = 1024 * 1024;
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(10 * 60);
 /// Slack for clocks and slow first attempts when relying on that window.
 const DUPLICATE_WINDOW_SLACK: Duration = Duration::from_secs(2 * 60);
+/// How long after an event was made the log is relied on to catch its retries.
+const RELIED_ON_MS: u64 = DUPLICATE_WINDOW
+    .saturating_sub(DUPLICATE_WINDOW_SLACK)
+    .as_millis() as u64;
 
 /// Whether the log's own deduplication is certain to catch a retry of `event`, received
 /// at `now_ms`: the event was made (its UUIDv7 time) well inside the window, and not in
@@ -50,16 +54,14 @@ const DUPLICATE_WINDOW_SLACK: Duration = Duration::from_secs(2 * 60);
 /// this is false the caller must look for the event id itself before appending.
 pub fn deduplicates(event: EventId, now_ms: u64) -> bool {
     let made = event.unix_millis();
-    let window = (DUPLICATE_WINDOW - DUPLICATE_WINDOW_SLACK).as_millis() as u64;
-    made <= now_ms + 1_000 && now_ms.saturating_sub(made) < window
+    made <= now_ms + 1_000 && now_ms.saturating_sub(made) < RELIED_ON_MS
 }
 
 /// Whether `event` was made (its UUIDv7 time) so long before `now_ms` that the log's
 /// deduplication may have forgotten it: the past side of [`deduplicates`]. A caller has
 /// then looked the id up itself, and an event it did not find is not a retry.
 pub fn made_before_the_window(event: EventId, now_ms: u64) -> bool {
-    let window = (DUPLICATE_WINDOW - DUPLICATE_WINDOW_SLACK).as_millis() as u64;
-    now_ms.saturating_sub(event.unix_millis()) >= window
+    now_ms.saturating_sub(event.unix_millis()) >= RELIED_ON_MS
 }
 
 /// A handle on the event stream, shared by every task of a process.

@@ -31,6 +31,19 @@ fn bodies(answer: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The bodies a message wait of `peer` answers.
+async fn message_wait_bodies(peer: &rmcp::Peer<RoleClient>) -> Vec<String> {
+    let waited = call(
+        peer,
+        "ns_message",
+        json!({"action": "wait", "timeout_s": 30}),
+    )
+    .await
+    .structured_content
+    .unwrap();
+    bodies(&waited)
+}
+
 /// Every file under `dir`, read whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_agents_talk_through_the_real_binaries_and_the_server_learns_nothing() {
@@ -344,15 +357,7 @@ async fn the_real_binary_notifies_its_client_and_waits_for_the_kinds_asked() {
             break;
         }
     }
-    let waited = call(
-        &bob_peer,
-        "ns_message",
-        json!({"action": "wait", "timeout_s": 30}),
-    )
-    .await
-    .structured_content
-    .unwrap();
-    assert_eq!(bodies(&waited), ["before you came"]);
+    assert_eq!(message_wait_bodies(&bob_peer).await, ["before you came"]);
 
     // A wait for refs is woken by a ref, not by the message sent first.
     let waiting = {
@@ -401,15 +406,7 @@ async fn the_real_binary_notifies_its_client_and_waits_for_the_kinds_asked() {
     assert_eq!(told["meta"]["id"], sent["id"]);
     assert_eq!(told["meta"]["topic"], "ci");
     // …and is still there for a message wait.
-    let waited = call(
-        &bob_peer,
-        "ns_message",
-        json!({"action": "wait", "timeout_s": 30}),
-    )
-    .await
-    .structured_content
-    .unwrap();
-    assert_eq!(bodies(&waited), ["the build is green"]);
+    assert_eq!(message_wait_bodies(&bob_peer).await, ["the build is green"]);
 
     let _ = bob.cancel().await;
     alice.stop().await;

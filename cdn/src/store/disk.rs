@@ -171,7 +171,8 @@ fn place_once(staging: &Path, dest: &Path) -> std::io::Result<()> {
 }
 
 /// The writer thread of one upload: writes what arrives; on `Finish`, `fsync`s, moves it
-/// under its name (unless taken) and `fsync`s the directory; on a closed queue without it, removes the staging file.
+/// under its name (unless taken) and `fsync`s the directory; on a closed queue without
+/// it, removes the staging file.
 fn write_upload(
     mut file: File,
     mut rx: mpsc::Receiver<Piece>,

@@ -40,7 +40,7 @@ pub(crate) enum Attempts {
 pub(crate) struct Http {
     client: reqwest::Client,
     /// For the CDN's downloads: no overall deadline, a bound on each silence instead.
-    transfers: reqwest::Client,
+    downloads: reqwest::Client,
     base: Url,
     token: AgentToken,
 }
@@ -66,10 +66,10 @@ impl Http {
             })
         };
         let client = built(builder().build())?;
-        let transfers = built(builder().read_timeout(TRANSFER_STALL_TIMEOUT).build())?;
+        let downloads = built(builder().read_timeout(TRANSFER_STALL_TIMEOUT).build())?;
         Ok(Self {
             client,
-            transfers,
+            downloads,
             base,
             token,
         })
@@ -88,7 +88,7 @@ impl Http {
     /// [`TRANSFER_STALL_TIMEOUT`] fails. Not for uploads: reqwest's read timeout also runs
     /// while the request body is sent, and the CDN answers only once all of it is stored.
     pub(crate) fn downloads(&self) -> &reqwest::Client {
-        &self.transfers
+        &self.downloads
     }
 
     fn url(&self, path: &str) -> Result<Url, ClientError> {

@@ -801,13 +801,18 @@ mod tests {
 
     const MESSAGES: &[StreamKind] = &[StreamKind::Message];
 
+    /// A stream state whose buffer holds `items`, nothing taken yet.
+    fn buffered(items: &[Arrival]) -> State {
+        State {
+            buffer: items.iter().cloned().collect(),
+            ..State::default()
+        }
+    }
+
     #[test]
     fn taking_from_the_buffer_delivers_each_message_once_in_order() {
         let items = incoming(3);
-        let mut state = State {
-            buffer: items.iter().cloned().collect(),
-            ..State::default()
-        };
+        let mut state = buffered(&items);
         let first = state.take(MESSAGES, 2).unwrap();
         assert_eq!(first.items, items[..2]);
         assert!(first.has_more);
@@ -821,10 +826,7 @@ mod tests {
     #[test]
     fn what_no_reader_has_taken_is_counted_for_the_notice_of_what_waits() {
         let items = incoming(3);
-        let mut state = State {
-            buffer: items.iter().cloned().collect(),
-            ..State::default()
-        };
+        let mut state = buffered(&items);
         assert_eq!(state.undelivered(), 3);
         state.take(MESSAGES, 1).unwrap();
         assert_eq!(state.undelivered(), 2);
@@ -841,10 +843,7 @@ mod tests {
                 m.sent_at = "2025-01-01T00:00:00.000Z".into();
             }
         }
-        let mut state = State {
-            buffer: items[..2].iter().cloned().collect(),
-            ..State::default()
-        };
+        let mut state = buffered(&items[..2]);
         assert!(
             state.take(MESSAGES, 10).is_none(),
             "nothing to show: wait on"
@@ -857,10 +856,7 @@ mod tests {
 
         // Passed over before the limit counts: one live message behind expired ones is
         // taken, not left waiting.
-        let mut state = State {
-            buffer: items.iter().cloned().collect(),
-            ..State::default()
-        };
+        let mut state = buffered(&items);
         let taken = state.take(MESSAGES, 1).unwrap();
         assert_eq!(taken.items, items[2..]);
         assert!(!taken.has_more);
@@ -869,10 +865,7 @@ mod tests {
     #[test]
     fn marking_delivered_drops_what_an_inbox_read_already_showed() {
         let items = incoming(3);
-        let mut state = State {
-            buffer: items.iter().cloned().collect(),
-            ..State::default()
-        };
+        let mut state = buffered(&items);
         state.advance(StreamKind::Message, items[1].seq());
         assert_eq!(state.take(MESSAGES, 10).unwrap().items, items[2..]);
         // The cursor never moves back.

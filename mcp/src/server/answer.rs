@@ -185,10 +185,9 @@ impl<'a> MessageView<'a> {
         let (body, body_len) = cut(&message.body, max_chars);
         let mut view = Self::with_body(message, Cow::Borrowed(body), body_len);
         if let Some(topic) = view.topic {
-            (view.topic, view.topic_len) = match cut(topic, BRIEF_PREVIEW_CHARS) {
-                (shown, Some(whole)) => (Some(shown), Some(whole)),
-                (shown, None) => (Some(shown), None),
-            };
+            let (shown, whole) = cut(topic, BRIEF_PREVIEW_CHARS);
+            view.topic = Some(shown);
+            view.topic_len = whole;
         }
         view
     }

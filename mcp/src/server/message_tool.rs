@@ -281,13 +281,9 @@ async fn thread(session: &Session, params: MessageParams) -> Result<Answer, Tool
     let limit = clamp_limit(params.limit)? as usize;
     let since = Seq(params.since.unwrap_or(0));
     let form = ListForm::from_flag(params.full);
-    // One more than the page: whether more follow.
+    // After `since`, one more than the page: whether more follow.
     let thread = session.client.thread(id, since, limit + 1).await?;
-    let after: Vec<_> = thread
-        .items
-        .into_iter()
-        .filter(|item| item.seq() > since)
-        .collect();
+    let after = thread.items;
     let has_more = after.len() > limit || thread.has_more;
     let page = &after[..after.len().min(limit)];
     let next_since = page.last().map_or(since, |item| item.seq());

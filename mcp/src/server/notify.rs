@@ -41,21 +41,18 @@ pub(crate) fn forward(
     mine: u64,
 ) {
     tokio::spawn(async move {
-        if waiting > 0 {
-            let notice = ServerNotification::CustomNotification(waiting_notification(waiting));
-            if let Err(error) = peer.send_notification(notice).await {
-                tracing::debug!(%error, "client gone; notifications stop");
-                return;
-            }
-        }
+        let mut first = (waiting > 0).then(|| waiting_notification(waiting));
         loop {
-            let notification = match arrivals.recv().await {
-                Ok(arrival) => match channel_notification(&arrival) {
-                    Some(notification) => notification,
-                    None => continue,
+            let notification = match first.take() {
+                Some(notice) => notice,
+                None => match arrivals.recv().await {
+                    Ok(arrival) => match channel_notification(&arrival) {
+                        Some(notification) => notification,
+                        None => continue,
+                    },
+                    Err(RecvError::Lagged(missed)) => missed_notification(missed),
+                    Err(RecvError::Closed) => return,
                 },
-                Err(RecvError::Lagged(missed)) => missed_notification(missed),
-                Err(RecvError::Closed) => return,
             };
             if generation.load(Ordering::Acquire) != mine {
                 return;
