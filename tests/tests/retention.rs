@@ -93,6 +93,22 @@ async fn stream_backlog(system: &LocalSystem, agent: &str) -> String {
     text
 }
 
+/// The read models' rows of the message at `seq`: its own and its inbox entries.
+async fn rows_at(system: &LocalSystem, seq: Seq) -> (i64, i64) {
+    let pool = sqlx::PgPool::connect(&system.database_url()).await.unwrap();
+    let count = |table: &str| format!("SELECT count(*) FROM read_models.{table} WHERE seq = $1");
+    let mut counts = [0i64; 2];
+    for (n, table) in counts.iter_mut().zip(["messages", "inbox_entries"]) {
+        *n = sqlx::query_scalar(&count(table))
+            .bind(seq.0 as i64)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+    (counts[0], counts[1])
+}
+
 async fn send(agent: &McpAgent, arguments: Value) -> (String, Seq) {
     let sent = agent.message(arguments).await;
     let id = sent["id"].as_str().unwrap().to_owned();
@@ -210,6 +226,11 @@ async fn an_expired_message_vanishes_at_once_then_is_erased_and_the_audit_still_
     })
     .await;
     assert!(!contains(&dump, emoji_c.as_bytes()), "reaction gone too");
+    assert_eq!(
+        rows_at(&system, mortal_seq).await,
+        (0, 0),
+        "its inbox entry too"
+    );
     let thread = alice
         .message(json!({"action": "thread", "id": child}))
         .await;
@@ -321,10 +342,15 @@ async fn the_project_default_and_maximum_apply_and_a_new_default_only_to_later_m
     )
     .await;
     assert!(set.contains("Retention of project `kept` set"), "{set}");
-    let (late, _) = send(
+    let (late, late_seq) = send(
         &alice,
         json!({"action": "broadcast", "body": "by default 2s"}),
     )
+    .await;
+    // Projected long before its 2 s run out.
+    eventually("bob's inbox entry", DEADLINE, || async {
+        (rows_at(&system, late_seq).await == (1, 1)).then_some(())
+    })
     .await;
     eventually(
         "the later message to expire by the new default",
@@ -334,6 +360,11 @@ async fn the_project_default_and_maximum_apply_and_a_new_default_only_to_later_m
             (!ids(&answer).contains(&late)).then_some(())
         },
     )
+    .await;
+    // Erased by the pruner: a broadcast's inbox entries go with it.
+    eventually("the pruner to erase it", DEADLINE, || async {
+        (rows_at(&system, late_seq).await == (0, 0)).then_some(())
+    })
     .await;
     let answer = bob.message(json!({"action": "check", "since": 0})).await;
     assert!(
