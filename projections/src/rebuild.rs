@@ -99,7 +99,17 @@ pub async fn rebuild(
     let mut loader = BulkLoader::new(pool.clone(), READ_MODELS);
     let set_aside = bulk::set_aside(&pool, NEXT_SCHEMA).await?;
     catch_up_nearly(log, &mut loader, &mut events, &mut state, &mut progress).await?;
+    let loaded = started.elapsed();
+    info!(
+        events = state.events,
+        elapsed_s = loaded.as_secs_f64(),
+        "log loaded; making indexes and foreign keys again"
+    );
     set_aside.restore(&pool).await?;
+    info!(
+        elapsed_s = (started.elapsed() - loaded).as_secs_f64(),
+        "indexes and foreign keys made again"
+    );
     // Making the indexes took a while: what the log gained meanwhile, before switching.
     catch_up_nearly(log, &mut loader, &mut events, &mut state, &mut progress).await?;
     let switched_at = switch(&projector, &mut events, &mut state).await?;

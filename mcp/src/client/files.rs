@@ -27,12 +27,13 @@ use nexysync_domain::wire::{
 };
 use serde::Serialize;
 
-use super::http::{api_error, Attempts};
+use super::http::{api_error, Attempts, TRANSFER_STALL_TIMEOUT};
 use super::message::RejectedMessage;
 use super::verify::{author, open_text, rfc3339, Reader, VerifyError};
 use super::{ChainMemory, Client, ClientError, Directory};
 
 mod pipeline;
+mod stall;
 
 use pipeline::{decrypt_to, encrypt_in_background, Failure, Received, RECEIVED_AHEAD};
 
@@ -134,29 +135,40 @@ impl Client {
         let failure: Failure = Arc::default();
         let encryptor = FileEncryptor::new(keys, me.project.id, id);
         let body = encrypt_in_background(new.source.clone(), size, encryptor, failure.clone());
-        let sent = self
+        let progress = stall::Progress::new();
+        let request = self
             .http()
             .raw()
             .put(&ticket.upload_url)
             .header(reqwest::header::CONTENT_LENGTH, ticket.max_bytes)
-            .body(reqwest::Body::wrap_stream(body))
-            .send()
-            .await;
+            .body(reqwest::Body::wrap_stream(progress.watch(body)))
+            .send();
+        let sent = tokio::select! {
+            sent = request => sent.map_err(|e| e.to_string()),
+            _ = progress.stalled(TRANSFER_STALL_TIMEOUT) => Err(format!(
+                "the upload made no progress for {} s; try again",
+                TRANSFER_STALL_TIMEOUT.as_secs()
+            )),
+        };
         // A failure of the reading side explains a broken request better than the request.
         if let Some(e) = failure.lock().ok().and_then(|mut slot| slot.take()) {
             return Err(e);
         }
-        let answer = sent.map_err(|e| ClientError::Unreachable {
+        let answer = sent.map_err(|reason| ClientError::Unreachable {
             url: "the file service (CDN)".into(),
-            reason: e.to_string(),
+            reason,
         })?;
         if !answer.status().is_success() {
             return Err(api_error(answer).await.into());
         }
-        let stored: StoredBlob = answer.json().await.map_err(|e| ClientError::Unreachable {
-            url: "the file service (CDN)".into(),
-            reason: format!("an unreadable answer to the upload: {e}"),
-        })?;
+        let stored: StoredBlob = tokio::time::timeout(TRANSFER_STALL_TIMEOUT, answer.json())
+            .await
+            .map_err(|_| "no answer".to_owned())
+            .and_then(|read| read.map_err(|e| e.to_string()))
+            .map_err(|e| ClientError::Unreachable {
+                url: "the file service (CDN)".into(),
+                reason: format!("an unreadable answer to the upload: {e}"),
+            })?;
         // The event as it will be appended: the declaration with the digest the CDN
         // measured. The chunks' authentication, not this digest, is what protects the
         // content end to end.

@@ -19,10 +19,10 @@ use super::error::{ApiError, ClientError};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time allowed to open a TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest silence of a file download's connection before it counts as broken: a file
+/// Longest silence of a file transfer's connection before it counts as broken: a file
 /// has no size-bound deadline, but a half-open connection (a laptop that slept, a network
 /// that changed) must not hold a tool call forever.
-const TRANSFER_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const TRANSFER_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Attempts for a request whose failure looks transient (connection, timeout, 5xx).
 const ATTEMPTS: u32 = 4;
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(200);
