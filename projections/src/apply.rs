@@ -108,31 +108,19 @@ pub(crate) async fn apply(
                 warn!(seq, "message skipped: unknown sender or already applied");
                 return Ok(());
             }
-            match sent.to {
-                Some(recipient) => {
-                    sqlx::query(
-                        "INSERT INTO inbox_entries (agent_id, seq, message_id)
-                         SELECT id, $2, $3 FROM agents WHERE id = $1 AND project_id = $4",
-                    )
-                    .bind(recipient.as_uuid())
-                    .bind(seq)
-                    .bind(event.id.as_uuid())
-                    .bind(event.project.as_uuid())
-                    .execute(&mut *conn)
-                    .await?;
-                }
-                None => {
-                    sqlx::query(
-                        "INSERT INTO inbox_entries (agent_id, seq, message_id)
-                         SELECT id, $2, $3 FROM agents WHERE project_id = $1 AND id <> $4",
-                    )
-                    .bind(event.project.as_uuid())
-                    .bind(seq)
-                    .bind(event.id.as_uuid())
-                    .bind(sender.as_uuid())
-                    .execute(&mut *conn)
-                    .await?;
-                }
+            // A direct message goes into its recipient's inbox; a broadcast is read where
+            // it is (migration 0010).
+            if let Some(recipient) = sent.to {
+                sqlx::query(
+                    "INSERT INTO inbox_entries (agent_id, seq, message_id)
+                     SELECT id, $2, $3 FROM agents WHERE id = $1 AND project_id = $4",
+                )
+                .bind(recipient.as_uuid())
+                .bind(seq)
+                .bind(event.id.as_uuid())
+                .bind(event.project.as_uuid())
+                .execute(&mut *conn)
+                .await?;
             }
             if let Some(parent) = sent.reply_to {
                 // An erased reply leaves its edge: a message reusing its id keeps that one.
@@ -375,8 +363,8 @@ impl RunMessage<'_> {
     }
 }
 
-/// Messages of a run and what follows from each: its inbox entries (the recipient, or every
-/// other agent of the project for a broadcast) and thread edge. Messages from unknown
+/// Messages of a run and what follows from each: the inbox entry of a direct message's
+/// recipient (a broadcast is read where it is, migration 0010) and its thread edge. Messages from unknown
 /// senders, or already applied, are skipped; `inserted` holds the rest. The statements
 /// below add how the run is counted.
 macro_rules! apply_messages {
@@ -406,12 +394,6 @@ direct AS (
     INSERT INTO inbox_entries (agent_id, seq, message_id)
     SELECT r.id, i.seq, i.id
     FROM inserted i JOIN agents r ON r.id = i.recipient AND r.project_id = i.project_id
-),
-broadcast AS (
-    INSERT INTO inbox_entries (agent_id, seq, message_id)
-    SELECT a.id, i.seq, i.id
-    FROM inserted i JOIN agents a ON a.project_id = i.project_id AND a.id <> i.sender
-    WHERE i.recipient IS NULL
 ),
 edges AS (
     -- An erased reply leaves its edge: a message reusing its id keeps that one.

@@ -47,7 +47,7 @@ pub(crate) async fn apply_events_erased(
                 .execute(&mut *conn)
                 .await?;
         }
-        delete_inbox_entries(conn, message, project).await?;
+        delete_inbox_entry(conn, message, project).await?;
         let deleted = sqlx::query("DELETE FROM messages WHERE id = $1 AND project_id = $2")
             .bind(message)
             .bind(project.as_uuid())
@@ -93,35 +93,22 @@ pub(crate) async fn apply_events_erased(
     Ok(())
 }
 
-/// Deletes the inbox entries of the message `id` by their key (agent, seq): its
-/// recipient's, or each agent's of the project for a broadcast, at the message's own
-/// sequence. (The inbox has no index by message: see migration 0009.)
-async fn delete_inbox_entries(
+/// Deletes the inbox entry of the message `id` by its key (agent, seq): its recipient's,
+/// at the message's own sequence (a broadcast has none, migration 0010; the inbox has no
+/// index by message, migration 0009).
+async fn delete_inbox_entry(
     conn: &mut PgConnection,
     id: &uuid::Uuid,
     project: ProjectId,
 ) -> Result<(), sqlx::Error> {
-    let row: Option<(i64, Option<uuid::Uuid>)> =
-        sqlx::query_as("SELECT seq, recipient FROM messages WHERE id = $1 AND project_id = $2")
-            .bind(id)
-            .bind(project.as_uuid())
-            .fetch_optional(&mut *conn)
-            .await?;
-    let Some((seq, recipient)) = row else {
-        return Ok(());
-    };
-    let delete = match recipient {
-        Some(recipient) => {
-            sqlx::query("DELETE FROM inbox_entries WHERE agent_id = $1 AND seq = $2")
-                .bind(recipient)
-        }
-        None => sqlx::query(
-            "DELETE FROM inbox_entries
-             WHERE agent_id = ANY(ARRAY(SELECT id FROM agents WHERE project_id = $1)) AND seq = $2",
-        )
-        .bind(project.as_uuid()),
-    };
-    delete.bind(seq).execute(&mut *conn).await?;
+    sqlx::query(
+        "DELETE FROM inbox_entries i USING messages m
+         WHERE m.id = $1 AND m.project_id = $2 AND i.agent_id = m.recipient AND i.seq = m.seq",
+    )
+    .bind(id)
+    .bind(project.as_uuid())
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

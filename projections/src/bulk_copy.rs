@@ -72,8 +72,7 @@ pub(crate) enum Copied {
     IdTaken(Option<String>),
 }
 
-/// Bytes of rows made before they are sent: a broadcast in a large project makes a row
-/// per agent.
+/// Bytes of rows made before they are sent.
 const CHUNK: usize = 1 << 20;
 
 /// Writes `run` with `COPY` in `conn`'s transaction.
@@ -178,25 +177,15 @@ fn expires_at(m: &RunMessage<'_>, roster: &ProjectRoster) -> Option<DateTime<Utc
 }
 
 fn inbox_rows(rows: &mut CopyRows, (m, roster): &Kept<'_>) {
-    for agent in readers(m, roster) {
-        rows.row(3).field(agent).field(m.seq).field(m.id);
+    if let Some(recipient) = reader(m, roster) {
+        rows.row(3).field(recipient).field(m.seq).field(m.id);
     }
 }
 
-/// Who gets an inbox entry: the recipient if it is an agent of the project; for a
-/// broadcast, every other agent of it.
-fn readers<'a>(
-    m: &'a RunMessage<'_>,
-    roster: &'a ProjectRoster,
-) -> impl Iterator<Item = &'a Uuid> + 'a {
-    let recipient = m.recipient.and_then(|r| roster.agents.get(r));
-    let everyone_else = m
-        .recipient
-        .is_none()
-        .then(|| roster.agents.iter().filter(|a| *a != m.sender));
-    recipient
-        .into_iter()
-        .chain(everyone_else.into_iter().flatten())
+/// Who gets an inbox entry: the recipient of a direct message if it is an agent of the
+/// project. A broadcast gets none: it is read where it is (migration 0010).
+fn reader<'a>(m: &'a RunMessage<'_>, roster: &'a ProjectRoster) -> Option<&'a Uuid> {
+    m.recipient.and_then(|r| roster.agents.get(r))
 }
 
 fn thread_edge_row(rows: &mut CopyRows, (m, _): &Kept<'_>) {
@@ -266,22 +255,13 @@ mod tests {
         let kept = kept(&run, &rosters);
         let seqs: Vec<i64> = kept.iter().map(|(m, _)| m.seq).collect();
         assert_eq!(seqs, [1, 2, 4, 6]);
-        let readers_of = |i: usize| {
+        let reader_of = |i: usize| {
             let (m, roster) = &kept[i];
-            let mut readers: Vec<Uuid> = readers(m, roster).copied().collect();
-            readers.sort();
-            readers
+            reader(m, roster).copied()
         };
-        assert_eq!(readers_of(0), [*bob.as_uuid()]);
-        let mut others = vec![*bob.as_uuid(), *carol.as_uuid()];
-        others.sort();
-        assert_eq!(
-            readers_of(1),
-            others,
-            "a broadcast reaches every other agent"
-        );
-        assert!(readers_of(2).is_empty(), "a recipient of another project");
-        assert!(readers_of(3).is_empty(), "a broadcast to nobody else");
+        assert_eq!(reader_of(0), Some(*bob.as_uuid()));
+        assert_eq!(reader_of(1), None, "a broadcast is read where it is");
+        assert_eq!(reader_of(2), None, "a recipient of another project");
         let expiry = |i: usize| {
             let (m, roster) = &kept[i];
             expires_at(m, roster).map(|at| (at - m.sent_at).num_seconds())

@@ -73,6 +73,24 @@ async fn a_broadcast_reaches_everyone_but_its_sender() {
             reader.name
         );
     }
+
+    // An inbox holds the broadcasts by others since the agent registered, in log order
+    // among its direct messages.
+    let dave = project.add_agent(&api, "dave").await;
+    let direct = alice.send(&api, &project, Some(&bob), None, "to bob").await;
+    let later = bob.send(&api, &project, None, None, "hello again").await;
+    for (reader, expected) in [
+        (&alice, vec![later.id]),
+        (&bob, vec![sent.id, direct.id]),
+        (&carol, vec![sent.id, later.id]),
+        (&dave, vec![later.id]),
+    ] {
+        let (_, page) = reader
+            .get(&api, &format!("/v1/messages?min_seq={}", later.seq))
+            .await;
+        let ids: Vec<_> = envelopes(&page).iter().map(|e| e.id).collect();
+        assert_eq!(ids, expected, "{}'s inbox", reader.name);
+    }
     api.stop().await;
     env.cleanup().await;
 }

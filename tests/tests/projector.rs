@@ -10,8 +10,8 @@ use nexysync_domain::crypto::{AgentToken, ProjectKey, SigningKey};
 use nexysync_domain::event::{
     fields, Actor, AgentRegistered, Draft, EventBody, MessageSent, ProjectCreated,
 };
-use nexysync_domain::ids::{AgentId, AgentName, ProjectId, ProjectName};
-use nexysync_projections::{db, Projector};
+use nexysync_domain::ids::{AgentId, AgentName, ProjectId, ProjectName, Seq};
+use nexysync_projections::{db, Projector, StoredJson};
 use nexysync_tests::{eventually, TestEnv};
 
 const MESSAGES: usize = 3000;
@@ -138,8 +138,29 @@ async fn a_projector_killed_mid_batch_loses_and_duplicates_nothing() {
         "no message applied twice"
     );
     assert_eq!(count("SELECT COUNT(*) FROM agents").await, 2);
-    // Direct messages reach bob; broadcasts reach bob (alice is the sender).
-    assert_eq!(count("SELECT COUNT(*) FROM inbox_entries").await, MESSAGES);
+    // Every message reaches bob's inbox: the direct ones as entries, the broadcasts (from
+    // alice, after bob registered) read in place.
+    assert_eq!(
+        count("SELECT COUNT(*) FROM inbox_entries").await,
+        MESSAGES / 2
+    );
+    let reads = nexysync_projections::ReadModels::new(pool.clone());
+    let mut inbox = Vec::new();
+    while let Some(after) = inbox
+        .last()
+        .map_or(Some(Seq(0)), |m: &StoredJson| Some(m.seq))
+    {
+        let page = reads.inbox(*bob, after, 500).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        inbox.extend(page);
+    }
+    assert_eq!(inbox.len(), MESSAGES, "bob's inbox, a page at a time");
+    assert!(
+        inbox.windows(2).all(|w| w[0].seq < w[1].seq),
+        "in log order, once each"
+    );
     pool.close().await;
     env.cleanup().await;
 }

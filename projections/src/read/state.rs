@@ -176,16 +176,14 @@ impl ReadModels {
         since: Seq,
         limit: u32,
     ) -> Result<Vec<StoredJson>, ProjectionError> {
-        let rows = sqlx::query(
-            "SELECT m.seq, m.envelope::text AS envelope
-             FROM inbox_entries i JOIN messages m ON m.id = i.message_id
-             WHERE i.agent_id = $1 AND i.seq > $2 AND (m.expires_at IS NULL OR m.expires_at > now())
+        let rows = sqlx::query(inbox_query!(
+            "(m.expires_at IS NULL OR m.expires_at > now())
                AND NOT EXISTS (SELECT 1 FROM message_reads r
-                               WHERE r.agent_id = $1 AND r.message_id = i.message_id)
-             ORDER BY i.seq LIMIT $3",
-        )
+                               WHERE r.agent_id = $1 AND r.message_id = m.id)"
+        ))
         .bind(agent.as_uuid())
         .bind(since.0.min(i64::MAX as u64) as i64)
+        .bind(i64::MAX)
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
@@ -202,13 +200,9 @@ impl ReadModels {
         upto: Seq,
         limit: u32,
     ) -> Result<Vec<StoredJson>, ProjectionError> {
-        let rows = sqlx::query(
-            "SELECT m.seq, m.envelope::text AS envelope
-             FROM inbox_entries i JOIN messages m ON m.id = i.message_id
-             WHERE i.agent_id = $1 AND i.seq > $2 AND i.seq <= $3 AND m.deleted_seq IS NULL
-               AND (m.expires_at IS NULL OR m.expires_at > now())
-             ORDER BY i.seq LIMIT $4",
-        )
+        let rows = sqlx::query(inbox_query!(
+            "m.deleted_seq IS NULL AND (m.expires_at IS NULL OR m.expires_at > now())"
+        ))
         .bind(agent.as_uuid())
         .bind(after.0.min(i64::MAX as u64) as i64)
         .bind(upto.0.min(i64::MAX as u64) as i64)
