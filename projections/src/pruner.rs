@@ -160,9 +160,11 @@ impl Pruner {
     async fn doomed(&self, project: ProjectId) -> Result<Vec<(Seq, EventId)>, ProjectionError> {
         let rows = sqlx::query(
             "WITH expired AS (
+                 -- Soonest expired first, through `messages_expiring_by_project`: in seq
+                 -- order the scan would walk every older message that never expires.
                  SELECT id, seq FROM messages
                  WHERE project_id = $1 AND expires_at <= now() - make_interval(secs => $2)
-                 ORDER BY seq LIMIT $3
+                 ORDER BY expires_at, seq LIMIT $3
              )
              SELECT seq, id FROM expired
              UNION ALL

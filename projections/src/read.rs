@@ -407,14 +407,18 @@ impl ReadModels {
                  SELECT e.child FROM thread_edges e JOIN down ON e.parent = down.id
                  WHERE e.project_id = $2
              ),
+             -- From the thread's own rows, by key: the project's expired messages are
+             -- many more than a thread's.
              expired AS (
-                 SELECT m.id, m.seq, m.reply_to, m.sender, m.recipient FROM messages m
+                 SELECT m.id, m.seq, m.reply_to, m.sender, m.recipient
+                 FROM down JOIN messages m ON m.id = down.id
                  WHERE m.project_id = $2 AND m.expires_at <= now()
                  UNION ALL
-                 SELECT x.id, x.seq, x.reply_to, x.sender, x.recipient FROM expired_messages x
+                 SELECT x.id, x.seq, x.reply_to, x.sender, x.recipient
+                 FROM down JOIN expired_messages x ON x.id = down.id
                  WHERE x.project_id = $2
              )
-             SELECT x.id, x.seq, x.reply_to FROM expired x JOIN down ON x.id = down.id
+             SELECT x.id, x.seq, x.reply_to FROM expired x
              WHERE x.sender = $3 OR x.recipient = $3 OR x.recipient IS NULL
              ORDER BY x.seq LIMIT 1000",
         )
