@@ -123,3 +123,39 @@ pub(crate) async fn apply_message_state(
     }
     Ok(())
 }
+
+/// After `agent`'s read mark at `seq`, moves its `inbox_read_through` (migration 0012) up
+/// to just before its first unread message, or to `seq` when every message before the
+/// mark is read. The live projector calls it; a rebuild leaves the cache empty.
+pub(crate) async fn advance_read_through(
+    conn: &mut PgConnection,
+    seq: i64,
+    agent: &uuid::Uuid,
+) -> Result<(), sqlx::Error> {
+    let through: i64 = sqlx::query_scalar(
+        "SELECT COALESCE((SELECT seq FROM inbox_read_through WHERE agent_id = $1), 0)",
+    )
+    .bind(agent)
+    .fetch_one(&mut *conn)
+    .await?;
+    // Expired or deleted, an unread message still holds the mark back: what the cache
+    // says then depends on the log alone, not on the clock.
+    let first_unread: Option<i64> = sqlx::query_scalar(inbox_query!(
+        "NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.agent_id = $1 AND r.message_id = m.id)"
+    ))
+    .bind(agent)
+    .bind(through)
+    .bind(seq)
+    .bind(1i64)
+    .fetch_optional(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO inbox_read_through (agent_id, seq) VALUES ($1, $2)
+         ON CONFLICT (agent_id) DO UPDATE SET seq = GREATEST(inbox_read_through.seq, EXCLUDED.seq)",
+    )
+    .bind(agent)
+    .bind(first_unread.map_or(seq, |unread| unread - 1))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

@@ -23,6 +23,8 @@
 //! - Schemas come only from migrations, and read models of another version are never
 //!   migrated in place: they are rebuilt beside the live ones (see `db`).
 
+#[macro_use]
+mod inbox_sql;
 mod apply;
 mod apply_erased;
 mod apply_state;

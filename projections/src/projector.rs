@@ -8,12 +8,14 @@
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
+use nexysync_domain::event::{Actor, EventBody};
 use nexysync_domain::ids::Seq;
 use nexysync_log::{EventLog, EventStream, RawEvent};
 use sqlx::PgPool;
 use tracing::{info, instrument, warn};
 
 use crate::apply::{apply, MessageRun};
+use crate::apply_state::advance_read_through;
 use crate::ProjectionError;
 
 /// The projector that maintains the read models of this crate.
@@ -149,6 +151,12 @@ impl Projector {
                     if let Some(other) = run.push(raw.seq, &event, &raw.payload) {
                         run.flush(&mut *tx).await?;
                         apply(&mut *tx, raw.seq, other, &raw.payload).await?;
+                        if let (EventBody::MessageRead(_), Actor::Agent(agent)) =
+                            (&other.body, other.actor)
+                        {
+                            advance_read_through(&mut *tx, raw.seq.0 as i64, agent.as_uuid())
+                                .await?;
+                        }
                     }
                 }
                 Err(e) => warn!(seq = raw.seq.0, error = %e, "undecodable event skipped"),

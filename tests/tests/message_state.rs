@@ -224,6 +224,70 @@ async fn acks_pins_and_unread_only_follow_each_reader() {
     env.cleanup().await;
 }
 
+/// Unread messages are looked for after the reader's read-through mark, which the
+/// projector moves to just before its first unread message: the answers stay those of the
+/// whole inbox, read in any order.
+#[tokio::test]
+async fn unread_only_starts_after_what_was_read_and_answers_the_same() {
+    let env = TestEnv::new();
+    let api = env.spawn_api().await;
+    let project = TestProject::create(&api, "unread").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let bob = project.add_agent(&api, "bob").await;
+    let first = alice.send(&api, &project, Some(&bob), None, "one").await;
+    let second = alice.send(&api, &project, None, None, "two").await;
+    let third = alice.send(&api, &project, Some(&bob), None, "three").await;
+    let pool = env.pool().await;
+    let read_through = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COALESCE((SELECT seq FROM inbox_read_through WHERE agent_id = $1), 0)",
+        )
+        .bind(bob.id.as_uuid())
+        .fetch_one(&pool)
+        .await
+        .unwrap() as u64
+    };
+    let mark_read = |message: EventId| {
+        let event = bob.on_message(message, EventBody::MessageRead);
+        let (bob, api) = (&bob, &api);
+        async move {
+            let (status, acked) = bob.update(api, &event).await;
+            assert_eq!(status, 201, "{acked}");
+            seq(&acked)
+        }
+    };
+    let unread = |min: u64| {
+        let (bob, api) = (&bob, &api);
+        async move {
+            let (_, page) = bob
+                .get(api, &format!("/v1/messages?unread_only=true&min_seq={min}"))
+                .await;
+            inbox_ids(&page)
+        }
+    };
+    let ids = |sent: &[&nexysync_domain::wire::Appended]| -> Vec<String> {
+        sent.iter().map(|s| s.id.to_string()).collect()
+    };
+
+    // Out of order: the first unread holds the mark back.
+    let min = mark_read(second.id).await;
+    assert_eq!(unread(min).await, ids(&[&first, &third]));
+    assert_eq!(read_through().await, first.seq.0 - 1);
+    let min = mark_read(first.id).await;
+    assert_eq!(unread(min).await, ids(&[&third]));
+    assert_eq!(read_through().await, third.seq.0 - 1, "past both read ones");
+    let min = mark_read(third.id).await;
+    assert!(unread(min).await.is_empty());
+    assert_eq!(read_through().await, min, "everything before the last mark");
+    // A later message is unread again.
+    let fourth = alice.send(&api, &project, None, None, "four").await;
+    assert_eq!(unread(fourth.seq.0).await, ids(&[&fourth]));
+
+    pool.close().await;
+    api.stop().await;
+    env.cleanup().await;
+}
+
 #[tokio::test]
 async fn only_the_sender_deletes_and_the_thread_keeps_an_empty_deleted_node() {
     let env = TestEnv::new();

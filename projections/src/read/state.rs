@@ -176,13 +176,21 @@ impl ReadModels {
         since: Seq,
         limit: u32,
     ) -> Result<Vec<StoredJson>, ProjectionError> {
+        // Everything up to the agent's read-through mark is read (migration 0012).
+        let through: i64 = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT seq FROM inbox_read_through WHERE agent_id = $1), 0)",
+        )
+        .bind(agent.as_uuid())
+        .fetch_one(self.pool())
+        .await?;
+        let since = (since.0.min(i64::MAX as u64) as i64).max(through);
         let rows = sqlx::query(inbox_query!(
             "(m.expires_at IS NULL OR m.expires_at > now())
                AND NOT EXISTS (SELECT 1 FROM message_reads r
                                WHERE r.agent_id = $1 AND r.message_id = m.id)"
         ))
         .bind(agent.as_uuid())
-        .bind(since.0.min(i64::MAX as u64) as i64)
+        .bind(since)
         .bind(i64::MAX)
         .bind(i64::from(limit))
         .fetch_all(self.pool())
