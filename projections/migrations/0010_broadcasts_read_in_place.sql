@@ -6,5 +6,5 @@
 --
 -- An agent's inbox is now its inbox entries (direct messages to it) and the broadcasts of
 -- its project by other agents with a sequence after its own registration: the agents the
--- entries went to, since an agent is never removed (`read::inbox_query`).
+-- entries went to, since an agent is never removed (`inbox_sql::inbox_query!`).
 CREATE INDEX messages_broadcasts ON messages (project_id, seq) WHERE recipient IS NULL;

@@ -12,6 +12,6 @@ CREATE INDEX files_live_bytes ON files (project_id) INCLUDE (ciphertext_size)
     WHERE deleted_seq IS NULL;
 
 -- The bytes of a project's pending uploads, summed likewise: there was no index by
--- project at all.
+-- project at all (the sum still reads each pending row's id, to leave one out).
 CREATE INDEX pending_uploads_by_project ON pending_uploads (project_id, expires_at)
     INCLUDE (ciphertext_size);

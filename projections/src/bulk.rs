@@ -25,9 +25,11 @@ use tracing::warn;
 use crate::ProjectionError;
 
 /// Unique constraints (table, definition) that no projector statement needs, since the
-/// log makes them hold: a sequence is applied once, and a message's inbox entries are one
-/// per agent. No `ON CONFLICT` names them and no look-up goes through them (a message's
-/// `ON CONFLICT DO NOTHING` is about its id). Made again like the rest, which checks them.
+/// log makes them hold: a sequence is applied once, and a direct message has one inbox
+/// entry. No `ON CONFLICT` names them (a message's `ON CONFLICT DO NOTHING` is about its
+/// id), and of the look-ups through them only erasure runs during a load, for messages
+/// still in the log, which are few (the unread mark is the live projector's alone). Made
+/// again like the rest, which checks them.
 const UNIQUE_BY_THE_LOG: &[(&str, &str)] = &[
     ("messages", "UNIQUE (seq)"),
     ("inbox_entries", "PRIMARY KEY (agent_id, seq)"),

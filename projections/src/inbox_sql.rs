@@ -5,7 +5,9 @@
 /// `(seq, envelope)`. The inbox is the agent's inbox entries (direct messages to it) and
 /// the broadcasts of its project by other agents since it registered, read in place
 /// (migration 0010). Each half stops at the limit on its own index, so a long inbox is
-/// never read whole.
+/// never read whole: the broadcasts' through `messages_broadcasts`, which the project and
+/// the lower bound reach only as constants (scalar subqueries; joined to `agents`, the
+/// planner walked `messages (seq)` across every project instead).
 macro_rules! inbox_query {
     ($filter:literal) => {
         concat!(
@@ -18,8 +20,10 @@ macro_rules! inbox_query {
                   ORDER BY i.seq LIMIT $4)
                  UNION ALL
                  (SELECT m.seq, m.envelope::text AS envelope
-                  FROM agents a JOIN messages m ON m.project_id = a.project_id AND m.recipient IS NULL
-                  WHERE a.id = $1 AND m.sender <> $1 AND m.seq > GREATEST($2, a.registered_seq)
+                  FROM messages m
+                  WHERE m.project_id = (SELECT project_id FROM agents WHERE id = $1)
+                    AND m.recipient IS NULL AND m.sender <> $1
+                    AND m.seq > GREATEST($2, (SELECT registered_seq FROM agents WHERE id = $1))
                     AND m.seq <= $3 AND ",
             $filter,
             "

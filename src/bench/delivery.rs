@@ -1,5 +1,5 @@
-//! Send-to-SSE delivery: many agents hold a stream; one broadcasts; each receipt is timed
-//! from the start of its send.
+//! Send-to-SSE delivery: many agents hold a stream (each a lean HTTP/1.1 reader, see
+//! `sse_reader`); one broadcasts; each receipt is timed from the start of its send.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use eventsource_stream::Eventsource;
-use futures::StreamExt;
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
 
 use super::fixture::{message, Fixture};
+use super::sse_reader::SseReader;
 use super::BenchOptions;
 
 /// Pause between broadcasts, so each is measured on its own rather than queued.
@@ -28,22 +27,15 @@ pub async fn measure(
     let (receipts, mut received) = mpsc::unbounded_channel::<(String, Instant)>();
     let ready = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::with_capacity(subscribers);
+    let server = reqwest::Url::parse(&format!("{}/", fixture.server.trim_end_matches('/')))?;
     for listener in listeners {
-        let http = fixture.http.clone();
-        let url = format!("{}/v1/stream", fixture.server);
+        let server = server.clone();
         let receipts = receipts.clone();
         let ready = ready.clone();
         tasks.push(tokio::spawn(async move {
-            let response = http
-                .get(url)
-                .bearer_auth(listener.token.expose_secret())
-                .send()
-                .await?
-                .error_for_status()?;
-            let mut events = response.bytes_stream().eventsource();
-            while let Some(event) = events.next().await {
-                let event = event?;
-                match event.event.as_str() {
+            let mut stream = SseReader::connect(&server, listener.token.expose_secret()).await?;
+            while let Some(event) = stream.next_event().await? {
+                match event.name.as_str() {
                     "ready" => {
                         ready.fetch_add(1, Ordering::Relaxed);
                     }

@@ -33,6 +33,7 @@ mod raw_kv;
 pub mod replay;
 mod report;
 mod send;
+mod sse_reader;
 
 use std::time::Duration;
 

@@ -35,6 +35,10 @@ use super::{ChainMemory, Client, ClientError, Directory};
 mod pipeline;
 mod stall;
 
+/// Longest wait for the CDN's answer once the whole upload was handed to the connection:
+/// its buffers drain first on a slow link, then the CDN syncs the file to disk.
+const UPLOAD_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 use pipeline::{decrypt_to, encrypt_in_background, Failure, Received, RECEIVED_AHEAD};
 
 /// Where a new file's bytes come from.
@@ -145,9 +149,11 @@ impl Client {
             .send();
         let sent = tokio::select! {
             sent = request => sent.map_err(|e| e.to_string()),
-            _ = progress.stalled(TRANSFER_STALL_TIMEOUT) => Err(format!(
-                "the upload made no progress for {} s; try again",
-                TRANSFER_STALL_TIMEOUT.as_secs()
+            _ = progress.stalled(TRANSFER_STALL_TIMEOUT, UPLOAD_ANSWER_TIMEOUT) => Err(format!(
+                "the upload stalled (nothing sent for {} s, or no answer {} s after the last \
+                 byte); try again",
+                TRANSFER_STALL_TIMEOUT.as_secs(),
+                UPLOAD_ANSWER_TIMEOUT.as_secs()
             )),
         };
         // A failure of the reading side explains a broken request better than the request.
