@@ -438,9 +438,11 @@ async fn provision(server: &str, admin: nexysync_api::Secret) -> anyhow::Result<
 
 async fn cleanup(options: &FilesOptions, prefix: &str, database: &str) {
     if let Ok(nats) = async_nats::connect(&options.nats_url).await {
-        let _ = async_nats::jetstream::new(nats)
-            .delete_stream(format!("{prefix}_events"))
-            .await;
+        let jetstream = async_nats::jetstream::new(nats);
+        // The in-process API made both: the log and the presence stream.
+        for stream in ["events", "presence"] {
+            let _ = jetstream.delete_stream(format!("{prefix}_{stream}")).await;
+        }
     }
     let admin_db = with_database(&options.database_url, "postgres");
     if let Ok(pool) = sqlx::PgPool::connect(&admin_db).await {
