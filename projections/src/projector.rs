@@ -34,9 +34,6 @@ pub struct Projector {
     /// Whether committed checkpoints are announced to readers: only the live read
     /// models' are (a rebuild's are not what readers read).
     announce: bool,
-    /// Filling read models nobody reads yet: a batch's commit need not wait for the disk,
-    /// since a rebuild cut off by a crash starts again from scratch anyway.
-    bulk: bool,
 }
 
 impl Projector {
@@ -47,7 +44,6 @@ impl Projector {
             pool,
             log,
             announce: true,
-            bulk: false,
         }
     }
 
@@ -55,7 +51,6 @@ impl Projector {
     pub(crate) fn unannounced(pool: PgPool, log: EventLog) -> Self {
         Self {
             announce: false,
-            bulk: true,
             ..Self::new(pool, log)
         }
     }
@@ -136,11 +131,13 @@ impl Projector {
         let Some(checkpoint) = checkpoint else {
             return Err(ProjectionError::Retired);
         };
-        if self.bulk {
-            sqlx::query("SET LOCAL synchronous_commit TO OFF")
-                .execute(&mut *tx)
-                .await?;
-        }
+        // A batch's commit does not wait for the disk (ADR 0014): the read models and their
+        // checkpoint commit together, so a crash that loses the last commits loses both,
+        // and the projector applies those events again from the log. What waits is every
+        // read-your-writes read and every KV and message-state write behind it.
+        sqlx::query("SET LOCAL synchronous_commit TO OFF")
+            .execute(&mut *tx)
+            .await?;
         // Messages are applied in runs; anything else first flushes the run before it,
         // so every event still sees the read models as the log had them (a broadcast
         // reaches the agents registered before it).
