@@ -364,9 +364,9 @@ impl RunMessage<'_> {
 }
 
 /// Messages of a run and what follows from each: the inbox entry of a direct message's
-/// recipient (a broadcast is read where it is, migration 0010) and its thread edge. Messages from unknown
-/// senders, or already applied, are skipped; `inserted` holds the rest. The statements
-/// below add how the run is counted.
+/// recipient (a broadcast is read where it is, migration 0010) and its thread edge.
+/// Messages from unknown senders, or already applied, are skipped; `inserted` holds the
+/// rest. The statements below add how the run is counted.
 macro_rules! apply_messages {
     () => {
         "

@@ -132,12 +132,7 @@ pub(crate) async fn advance_read_through(
     seq: i64,
     agent: &uuid::Uuid,
 ) -> Result<(), sqlx::Error> {
-    let through: i64 = sqlx::query_scalar(
-        "SELECT COALESCE((SELECT seq FROM inbox_read_through WHERE agent_id = $1), 0)",
-    )
-    .bind(agent)
-    .fetch_one(&mut *conn)
-    .await?;
+    let through = crate::inbox_sql::read_through(&mut *conn, agent).await?;
     // Expired or deleted, an unread message still holds the mark back: what the cache
     // says then depends on the log alone, not on the clock.
     let first_unread: Option<i64> = sqlx::query_scalar(inbox_query!(

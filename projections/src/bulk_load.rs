@@ -35,6 +35,7 @@ use uuid::Uuid;
 
 use crate::apply::{apply, MessageCounts, MessageRun};
 use crate::bulk_copy::{copy_run, load_rosters, Copied, Rosters};
+use crate::db::begin_unhurried;
 use crate::projector::save_checkpoint;
 use crate::ProjectionError;
 
@@ -280,15 +281,4 @@ async fn write_run(
     let counts = run.flush_uncounted(&mut tx).await?;
     tx.commit().await?;
     Ok(counts)
-}
-
-/// A transaction whose commit does not wait for the disk (see the module docs).
-async fn begin_unhurried(
-    pool: &PgPool,
-) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL synchronous_commit TO OFF")
-        .execute(&mut *tx)
-        .await?;
-    Ok(tx)
 }

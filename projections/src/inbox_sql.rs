@@ -1,5 +1,19 @@
 //! The one definition of an agent's inbox in SQL, for the readers and the projector.
 
+/// Agent `agent`'s read-through mark (migration 0012): every message of its inbox with a
+/// sequence up to it is read. 0 when it has none.
+pub(crate) async fn read_through<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    agent: &uuid::Uuid,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COALESCE((SELECT seq FROM inbox_read_through WHERE agent_id = $1), 0)",
+    )
+    .bind(agent)
+    .fetch_one(executor)
+    .await
+}
+
 /// A query of the messages in agent `$1`'s inbox with a sequence in `($2, $3]` that pass
 /// `$filter` (a condition on the `messages` row `m`), oldest first, at most `$4`, as
 /// `(seq, envelope)`. The inbox is the agent's inbox entries (direct messages to it) and

@@ -16,6 +16,7 @@ use tracing::{info, instrument, warn};
 
 use crate::apply::{apply, MessageRun};
 use crate::apply_state::advance_read_through;
+use crate::db::begin_unhurried;
 use crate::ProjectionError;
 
 /// The projector that maintains the read models of this crate.
@@ -105,7 +106,10 @@ impl Projector {
     /// the checkpoint (another projector got there first) are skipped.
     #[instrument(skip_all, fields(projector = self.name, first = batch.first().map(|e| e.seq.0), len = batch.len()))]
     pub(crate) async fn apply_batch(&self, batch: &[RawEvent]) -> Result<(), ProjectionError> {
-        let mut tx = self.pool.begin().await?;
+        // The commit does not wait for the disk (ADR 0014): a crash that loses it loses its
+        // checkpoint too, and the events are applied again from the log. What waits for it
+        // is every read-your-writes read and every KV and message-state write.
+        let mut tx = begin_unhurried(&self.pool).await?;
         self.apply_batch_in(&mut tx, batch).await?;
         tx.commit().await?;
         Ok(())
@@ -131,13 +135,6 @@ impl Projector {
         let Some(checkpoint) = checkpoint else {
             return Err(ProjectionError::Retired);
         };
-        // A batch's commit does not wait for the disk (ADR 0014): the read models and their
-        // checkpoint commit together, so a crash that loses the last commits loses both,
-        // and the projector applies those events again from the log. What waits is every
-        // read-your-writes read and every KV and message-state write behind it.
-        sqlx::query("SET LOCAL synchronous_commit TO OFF")
-            .execute(&mut *tx)
-            .await?;
         // Messages are applied in runs; anything else first flushes the run before it,
         // so every event still sees the read models as the log had them (a broadcast
         // reaches the agents registered before it).
@@ -148,6 +145,8 @@ impl Projector {
                     if let Some(other) = run.push(raw.seq, &event, &raw.payload) {
                         run.flush(&mut *tx).await?;
                         apply(&mut *tx, raw.seq, other, &raw.payload).await?;
+                        // Here rather than in `apply`, which a rebuild's loader also calls
+                        // with the inbox's key set aside.
                         if let (EventBody::MessageRead(_), Actor::Agent(agent)) =
                             (&other.body, other.actor)
                         {

@@ -176,13 +176,8 @@ impl ReadModels {
         since: Seq,
         limit: u32,
     ) -> Result<Vec<StoredJson>, ProjectionError> {
-        // Everything up to the agent's read-through mark is read (migration 0012).
-        let through: i64 = sqlx::query_scalar(
-            "SELECT COALESCE((SELECT seq FROM inbox_read_through WHERE agent_id = $1), 0)",
-        )
-        .bind(agent.as_uuid())
-        .fetch_one(self.pool())
-        .await?;
+        // Everything up to the agent's read-through mark is read.
+        let through = crate::inbox_sql::read_through(self.pool(), agent.as_uuid()).await?;
         let since = (since.0.min(i64::MAX as u64) as i64).max(through);
         let rows = sqlx::query(inbox_query!(
             "(m.expires_at IS NULL OR m.expires_at > now())
