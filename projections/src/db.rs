@@ -180,6 +180,18 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), Pr
     Ok(())
 }
 
+/// A transaction whose commit does not wait for the disk: for read models, whose rows and
+/// checkpoint commit together and come again from the log after a crash (ADRs 0010, 0014).
+pub(crate) async fn begin_unhurried(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit TO OFF")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,16 +232,4 @@ mod tests {
         applied.push((expected_version() + 1, vec![0; 48]));
         assert!(matches!(compare(&applied), SchemaVersion::Newer { .. }));
     }
-}
-
-/// A transaction whose commit does not wait for the disk: for read models, whose rows and
-/// checkpoint commit together and come again from the log after a crash (ADRs 0010, 0014).
-pub(crate) async fn begin_unhurried(
-    pool: &PgPool,
-) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL synchronous_commit TO OFF")
-        .execute(&mut *tx)
-        .await?;
-    Ok(tx)
 }
