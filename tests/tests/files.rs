@@ -423,6 +423,8 @@ async fn a_blob_the_cdn_could_not_remove_at_delete_time_is_swept_once_it_is_back
     let env = TestEnv::new();
     let cdn = env.spawn_cdn().await;
     let mut settings = env.settings_with_cdn(&cdn);
+    // The sweeper waits for the file's upload URLs to expire.
+    settings.files.upload_url_ttl = Duration::from_secs(1);
     settings.files.sweep_interval = Duration::from_millis(200);
     let api = env.spawn_api_with(settings).await;
     let project = TestProject::create(&api, "cdn-down").await;
@@ -461,6 +463,54 @@ async fn a_blob_the_cdn_could_not_remove_at_delete_time_is_swept_once_it_is_back
         (left == 0).then_some(())
     })
     .await;
+    api.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_blob_put_back_under_an_upload_url_after_its_file_was_deleted_is_swept() {
+    let env = TestEnv::new();
+    let cdn = env.spawn_cdn().await;
+    let mut settings = env.settings_with_cdn(&cdn);
+    settings.files.upload_url_ttl = Duration::from_secs(5);
+    settings.files.sweep_interval = Duration::from_millis(200);
+    let api = env.spawn_api_with(settings).await;
+    let project = TestProject::create(&api, "put-back").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let file = alice.seal_file(&project, None, "back.txt", b"deleted, then put back");
+    let (status, ticket) = alice.declare_file(&api, &file).await;
+    assert_eq!(status, 201, "{ticket}");
+    let (status, body) = upload(&api, &ticket, file.ciphertext.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = alice.commit_file(&api, file.id()).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, deleted) = alice
+        .post_json(&api, "/v1/files/delete", &alice.file_deleted(file.id()))
+        .await;
+    assert_eq!(status, 201, "{deleted}");
+    assert!(cdn.files_on_disk().is_empty(), "{:?}", cdn.files_on_disk());
+
+    // The URL is still within its lifetime, and the CDN keeps no state: it stores the
+    // blob again. Nothing names it; it must not stay.
+    let (status, body) = upload(&api, &ticket, file.ciphertext.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(cdn.files_on_disk().len(), 1);
+    let pool = env.pool().await;
+    eventually(
+        "the blob put back swept once its URL expired",
+        Duration::from_secs(30),
+        || async {
+            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_uploads")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            (left == 0 && cdn.files_on_disk().is_empty()).then_some(())
+        },
+    )
+    .await;
+    let (status, body) = upload(&api, &ticket, file.ciphertext.clone()).await;
+    assert_error(status, &body, 403, "url_expired");
+    assert!(cdn.files_on_disk().is_empty());
     api.stop().await;
     env.cleanup().await;
 }

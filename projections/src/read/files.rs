@@ -187,7 +187,7 @@ impl ReadModels {
     }
 
     /// Up to `limit` uploads whose URL expired before `before`, never committed (or whose
-    /// file was deleted since: see [`ReadModels::remove_blob_later`]).
+    /// file was deleted since: see [`ReadModels::sweep_blob_after`]).
     pub async fn expired_uploads(
         &self,
         before: DateTime<Utc>,
@@ -213,23 +213,25 @@ impl ReadModels {
             .collect()
     }
 
-    /// Asks the sweeper to remove the blob of deleted file `id` (the CDN could not be
-    /// reached when it was deleted): recorded as an upload that expired at once. The
-    /// sweeper takes it once the `file_deleted` is applied.
-    pub async fn remove_blob_later(
+    /// Asks the sweeper to remove the blob of deleted file `id` once `after` has passed
+    /// (when every upload URL of the file has expired): recorded as an upload expiring
+    /// then, of no bytes. The sweeper takes it once the `file_deleted` is applied.
+    pub async fn sweep_blob_after(
         &self,
         project: ProjectId,
         by: AgentId,
         id: EventId,
+        after: DateTime<Utc>,
     ) -> Result<(), ProjectionError> {
         sqlx::query(
             "INSERT INTO pending_uploads (id, project_id, uploader, ciphertext_size, envelope, expires_at)
-             VALUES ($1, $2, $3, 0, '{}', '-infinity')
-             ON CONFLICT (id) DO UPDATE SET expires_at = '-infinity', ciphertext_size = 0",
+             VALUES ($1, $2, $3, 0, '{}', $4)
+             ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at, ciphertext_size = 0",
         )
         .bind(id.as_uuid())
         .bind(project.as_uuid())
         .bind(by.as_uuid())
+        .bind(after)
         .execute(self.pool())
         .await?;
         Ok(())
