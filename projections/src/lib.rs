@@ -38,6 +38,7 @@ mod presence;
 mod projector;
 mod pruner;
 mod read;
+mod read_ahead;
 mod rebuild;
 mod watch;
 

@@ -3,7 +3,8 @@
 //! The next version is built in [`NEXT_SCHEMA`] while the live schema keeps serving, with
 //! its foreign keys and secondary indexes set aside until it has nearly caught up
 //! ([`crate::bulk`]), by a loader that writes runs of messages side by side
-//! ([`crate::bulk_load`]). Then one transaction
+//! ([`crate::bulk_load`]) while the log is read ahead of it ([`crate::read_ahead`]). Then
+//! one transaction
 //! 1. locks the live checkpoint (the live projector's next batch waits on it),
 //! 2. applies the last few events to the new schema, so both stand at the same sequence,
 //! 3. deletes the live checkpoint row (the waiting batch then finds none and its projector
@@ -17,14 +18,15 @@
 use std::time::{Duration, Instant};
 
 use nexysync_domain::ids::Seq;
-use nexysync_log::{EventLog, EventStream};
+use nexysync_log::EventLog;
 use sqlx::{Connection, PgConnection};
 use tracing::info;
 
 use crate::bulk;
 use crate::bulk_load::{BulkLoader, WRITERS};
 use crate::db::{self, LIVE_SCHEMA, NEXT_SCHEMA, RETIRED_SCHEMA};
-use crate::projector::{load_checkpoint, next_batch, MAX_BATCH, READ_MODELS};
+use crate::projector::{load_checkpoint, READ_MODELS};
+use crate::read_ahead::ReadAhead;
 use crate::{ProjectionError, Projector};
 
 /// Held (as a session lock) for a whole rebuild, so two never run at once.
@@ -38,6 +40,8 @@ const QUIET_LOG: Duration = Duration::from_secs(2);
 /// Largest batch a rebuild reads at once: larger than the live projector's, since nobody
 /// waits for any one event (the loader cuts runs to its own measure).
 const REBUILD_BATCH: usize = 2 * crate::projector::MAX_BATCH;
+/// Batches read ahead of the loader ([`ReadAhead`]).
+const BATCHES_AHEAD: usize = 4;
 /// Longest the switch waits for the log to deliver the last events.
 const SWITCH_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -89,7 +93,7 @@ pub async fn rebuild(
     db::create_schema(&pool, NEXT_SCHEMA).await?;
     load_checkpoint(&pool, READ_MODELS).await?;
     let projector = Projector::unannounced(pool.clone(), log.clone());
-    let mut events = log.read_all(Seq(0)).await?;
+    let mut events = ReadAhead::start(log.read_all(Seq(0)).await?, REBUILD_BATCH, BATCHES_AHEAD);
     let mut state = RebuildProgress {
         events: 0,
         applied: Seq(0),
@@ -143,7 +147,7 @@ pub async fn rebuild(
 async fn catch_up_nearly(
     log: &EventLog,
     loader: &mut BulkLoader,
-    events: &mut EventStream,
+    events: &mut ReadAhead,
     state: &mut RebuildProgress,
     progress: &mut impl FnMut(&RebuildProgress),
 ) -> Result<(), ProjectionError> {
@@ -164,7 +168,7 @@ async fn catch_up_nearly(
 /// still be being written). Answers `false` when the log went quiet before that.
 async fn catch_up(
     loader: &mut BulkLoader,
-    events: &mut EventStream,
+    events: &mut ReadAhead,
     until: Seq,
     state: &mut RebuildProgress,
     progress: &mut impl FnMut(&RebuildProgress),
@@ -182,9 +186,9 @@ async fn catch_up(
 
 /// The next batch of a catch-up, `None` when the log has been quiet for [`QUIET_LOG`].
 async fn read_batch(
-    events: &mut EventStream,
+    events: &mut ReadAhead,
 ) -> Result<Option<Vec<nexysync_log::RawEvent>>, ProjectionError> {
-    match tokio::time::timeout(QUIET_LOG, next_batch(events, REBUILD_BATCH)).await {
+    match tokio::time::timeout(QUIET_LOG, events.next()).await {
         Err(_quiet) => Ok(None),
         Ok(None) => Err(ProjectionError::Database(
             "the log ended mid-rebuild".into(),
@@ -205,7 +209,7 @@ fn record(state: &mut RebuildProgress, batch: &[nexysync_log::RawEvent]) {
 /// models stood at.
 async fn switch(
     projector: &Projector,
-    events: &mut EventStream,
+    events: &mut ReadAhead,
     state: &mut RebuildProgress,
 ) -> Result<Seq, ProjectionError> {
     let mut tx = projector.pool().begin().await?;
@@ -222,7 +226,7 @@ async fn switch(
         Seq(0)
     };
     while state.applied < live {
-        let batch = tokio::time::timeout(SWITCH_READ_TIMEOUT, next_batch(events, MAX_BATCH))
+        let batch = tokio::time::timeout(SWITCH_READ_TIMEOUT, events.next())
             .await
             .map_err(|_| {
                 ProjectionError::Database(format!(

@@ -1,0 +1,126 @@
+//! Reading the log ahead of whoever applies it.
+//!
+//! The ordered consumer asks the server for more only while it is polled, so a reader
+//! that alternates between awaiting a batch and applying it leaves the server idle while
+//! it applies, and itself idle while the server sends. [`ReadAhead`] polls the log from a
+//! task of its own, a few batches ahead, so the two overlap: a rebuild's load takes about
+//! as long as the slower of reading and applying, not their sum.
+
+use nexysync_log::{EventStream, RawEvent};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::projector::next_batch;
+use crate::ProjectionError;
+
+/// A batch as [`next_batch`] answers it.
+pub(crate) type Batch = Result<Vec<RawEvent>, ProjectionError>;
+
+/// Batches of the log read ahead by a task of their own (see the module docs). Dropping
+/// it stops the task.
+pub(crate) struct ReadAhead {
+    batches: mpsc::Receiver<Batch>,
+    reader: JoinHandle<()>,
+}
+
+impl ReadAhead {
+    /// Reads `events` in batches of up to `max`, at most `ahead` batches ahead of
+    /// [`ReadAhead::next`]. A failed read is handed on like a batch, and reading stops
+    /// there (as it would for a reader of the stream itself, which gives up on an error).
+    pub(crate) fn start(mut events: EventStream, max: usize, ahead: usize) -> Self {
+        let (sender, batches) = mpsc::channel(ahead.max(1));
+        let reader = tokio::spawn(async move {
+            while let Some(batch) = next_batch(&mut events, max).await {
+                let failed = batch.is_err();
+                if sender.send(batch).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Self { batches, reader }
+    }
+
+    /// The next batch, in log order; `None` once the log has ended (or its reader
+    /// stopped after handing on an error). Cancel-safe: a batch is never lost to a
+    /// timeout around this call.
+    pub(crate) async fn next(&mut self) -> Option<Batch> {
+        self.batches.recv().await
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use futures::StreamExt;
+    use nexysync_domain::ids::Seq;
+    use nexysync_log::LogError;
+
+    use super::*;
+
+    fn event(seq: u64) -> Result<RawEvent, LogError> {
+        Ok(RawEvent {
+            seq: Seq(seq),
+            subject: "s".into(),
+            payload: Bytes::new(),
+        })
+    }
+
+    fn seqs(batch: &Batch) -> Vec<u64> {
+        batch.as_ref().unwrap().iter().map(|e| e.seq.0).collect()
+    }
+
+    #[tokio::test]
+    async fn batches_come_in_log_order_then_the_end() {
+        let events: EventStream = Box::pin(futures::stream::iter((1..=5).map(event)));
+        let mut ahead = ReadAhead::start(events, 2, 2);
+        let mut all = Vec::new();
+        while let Some(batch) = ahead.next().await {
+            let batch = seqs(&batch);
+            assert!(batch.len() <= 2, "no batch is larger than asked");
+            all.extend(batch);
+        }
+        assert_eq!(all, [1, 2, 3, 4, 5]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_is_handed_on_and_ends_the_reading() {
+        let items = vec![
+            event(1),
+            Err(LogError::Read("connection lost".into())),
+            event(2),
+        ];
+        let events: EventStream = Box::pin(futures::stream::iter(items));
+        let mut ahead = ReadAhead::start(events, 1, 4);
+        assert_eq!(seqs(&ahead.next().await.unwrap()), [1]);
+        let failed = ahead.next().await.unwrap();
+        assert!(matches!(
+            failed,
+            Err(ProjectionError::Log(LogError::Read(_)))
+        ));
+        assert!(ahead.next().await.is_none(), "nothing after the error");
+    }
+
+    #[tokio::test]
+    async fn a_timeout_around_next_loses_no_batch() {
+        // One event now, the next only after a pause longer than the caller waits.
+        let late = futures::stream::once(async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            event(2)
+        });
+        let events: EventStream = Box::pin(futures::stream::iter([event(1)]).chain(late));
+        let mut ahead = ReadAhead::start(events, 10, 2);
+        assert_eq!(seqs(&ahead.next().await.unwrap()), [1]);
+        let quiet = tokio::time::timeout(Duration::from_millis(20), ahead.next()).await;
+        assert!(quiet.is_err(), "the log was quiet");
+        assert_eq!(seqs(&ahead.next().await.unwrap()), [2]);
+        assert!(ahead.next().await.is_none());
+    }
+}
