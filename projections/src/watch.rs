@@ -21,7 +21,8 @@ pub struct ProjectionWatch {
 }
 
 impl ProjectionWatch {
-    /// Starts listening for checkpoints. The listener task ends with the process.
+    /// Starts listening for checkpoints. The listener task ends once every clone of the
+    /// watch is dropped (as a stopped API drops its own), not when the database goes.
     pub async fn start(pool: PgPool) -> Result<Self, ProjectionError> {
         let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen(CHECKPOINT_CHANNEL).await?;
@@ -30,7 +31,11 @@ impl ProjectionWatch {
         let task_pool = pool.clone();
         tokio::spawn(async move {
             loop {
-                let seq = match listener.recv().await {
+                let heard = tokio::select! {
+                    heard = listener.recv() => heard,
+                    () = sender.closed() => break,
+                };
+                let seq = match heard {
                     Ok(notification) => notification.payload().parse().ok().map(Seq),
                     Err(e) => {
                         // The listener reconnects by itself; what it missed meanwhile is
@@ -48,9 +53,6 @@ impl ProjectionWatch {
                         }
                         newer
                     });
-                }
-                if sender.is_closed() {
-                    break;
                 }
             }
         });
