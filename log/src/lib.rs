@@ -5,7 +5,8 @@
 //!   [`EventLog::open`] only adopts one (readers that must change nothing).
 //! - `names`: stream and subject names under a configurable prefix.
 //! - `append`: conditional, idempotent appends that set each event's chain link.
-//! - `read`: ordered reads of the whole log or of one project, from any sequence.
+//! - `read`: ordered reads of the whole log or of one project, from any sequence;
+//!   `read_ahead`: in batches, by a task of their own ahead of the reader.
 //! - [`PresenceLog`]: the separate, short-retention presence stream (ADR 0006).
 //!
 //! # Invariants
@@ -21,6 +22,7 @@ mod error;
 mod names;
 mod presence;
 mod read;
+mod read_ahead;
 
 pub use append::{AppendOutcome, HEADER_EVENT_KIND};
 pub use erase::MAX_TOMBSTONE_BYTES;
@@ -28,6 +30,7 @@ pub use error::LogError;
 pub use names::{Prefix, PrefixError};
 pub use presence::{PresenceLog, PresenceStream, StoredPresence, PRESENCE_RETENTION};
 pub use read::{EventStream, RawEvent};
+pub use read_ahead::{next_batch, Batch, ReadAhead};
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -38,7 +38,6 @@ mod presence;
 mod projector;
 mod pruner;
 mod read;
-mod read_ahead;
 mod rebuild;
 mod watch;
 

@@ -7,10 +7,9 @@
 
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
 use nexysync_domain::event::{Actor, EventBody};
 use nexysync_domain::ids::Seq;
-use nexysync_log::{EventLog, EventStream, RawEvent};
+use nexysync_log::{next_batch, EventLog, RawEvent};
 use sqlx::PgPool;
 use tracing::{info, instrument, warn};
 
@@ -169,31 +168,6 @@ impl Projector {
         }
         Ok(())
     }
-}
-
-/// The next batch from `events`: the first event (waiting for it), then whatever else is
-/// ready, up to `max` events. `None` when the stream ends.
-pub(crate) async fn next_batch(
-    events: &mut EventStream,
-    max: usize,
-) -> Option<Result<Vec<RawEvent>, ProjectionError>> {
-    let first = match events.next().await? {
-        Ok(first) => first,
-        Err(e) => return Some(Err(e.into())),
-    };
-    let mut batch = vec![first];
-    while batch.len() < max {
-        match events.next().now_or_never() {
-            Some(Some(Ok(event))) => batch.push(event),
-            Some(Some(Err(e))) => {
-                // Apply what we have; the error surfaces on the next read.
-                warn!(error = %e, "log read failed mid-batch");
-                break;
-            }
-            _ => break,
-        }
-    }
-    Some(Ok(batch))
 }
 
 /// Moves `projector`'s checkpoint forward to `seq` (never back).

@@ -3,7 +3,7 @@
 //! The next version is built in [`NEXT_SCHEMA`] while the live schema keeps serving, with
 //! its foreign keys and secondary indexes set aside until it has nearly caught up
 //! ([`crate::bulk`]), by a loader that writes runs of messages side by side
-//! ([`crate::bulk_load`]) while the log is read ahead of it ([`crate::read_ahead`]). Then
+//! ([`crate::bulk_load`]) while the log is read ahead of it ([`ReadAhead`]). Then
 //! one transaction
 //! 1. locks the live checkpoint (the live projector's next batch waits on it),
 //! 2. applies the last few events to the new schema, so both stand at the same sequence,
@@ -18,7 +18,7 @@
 use std::time::{Duration, Instant};
 
 use nexysync_domain::ids::Seq;
-use nexysync_log::EventLog;
+use nexysync_log::{EventLog, ReadAhead};
 use sqlx::{Connection, PgConnection};
 use tracing::info;
 
@@ -26,7 +26,6 @@ use crate::bulk;
 use crate::bulk_load::{BulkLoader, WRITERS};
 use crate::db::{self, LIVE_SCHEMA, NEXT_SCHEMA, RETIRED_SCHEMA};
 use crate::projector::{load_checkpoint, READ_MODELS};
-use crate::read_ahead::ReadAhead;
 use crate::{ProjectionError, Projector};
 
 /// Held (as a session lock) for a whole rebuild, so two never run at once.
@@ -193,7 +192,7 @@ async fn read_batch(
         Ok(None) => Err(ProjectionError::Database(
             "the log ended mid-rebuild".into(),
         )),
-        Ok(Some(batch)) => batch.map(Some),
+        Ok(Some(batch)) => Ok(Some(batch?)),
     }
 }
 

@@ -2,17 +2,21 @@
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use futures::StreamExt;
 use nexysync_domain::ids::{ProjectId, Seq};
-use nexysync_log::{EventLog, EventStream};
+use nexysync_log::{EventLog, RawEvent, ReadAhead};
 
 use super::bundle::BundleReader;
 
+/// Batches of the live log read ahead of the audit, which works on the cores meanwhile.
+const BATCHES_AHEAD: usize = 4;
+
 /// A project's events, one at a time.
 pub enum EventSource {
-    /// The project's subject on the live log, up to its last event when reading began.
+    /// The project's subject on the live log, up to its last event when reading began,
+    /// read ahead by a task of its own.
     Live {
-        events: EventStream,
+        events: ReadAhead,
+        batch: std::vec::IntoIter<RawEvent>,
         last: Seq,
         done: bool,
     },
@@ -45,7 +49,8 @@ impl EventSource {
             .await
             .context("failed to start reading the project's events")?;
         Ok(Self::Live {
-            events,
+            events: ReadAhead::start(events, super::parallel::BATCH, BATCHES_AHEAD),
+            batch: Vec::new().into_iter(),
             last,
             done: false,
         })
@@ -70,14 +75,27 @@ impl EventSource {
     /// The next event as stored, or `None` when there are no more.
     pub async fn next_event(&mut self) -> anyhow::Result<Option<(Seq, Bytes)>> {
         match self {
-            Self::Live { events, last, done } => {
+            Self::Live {
+                events,
+                batch,
+                last,
+                done,
+            } => {
                 if *done {
                     return Ok(None);
                 }
-                let Some(next) = events.next().await else {
-                    bail!("the log stopped delivering before seq {last}");
+                let raw = match batch.next() {
+                    Some(raw) => raw,
+                    None => {
+                        let Some(next) = events.next().await else {
+                            bail!("the log stopped delivering before seq {last}");
+                        };
+                        *batch = next
+                            .context("failed to read the project's events")?
+                            .into_iter();
+                        batch.next().context("the log delivered an empty batch")?
+                    }
                 };
-                let raw = next.context("failed to read the project's events")?;
                 *done = raw.seq >= *last;
                 Ok(Some((raw.seq, raw.payload)))
             }

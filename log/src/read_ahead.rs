@@ -1,33 +1,57 @@
-//! Reading the log ahead of whoever applies it.
+//! Reading the log in batches, and ahead of whoever applies them.
 //!
 //! The ordered consumer asks the server for more only while it is polled, so a reader
-//! that alternates between awaiting a batch and applying it leaves the server idle while
-//! it applies, and itself idle while the server sends. [`ReadAhead`] polls the log from a
-//! task of its own, a few batches ahead, so the two overlap: a rebuild's load takes about
-//! as long as the slower of reading and applying, not their sum.
+//! that alternates between awaiting a batch and working on it leaves the server idle while
+//! it works, and itself idle while the server sends. [`ReadAhead`] polls the log from a
+//! task of its own, a few batches ahead, so the two overlap: a rebuild's load or an
+//! audit takes about as long as the slower of reading and working, not their sum.
 
-use nexysync_log::{EventStream, RawEvent};
+use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::warn;
 
-use crate::projector::next_batch;
-use crate::ProjectionError;
+use crate::{EventStream, LogError, RawEvent};
 
 /// A batch as [`next_batch`] answers it.
-pub(crate) type Batch = Result<Vec<RawEvent>, ProjectionError>;
+pub type Batch = Result<Vec<RawEvent>, LogError>;
+
+/// The next batch from `events`: the first event (waiting for it), then whatever else is
+/// ready, up to `max` events. `None` when the stream ends.
+pub async fn next_batch(events: &mut EventStream, max: usize) -> Option<Batch> {
+    let first = match events.next().await? {
+        Ok(first) => first,
+        Err(e) => return Some(Err(e)),
+    };
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match events.next().now_or_never() {
+            Some(Some(Ok(event))) => batch.push(event),
+            Some(Some(Err(e))) => {
+                // Apply what we have; the error surfaces on the next read.
+                warn!(error = %e, "log read failed mid-batch");
+                break;
+            }
+            _ => break,
+        }
+    }
+    Some(Ok(batch))
+}
 
 /// Batches of the log read ahead by a task of their own (see the module docs). Dropping
 /// it stops the task.
-pub(crate) struct ReadAhead {
+#[derive(Debug)]
+pub struct ReadAhead {
     batches: mpsc::Receiver<Batch>,
     reader: JoinHandle<()>,
 }
 
 impl ReadAhead {
-    /// Reads `events` in batches of up to `max`, at most `ahead` batches ahead of
-    /// [`ReadAhead::next`]. A failed read is handed on like a batch, and reading stops
-    /// there (as it would for a reader of the stream itself, which gives up on an error).
-    pub(crate) fn start(mut events: EventStream, max: usize, ahead: usize) -> Self {
+    /// Reads `events` in batches of up to `max` ([`next_batch`]), at most `ahead` batches
+    /// ahead of [`ReadAhead::next`]. A failed read is handed on like a batch, and reading
+    /// stops there (as it would for a reader of the stream itself, which gives up on an
+    /// error).
+    pub fn start(mut events: EventStream, max: usize, ahead: usize) -> Self {
         let (sender, batches) = mpsc::channel(ahead.max(1));
         let reader = tokio::spawn(async move {
             while let Some(batch) = next_batch(&mut events, max).await {
@@ -43,7 +67,7 @@ impl ReadAhead {
     /// The next batch, in log order; `None` once the log has ended (or its reader
     /// stopped after handing on an error). Cancel-safe: a batch is never lost to a
     /// timeout around this call.
-    pub(crate) async fn next(&mut self) -> Option<Batch> {
+    pub async fn next(&mut self) -> Option<Batch> {
         self.batches.recv().await
     }
 }
@@ -61,7 +85,6 @@ mod tests {
     use bytes::Bytes;
     use futures::StreamExt;
     use nexysync_domain::ids::Seq;
-    use nexysync_log::LogError;
 
     use super::*;
 
@@ -101,10 +124,7 @@ mod tests {
         let mut ahead = ReadAhead::start(events, 1, 4);
         assert_eq!(seqs(&ahead.next().await.unwrap()), [1]);
         let failed = ahead.next().await.unwrap();
-        assert!(matches!(
-            failed,
-            Err(ProjectionError::Log(LogError::Read(_)))
-        ));
+        assert!(matches!(failed, Err(LogError::Read(_))));
         assert!(ahead.next().await.is_none(), "nothing after the error");
     }
 
