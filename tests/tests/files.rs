@@ -489,6 +489,9 @@ async fn a_blob_put_back_under_an_upload_url_after_its_file_was_deleted_is_swept
         .await;
     assert_eq!(status, 201, "{deleted}");
     assert!(cdn.files_on_disk().is_empty(), "{:?}", cdn.files_on_disk());
+    // The blob queued for the sweeper is no upload to commit.
+    let (status, body) = alice.commit_file(&api, file.id()).await;
+    assert_error(status, &body, 404, "upload_not_found");
 
     // The URL is still within its lifetime, and the CDN keeps no state: it stores the
     // blob again. Nothing names it; it must not stay.

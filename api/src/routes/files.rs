@@ -347,21 +347,25 @@ pub async fn delete(
     };
     let appended = submit_as_agent(&state, &me, event, Some(EventKind::FileDeleted)).await?;
     if let Some(file) = file {
-        // An upload URL of the file may still be within its lifetime, and the CDN keeps
-        // no state: once the blob is gone, it would store a blob PUT under that URL again,
-        // outside the quota. The sweeper removes whatever is there once every such URL
-        // has expired (the last was signed before the commit, so before now).
-        let every_url_expired = chrono::Utc::now()
-            + chrono::Duration::from_std(state.cdn.settings().upload_url_ttl)
-                .unwrap_or(chrono::Duration::MAX);
-        state
-            .reads
-            .sweep_blob_after(me.project, me.agent, file, every_url_expired)
-            .await?;
         // The event is the fact; a blob that cannot be removed now is unreachable (no
         // download URL is signed for a deleted file) and left to the sweeper.
         if let Err(e) = state.cdn.remove(me.project, file).await {
             warn!(error = %e, file = %file, "blob of a deleted file not removed yet; the sweeper will");
+        }
+        // An upload URL of the file may still be within its lifetime, and the CDN keeps
+        // no state: once the blob is gone, it would store a blob PUT under that URL again,
+        // outside the quota. The sweeper removes whatever is there once every such URL
+        // has expired (the last was signed before the commit, so before now).
+        let every_url_expired = chrono::Duration::from_std(state.cdn.settings().upload_url_ttl)
+            .ok()
+            .and_then(|ttl| chrono::Utc::now().checked_add_signed(ttl))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+        if let Err(e) = state
+            .reads
+            .sweep_blob_after(me.project, me.agent, file, every_url_expired)
+            .await
+        {
+            warn!(error = %e, file = %file, "the blob of a deleted file could not be queued for the sweeper");
         }
     }
     Ok((write_status(&appended), Json(appended)))

@@ -39,6 +39,10 @@ pub struct PendingUpload {
 
 const READABLE: &str = "(sender = $2 OR recipient = $2 OR recipient IS NULL)";
 
+/// The envelope of a `pending_uploads` row that only queues a deleted file's blob for the
+/// sweeper ([`ReadModels::sweep_blob_after`]): no upload, nothing to commit.
+const SWEEP_ONLY: &str = "'{}'";
+
 impl ReadModels {
     /// Whether file `id` was already applied, and whether `to` exists (and where).
     pub async fn file_facts(
@@ -164,16 +168,18 @@ impl ReadModels {
         Ok(done.rows_affected() == 1)
     }
 
-    /// The pending upload `id` of `project`, expired or not.
+    /// The pending upload `id` of `project`, expired or not (a blob queued for the
+    /// sweeper by [`ReadModels::sweep_blob_after`] is no upload).
     pub async fn pending_upload(
         &self,
         project: ProjectId,
         id: EventId,
     ) -> Result<Option<PendingUpload>, ProjectionError> {
-        let row = sqlx::query(
+        let row = sqlx::query(&format!(
             "SELECT uploader, envelope::text AS envelope, ciphertext_size, expires_at
-             FROM pending_uploads WHERE project_id = $1 AND id = $2",
-        )
+             FROM pending_uploads WHERE project_id = $1 AND id = $2
+               AND envelope::text <> {SWEEP_ONLY}"
+        ))
         .bind(project.as_uuid())
         .bind(id.as_uuid())
         .fetch_optional(self.pool())
@@ -223,11 +229,12 @@ impl ReadModels {
         id: EventId,
         after: DateTime<Utc>,
     ) -> Result<(), ProjectionError> {
-        sqlx::query(
+        sqlx::query(&format!(
             "INSERT INTO pending_uploads (id, project_id, uploader, ciphertext_size, envelope, expires_at)
-             VALUES ($1, $2, $3, 0, '{}', $4)
-             ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at, ciphertext_size = 0",
-        )
+             VALUES ($1, $2, $3, 0, {SWEEP_ONLY}, $4)
+             ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at, ciphertext_size = 0,
+                                            envelope = EXCLUDED.envelope"
+        ))
         .bind(id.as_uuid())
         .bind(project.as_uuid())
         .bind(by.as_uuid())
