@@ -43,7 +43,7 @@ pub(crate) fn router(state: CdnState) -> Router {
 
 type Signed = Query<HashMap<String, String>>;
 
-fn now_s() -> u64 {
+pub(crate) fn now_s() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -110,6 +110,7 @@ async fn upload(
             body.into_data_stream(),
             grant.max_bytes,
             grant.sha256.as_deref(),
+            grant.expires_at,
         )
         .await?;
     // What was stored, signed: the commit carries it to the API, which appends the

@@ -20,6 +20,8 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{GetResultPayload, ObjectStore, WriteMultipart};
 
+use nexysync_domain::blob_url::UrlError;
+
 use crate::error::CdnError;
 use crate::settings::Storage;
 
@@ -164,15 +166,19 @@ impl BlobStore {
     }
 
     /// Stores `body` under `key` if it has at most `max_bytes` and, when given, the
-    /// SHA-256 `sha256`, and nothing is stored there yet; otherwise stores nothing and says
-    /// why. A blob is written once: its digest is in the log, and an upload URL, valid for
-    /// minutes, must not swap the bytes of a file already shared.
+    /// SHA-256 `sha256`, nothing is stored there yet, and it is whole by `expires_at`
+    /// (Unix seconds, its URL's expiry); otherwise stores nothing and says why. A blob is
+    /// written once: its digest is in the log, and an upload URL, valid for minutes, must
+    /// not swap the bytes of a file already shared. One whole only after its URL expired
+    /// could never be committed (the API refuses an expired upload), and the API's
+    /// sweeper of expired uploads may already have passed: kept, it would stay for ever.
     pub async fn put<S, E>(
         &self,
         key: &str,
         body: S,
         max_bytes: u64,
         sha256: Option<&str>,
+        expires_at: u64,
     ) -> Result<Stored, CdnError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
@@ -234,6 +240,7 @@ impl BlobStore {
         };
         let outcome = outcome.and_then(|digest| match sha256 {
             Some(expected) if expected != digest => Err(CdnError::DigestMismatch),
+            _ if crate::routes::now_s() > expires_at => Err(UrlError::Expired.into()),
             _ => Ok(digest),
         });
         match outcome {

@@ -269,6 +269,45 @@ async fn an_upload_cut_off_halfway_leaves_nothing_behind() {
 }
 
 #[tokio::test]
+async fn an_upload_whole_only_after_its_url_expired_is_not_kept() {
+    let cdn = serve().await;
+    let file = EventId::generate();
+    let body = vec![9u8; 1_000_000];
+    let mut grant = cdn.grant(BlobMethod::Put, file, Some(&body));
+    grant.expires_at = now_s() + 1;
+    let path = cdn.secret.signed_path(&grant);
+    let addr = cdn.base.trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(&body[..400_000]).await.unwrap();
+    tcp.flush().await.unwrap();
+    // Begun within the URL's lifetime, the rest sent after it.
+    while now_s() <= grant.expires_at {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tcp.write_all(&body[400_000..]).await.unwrap();
+    let mut answer = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut tcp, &mut answer)
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("url_expired"), "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cdn.files_on_disk().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {:?}",
+            cdn.files_on_disk()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
 async fn the_object_storage_path_stores_checks_and_streams_the_same_way() {
     let store = BlobStore::open(&Storage::Memory, 64 * 1024).unwrap();
     let body: Vec<u8> = (0..500_000u32).map(|i| (i % 241) as u8).collect();
@@ -283,6 +322,7 @@ async fn the_object_storage_path_stores_checks_and_streams_the_same_way() {
             futures::stream::iter(parts),
             body.len() as u64,
             Some(&digest),
+            now_s() + 60,
         )
         .await
         .unwrap();
@@ -304,6 +344,7 @@ async fn the_object_storage_path_stores_checks_and_streams_the_same_way() {
             ))]),
             10,
             Some(&digest),
+            now_s() + 60,
         )
         .await;
     assert!(matches!(wrong, Err(CdnError::DigestMismatch)));
@@ -316,6 +357,7 @@ async fn the_object_storage_path_stores_checks_and_streams_the_same_way() {
             ]),
             10,
             None,
+            now_s() + 60,
         )
         .await;
     assert!(matches!(cut, Err(CdnError::UploadInterrupted)));
