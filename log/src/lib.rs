@@ -23,6 +23,7 @@ mod names;
 mod presence;
 mod read;
 mod read_ahead;
+mod streams;
 
 pub use append::{AppendOutcome, HEADER_EVENT_KIND};
 pub use erase::MAX_TOMBSTONE_BYTES;
@@ -30,7 +31,7 @@ pub use error::LogError;
 pub use names::{Prefix, PrefixError};
 pub use presence::{PresenceLog, PresenceStream, StoredPresence, PRESENCE_RETENTION};
 pub use read::{EventStream, RawEvent};
-pub use read_ahead::{next_batch, Batch, ReadAhead};
+pub use read_ahead::{Batch, Batches, ReadAhead};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -113,8 +114,9 @@ impl EventLog {
     pub async fn connect(client: async_nats::Client, prefix: Prefix) -> Result<Self, LogError> {
         check_jetstream(&client).await?;
         let jetstream = jetstream::new(client);
-        let stream = jetstream
-            .get_or_create_stream(stream::Config {
+        let stream = streams::get_or_create(
+            &jetstream,
+            stream::Config {
                 name: prefix.stream_name(),
                 subjects: vec![prefix.all_events_subject()],
                 description: Some("NexySync: every project's audited events".into()),
@@ -125,11 +127,10 @@ impl EventLog {
                 duplicate_window: DUPLICATE_WINDOW,
                 allow_direct: true,
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| {
-                LogError::Stream(format!("failed to create or open the event stream: {e}"))
-            })?;
+            },
+        )
+        .await
+        .map_err(|e| LogError::Stream(format!("failed to create or open the event stream: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 jetstream,

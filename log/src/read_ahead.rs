@@ -9,33 +9,61 @@
 use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::warn;
 
 use crate::{EventStream, LogError, RawEvent};
 
-/// A batch as [`next_batch`] answers it.
+/// A batch as [`Batches::next`] answers it.
 pub type Batch = Result<Vec<RawEvent>, LogError>;
 
-/// The next batch from `events`: the first event (waiting for it), then whatever else is
-/// ready, up to `max` events. `None` when the stream ends.
-pub async fn next_batch(events: &mut EventStream, max: usize) -> Option<Batch> {
-    let first = match events.next().await? {
-        Ok(first) => first,
-        Err(e) => return Some(Err(e)),
-    };
-    let mut batch = vec![first];
-    while batch.len() < max {
-        match events.next().now_or_never() {
-            Some(Some(Ok(event))) => batch.push(event),
-            Some(Some(Err(e))) => {
-                // Apply what we have; the error surfaces on the next read.
-                warn!(error = %e, "log read failed mid-batch");
-                break;
-            }
-            _ => break,
+/// A stream of the log read in batches: the first event (waiting for it), then whatever
+/// else is ready. A read that fails after the first event of a batch ends the batch and
+/// is answered by the next call, so nothing read before it is held back and no failure
+/// is lost (the event it stands for is not in the batch: its reader must read again from
+/// its last event, as every reader of the log does on an error).
+pub struct Batches {
+    events: EventStream,
+    failed: Option<LogError>,
+}
+
+impl std::fmt::Debug for Batches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batches")
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Batches {
+    pub fn new(events: EventStream) -> Self {
+        Self {
+            events,
+            failed: None,
         }
     }
-    Some(Ok(batch))
+
+    /// The next batch of up to `max` events, or the failure that ended the last one;
+    /// `None` when the stream ends.
+    pub async fn next(&mut self, max: usize) -> Option<Batch> {
+        if let Some(failed) = self.failed.take() {
+            return Some(Err(failed));
+        }
+        let first = match self.events.next().await? {
+            Ok(first) => first,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match self.events.next().now_or_never() {
+                Some(Some(Ok(event))) => batch.push(event),
+                Some(Some(Err(e))) => {
+                    self.failed = Some(e);
+                    break;
+                }
+                _ => break,
+            }
+        }
+        Some(Ok(batch))
+    }
 }
 
 /// Batches of the log read ahead by a task of their own (see the module docs). Dropping
@@ -47,14 +75,15 @@ pub struct ReadAhead {
 }
 
 impl ReadAhead {
-    /// Reads `events` in batches of up to `max` ([`next_batch`]), at most `ahead` batches
+    /// Reads `events` in batches of up to `max` ([`Batches`]), at most `ahead` batches
     /// ahead of [`ReadAhead::next`]. A failed read is handed on like a batch, and reading
     /// stops there (as it would for a reader of the stream itself, which gives up on an
     /// error).
-    pub fn start(mut events: EventStream, max: usize, ahead: usize) -> Self {
+    pub fn start(events: EventStream, max: usize, ahead: usize) -> Self {
         let (sender, batches) = mpsc::channel(ahead.max(1));
+        let mut events = Batches::new(events);
         let reader = tokio::spawn(async move {
-            while let Some(batch) = next_batch(&mut events, max).await {
+            while let Some(batch) = events.next(max).await {
                 let failed = batch.is_err();
                 if sender.send(batch).await.is_err() || failed {
                     break;
@@ -125,6 +154,32 @@ mod tests {
         assert_eq!(seqs(&ahead.next().await.unwrap()), [1]);
         let failed = ahead.next().await.unwrap();
         assert!(matches!(failed, Err(LogError::Read(_))));
+        assert!(ahead.next().await.is_none(), "nothing after the error");
+    }
+
+    #[tokio::test]
+    async fn a_read_failing_mid_batch_ends_the_batch_and_is_answered_next() {
+        let items = vec![
+            event(1),
+            event(2),
+            Err(LogError::Read("connection lost".into())),
+            event(3),
+        ];
+        let mut batches = Batches::new(Box::pin(futures::stream::iter(items)));
+        assert_eq!(seqs(&batches.next(10).await.unwrap()), [1, 2]);
+        let failed = batches.next(10).await.unwrap();
+        assert!(matches!(failed, Err(LogError::Read(_))), "not skipped");
+        assert_eq!(seqs(&batches.next(10).await.unwrap()), [3]);
+        assert!(batches.next(10).await.is_none());
+
+        // Read ahead, the failure ends the reading after the events before it.
+        let items = vec![event(1), Err(LogError::Read("lost".into())), event(2)];
+        let mut ahead = ReadAhead::start(Box::pin(futures::stream::iter(items)), 10, 4);
+        assert_eq!(seqs(&ahead.next().await.unwrap()), [1]);
+        assert!(matches!(
+            ahead.next().await.unwrap(),
+            Err(LogError::Read(_))
+        ));
         assert!(ahead.next().await.is_none(), "nothing after the error");
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use nexysync_domain::event::{Actor, EventBody};
 use nexysync_domain::ids::Seq;
-use nexysync_log::{next_batch, EventLog, RawEvent};
+use nexysync_log::{Batches, EventLog, RawEvent};
 use sqlx::PgPool;
 use tracing::{info, instrument, warn};
 
@@ -94,8 +94,10 @@ impl Projector {
             from = start.0,
             "projector reading the log"
         );
-        let mut events = self.log.read_all(start).await?;
-        while let Some(batch) = next_batch(&mut events, MAX_BATCH).await {
+        let mut batches = Batches::new(self.log.read_all(start).await?);
+        // A failed read ends the run after the events before it are applied; the next
+        // starts again from the checkpoint.
+        while let Some(batch) = batches.next(MAX_BATCH).await {
             self.apply_batch(&batch?).await?;
         }
         Ok(())
