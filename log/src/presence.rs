@@ -42,8 +42,9 @@ impl PresenceLog {
     /// Adopts (or creates) `<prefix>_presence` on the server `client` is connected to.
     pub async fn connect(client: async_nats::Client, prefix: Prefix) -> Result<Self, LogError> {
         let jetstream = jetstream::new(client);
-        let stream = jetstream
-            .get_or_create_stream(stream::Config {
+        let stream = crate::streams::get_or_create(
+            &jetstream,
+            stream::Config {
                 name: prefix.presence_stream_name(),
                 subjects: vec![prefix.all_presence_subject()],
                 description: Some("NexySync: API instances' presence events (ephemeral)".into()),
@@ -55,11 +56,12 @@ impl PresenceLog {
                 // No deduplication needed (events carry no id); keep the window small.
                 duplicate_window: Duration::from_secs(1),
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| {
-                LogError::Stream(format!("failed to create or open the presence stream: {e}"))
-            })?;
+            },
+        )
+        .await
+        .map_err(|e| {
+            LogError::Stream(format!("failed to create or open the presence stream: {e}"))
+        })?;
         Ok(Self {
             jetstream,
             stream,
