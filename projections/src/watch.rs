@@ -32,11 +32,13 @@ impl ProjectionWatch {
         tokio::spawn(async move {
             loop {
                 let heard = tokio::select! {
-                    heard = listener.recv() => heard,
+                    biased;
                     () = sender.closed() => break,
+                    heard = listener.recv() => heard,
                 };
                 let seq = match heard {
                     Ok(notification) => notification.payload().parse().ok().map(Seq),
+                    Err(_) if sender.is_closed() => break,
                     Err(e) => {
                         // The listener reconnects by itself; what it missed meanwhile is
                         // in the table.
