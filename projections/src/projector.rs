@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use nexysync_domain::event::{Actor, EventBody};
 use nexysync_domain::ids::Seq;
-use nexysync_log::{Batches, EventLog, RawEvent};
+use nexysync_log::{EventLog, RawEvent, ReadAhead};
 use sqlx::PgPool;
 use tracing::{info, instrument, warn};
 
@@ -24,6 +24,8 @@ pub const READ_MODELS: &str = "read_models";
 pub const CHECKPOINT_CHANNEL: &str = "nexysync_projection";
 /// Largest batch applied in one transaction.
 pub const MAX_BATCH: usize = 1000;
+/// Batches read ahead of the one being applied.
+const BATCHES_AHEAD: usize = 2;
 
 /// Projects the log into the read models.
 #[derive(Debug, Clone)]
@@ -94,10 +96,13 @@ impl Projector {
             from = start.0,
             "projector reading the log"
         );
-        let mut batches = Batches::new(self.log.read_all(start).await?);
-        // A failed read ends the run after the events before it are applied; the next
-        // starts again from the checkpoint.
-        while let Some(batch) = batches.next(MAX_BATCH).await {
+        // Read ahead, so the log keeps coming while a batch is applied (a backlog is
+        // caught up at the pace of the slower of the two, not of both in turn). A failed
+        // read ends the run after the events before it are applied; the next starts
+        // again from the checkpoint.
+        let mut batches =
+            ReadAhead::start(self.log.read_all(start).await?, MAX_BATCH, BATCHES_AHEAD);
+        while let Some(batch) = batches.next().await {
             self.apply_batch(&batch?).await?;
         }
         Ok(())
