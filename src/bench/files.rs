@@ -42,7 +42,9 @@ pub struct FilesOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct FilesReport {
     pub size_mib: u64,
+    /// The better of two uploads (each a new file).
     pub upload_mib_s: f64,
+    /// The better of two downloads (each of the upload just made).
     pub download_mib_s: f64,
     /// The same bytes copied file to file (read and write, 1 MiB at a time), into the
     /// page cache: a memory copy. The better of two copies.
@@ -84,6 +86,8 @@ impl FilesReport {
             "floors ({} MiB file): page-cache copy {:.0} MiB/s, fsynced copy {:.0} MiB/s\n\
              figure                    nexysync         share of each floor (target ≥ 50%)\n\
              {}{}\
+             the fsynced copy is {:.0}% of the page-cache copy: what an upload acknowledged only \
+             once on disk can reach of the latter at best\n\
              CDN peak memory (VmHWM)   {:>9.1} MiB (target < 64 MiB) {}\n\
              CPU seconds: upload {:.2}, download {:.2}, page-cache copy {:.2}, fsynced copy {:.2}\n",
             self.size_mib,
@@ -91,6 +95,7 @@ impl FilesReport {
             self.durable_copy_mib_s,
             row("upload", self.upload_mib_s),
             row("download", self.download_mib_s),
+            share(self.durable_copy_mib_s, self.disk_copy_mib_s),
             self.cdn_peak_rss_kib as f64 / 1024.0,
             verdict(self.cdn_peak_rss_kib < 64 * 1024),
             self.cpu_s.upload,
@@ -319,34 +324,50 @@ async fn measure(
     let (copy_took, copy_cpu) = floor(false)?;
     let (durable_took, durable_cpu) = floor(true)?;
 
-    eprintln!("bench: upload…");
-    let before = cpu()?;
-    let started = Instant::now();
-    let (appended, _) = client
-        .upload_file(NewFile {
-            source: FileSource::Path(source.clone()),
-            name: "bench.bin".into(),
-            media_type: None,
-            to: None,
-        })
-        .await
-        .context("the upload failed")?;
-    let upload_took = started.elapsed();
-    let upload_cpu = cpu()? - before;
-
-    eprintln!("bench: download…");
+    // Each transfer is the better of two, like the floors: the first write into pages the
+    // copies just freed can pay for the machine handing them back (seen here as the
+    // kernel's copy into the page cache taking five times as long in one run of four).
+    let mut upload: Option<(Duration, f64)> = None;
+    let mut download: Option<(Duration, f64)> = None;
     let downloaded = dir.join("downloaded.bin");
-    let before = cpu()?;
-    let started = Instant::now();
-    client
-        .download_file(appended.id, &downloaded)
-        .await
-        .context("the download failed")?;
-    let download_took = started.elapsed();
-    let download_cpu = cpu()? - before;
-    anyhow::ensure!(
-        same_contents(&source, &downloaded)?,
-        "the downloaded file differs from the uploaded one"
+    for round in 1..=2 {
+        eprintln!("bench: upload ({round} of 2)…");
+        let before = cpu()?;
+        let started = Instant::now();
+        let (appended, _) = client
+            .upload_file(NewFile {
+                source: FileSource::Path(source.clone()),
+                name: "bench.bin".into(),
+                media_type: None,
+                to: None,
+            })
+            .await
+            .context("the upload failed")?;
+        let took = (started.elapsed(), cpu()? - before);
+        if upload.is_none_or(|(fastest, _)| took.0 < fastest) {
+            upload = Some(took);
+        }
+
+        eprintln!("bench: download ({round} of 2)…");
+        let before = cpu()?;
+        let started = Instant::now();
+        client
+            .download_file(appended.id, &downloaded)
+            .await
+            .context("the download failed")?;
+        let took = (started.elapsed(), cpu()? - before);
+        if download.is_none_or(|(fastest, _)| took.0 < fastest) {
+            download = Some(took);
+        }
+        anyhow::ensure!(
+            same_contents(&source, &downloaded)?,
+            "the downloaded file differs from the uploaded one"
+        );
+        std::fs::remove_file(&downloaded).ok();
+    }
+    let ((upload_took, upload_cpu), (download_took, download_cpu)) = (
+        upload.context("an upload")?,
+        download.context("a download")?,
     );
     let cdn_peak_rss_kib = cdn.peak_rss_kib()?;
 
