@@ -71,7 +71,8 @@ impl Batches {
 #[derive(Debug)]
 pub struct ReadAhead {
     batches: mpsc::Receiver<Batch>,
-    reader: JoinHandle<()>,
+    /// The reading task, until [`ReadAhead::next`] has seen how it ended.
+    reader: Option<JoinHandle<()>>,
 }
 
 impl ReadAhead {
@@ -90,20 +91,35 @@ impl ReadAhead {
                 }
             }
         });
-        Self { batches, reader }
+        Self {
+            batches,
+            reader: Some(reader),
+        }
     }
 
     /// The next batch, in log order; `None` once the log has ended (or its reader
-    /// stopped after handing on an error). Cancel-safe: a batch is never lost to a
-    /// timeout around this call.
+    /// stopped after handing on an error). A reader that panicked is a failed read, not
+    /// the end of the log. Cancel-safe: a batch is never lost to a timeout around this
+    /// call.
     pub async fn next(&mut self) -> Option<Batch> {
-        self.batches.recv().await
+        if let Some(batch) = self.batches.recv().await {
+            return Some(batch);
+        }
+        // The channel closes only once the task is over, so this wait is short.
+        match self.reader.take()?.await {
+            Err(e) if e.is_panic() => Some(Err(LogError::Read(format!(
+                "the log's reader stopped: {e}"
+            )))),
+            _ => None,
+        }
     }
 }
 
 impl Drop for ReadAhead {
     fn drop(&mut self) {
-        self.reader.abort();
+        if let Some(reader) = &self.reader {
+            reader.abort();
+        }
     }
 }
 
@@ -181,6 +197,21 @@ mod tests {
             Err(LogError::Read(_))
         ));
         assert!(ahead.next().await.is_none(), "nothing after the error");
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_panicked_is_a_failed_read_not_the_end_of_the_log() {
+        let broken = futures::stream::poll_fn(|_| -> std::task::Poll<Option<_>> {
+            panic!("a bug in the reader")
+        });
+        let events: EventStream = Box::pin(futures::stream::iter([event(1)]).chain(broken));
+        let mut ahead = ReadAhead::start(events, 10, 2);
+        let failed = ahead.next().await.unwrap();
+        assert!(
+            matches!(&failed, Err(LogError::Read(why)) if why.contains("reader stopped")),
+            "{failed:?}"
+        );
+        assert!(ahead.next().await.is_none());
     }
 
     #[tokio::test]
