@@ -82,6 +82,40 @@ impl Served {
         self.http.get(self.url(&grant)).send().await.unwrap()
     }
 
+    /// A raw `PUT` under `grant` of `body`, begun: its head (announcing the whole body)
+    /// and the first `sent` bytes written; the rest is the caller's.
+    async fn begin_put(
+        &self,
+        grant: &BlobGrant,
+        body: &[u8],
+        sent: usize,
+    ) -> tokio::net::TcpStream {
+        let path = self.secret.signed_path(grant);
+        let addr = self.base.trim_start_matches("http://").to_owned();
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "PUT {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        tcp.write_all(&body[..sent]).await.unwrap();
+        tcp.flush().await.unwrap();
+        tcp
+    }
+
+    /// Waits (at most 10 s) until nothing of any upload is left on disk.
+    async fn until_nothing_on_disk(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.files_on_disk().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "left behind: {:?}",
+                self.files_on_disk()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn files_on_disk(&self) -> Vec<PathBuf> {
         fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
             for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -236,16 +270,7 @@ async fn an_upload_cut_off_halfway_leaves_nothing_behind() {
     let file = EventId::generate();
     let body = vec![7u8; 1_000_000];
     let grant = cdn.grant(BlobMethod::Put, file, Some(&body));
-    let path = cdn.secret.signed_path(&grant);
-    let addr = cdn.base.trim_start_matches("http://").to_owned();
-    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let head = format!(
-        "PUT {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    tcp.write_all(head.as_bytes()).await.unwrap();
-    tcp.write_all(&body[..400_000]).await.unwrap();
-    tcp.flush().await.unwrap();
+    let tcp = cdn.begin_put(&grant, &body, 400_000).await;
     // The upload has begun: its staging file exists.
     let deadline = Instant::now() + Duration::from_secs(10);
     while cdn.files_on_disk().is_empty() {
@@ -253,15 +278,7 @@ async fn an_upload_cut_off_halfway_leaves_nothing_behind() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(tcp);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cdn.files_on_disk().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "left behind: {:?}",
-            cdn.files_on_disk()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    cdn.until_nothing_on_disk().await;
     assert_eq!(
         error_code(cdn.get(file).await).await,
         (404, "blob_not_found".into())
@@ -275,16 +292,7 @@ async fn an_upload_whole_only_after_its_url_expired_is_not_kept() {
     let body = vec![9u8; 1_000_000];
     let mut grant = cdn.grant(BlobMethod::Put, file, Some(&body));
     grant.expires_at = now_s() + 1;
-    let path = cdn.secret.signed_path(&grant);
-    let addr = cdn.base.trim_start_matches("http://").to_owned();
-    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let head = format!(
-        "PUT {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    tcp.write_all(head.as_bytes()).await.unwrap();
-    tcp.write_all(&body[..400_000]).await.unwrap();
-    tcp.flush().await.unwrap();
+    let mut tcp = cdn.begin_put(&grant, &body, 400_000).await;
     // Begun within the URL's lifetime, the rest sent after it.
     while now_s() <= grant.expires_at {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -296,15 +304,7 @@ async fn an_upload_whole_only_after_its_url_expired_is_not_kept() {
         .unwrap();
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     assert!(answer.contains("url_expired"), "{answer}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cdn.files_on_disk().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "left behind: {:?}",
-            cdn.files_on_disk()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    cdn.until_nothing_on_disk().await;
 }
 
 #[tokio::test]

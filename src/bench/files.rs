@@ -315,9 +315,7 @@ async fn measure(
             let took = plain_copy(&source, &dir.join("copy.bin"), durable)?;
             let used = cpu()? - before;
             std::fs::remove_file(dir.join("copy.bin")).ok();
-            if best.is_none_or(|(fastest, _)| took < fastest) {
-                best = Some((took, used));
-            }
+            keep_faster(&mut best, (took, used));
         }
         best.context("a floor copy")
     };
@@ -343,10 +341,7 @@ async fn measure(
             })
             .await
             .context("the upload failed")?;
-        let took = (started.elapsed(), cpu()? - before);
-        if upload.is_none_or(|(fastest, _)| took.0 < fastest) {
-            upload = Some(took);
-        }
+        keep_faster(&mut upload, (started.elapsed(), cpu()? - before));
 
         eprintln!("bench: download ({round} of 2)…");
         let before = cpu()?;
@@ -355,10 +350,7 @@ async fn measure(
             .download_file(appended.id, &downloaded)
             .await
             .context("the download failed")?;
-        let took = (started.elapsed(), cpu()? - before);
-        if download.is_none_or(|(fastest, _)| took.0 < fastest) {
-            download = Some(took);
-        }
+        keep_faster(&mut download, (started.elapsed(), cpu()? - before));
         anyhow::ensure!(
             same_contents(&source, &downloaded)?,
             "the downloaded file differs from the uploaded one"
@@ -388,6 +380,13 @@ async fn measure(
             durable_copy: durable_cpu,
         },
     })
+}
+
+/// Keeps `run` (its time and CPU seconds) in `best` if it is the faster.
+fn keep_faster(best: &mut Option<(Duration, f64)>, run: (Duration, f64)) {
+    if best.is_none_or(|(fastest, _)| run.0 < fastest) {
+        *best = Some(run);
+    }
 }
 
 /// A project with one agent on the bench's API, and that agent's client.

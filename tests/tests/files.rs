@@ -57,6 +57,14 @@ async fn kinds_in_log(env: &TestEnv) -> Vec<String> {
         .collect()
 }
 
+/// Rows of `pending_uploads`: uploads not committed, and blobs queued for the sweeper.
+async fn pending_uploads(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM pending_uploads")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -341,10 +349,7 @@ async fn an_upload_cut_off_halfway_is_never_shared_and_nothing_of_it_stays() {
         "the expired uploads swept",
         Duration::from_secs(20),
         || async {
-            let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_uploads")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+            let pending = pending_uploads(&pool).await;
             (pending == 0 && cdn.files_on_disk().is_empty()).then_some(())
         },
     )
@@ -438,10 +443,7 @@ async fn a_blob_the_cdn_could_not_remove_at_delete_time_is_swept_once_it_is_back
         .await;
     assert_eq!(status, 201, "the delete is the fact, CDN or not: {deleted}");
     let pool = env.pool().await;
-    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_uploads")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let queued = pending_uploads(&pool).await;
     assert_eq!(queued, 1, "the removal is left to the sweeper");
     let blob = dir
         .path()
@@ -456,10 +458,7 @@ async fn a_blob_the_cdn_could_not_remove_at_delete_time_is_swept_once_it_is_back
     })
     .await;
     eventually("the removal forgotten", Duration::from_secs(20), || async {
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_uploads")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let left = pending_uploads(&pool).await;
         (left == 0).then_some(())
     })
     .await;
@@ -503,10 +502,7 @@ async fn a_blob_put_back_under_an_upload_url_after_its_file_was_deleted_is_swept
         "the blob put back swept once its URL expired",
         Duration::from_secs(30),
         || async {
-            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_uploads")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+            let left = pending_uploads(&pool).await;
             (left == 0 && cdn.files_on_disk().is_empty()).then_some(())
         },
     )
