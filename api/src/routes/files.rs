@@ -184,7 +184,10 @@ pub async fn commit(
         .await?
         .filter(|p| p.uploader == me.agent)
     else {
-        // A retried commit whose first attempt went through is answered as a duplicate.
+        // A retried commit whose first attempt went through is answered as a duplicate,
+        // but only from read models that have caught up with this instance's writes: a
+        // delete appended a moment ago must not be answered as a live file.
+        state.settle_projection().await;
         if let Some(file) = state.reads.file_for(me.project, me.agent, id).await? {
             if file.deleted_seq.is_none() {
                 return Ok((
