@@ -7,9 +7,11 @@
 //! one transaction
 //! 1. locks the live checkpoint (the live projector's next batch waits on it),
 //! 2. applies the last few events to the new schema, so both stand at the same sequence,
-//! 3. deletes the live checkpoint row (the waiting batch then finds none and its projector
+//! 3. carries over the few rows the API writes itself, not derived from the log
+//!    ([`NOT_IN_THE_LOG`]),
+//! 4. deletes the live checkpoint row (the waiting batch then finds none and its projector
 //!    starts again from the new schema's checkpoint: nothing applied twice or skipped),
-//! 4. renames the live schema away and the new one to [`LIVE_SCHEMA`].
+//! 5. renames the live schema away and the new one to [`LIVE_SCHEMA`].
 //!
 //! Readers resolve names through `search_path`, so their next statement reads the new
 //! schema: the switch is atomic for every instance at once, and never goes back in time.
@@ -238,6 +240,7 @@ async fn switch(
         record(state, &batch);
     }
     if live_exists {
+        carry_over_what_the_log_lacks(&mut tx).await?;
         sqlx::query(&format!(
             "DELETE FROM {LIVE_SCHEMA}.projector_checkpoints WHERE projector = $1"
         ))
@@ -265,6 +268,49 @@ async fn switch(
         .await?;
     tx.commit().await?;
     Ok(state.applied)
+}
+
+/// Tables the API writes itself, not derived from the log, with the columns every
+/// version since the table's migration has: a rebuild carries their rows over, or uploads
+/// in flight could no longer be committed and the blobs queued for the sweeper (of
+/// expired uploads and deleted files) would stay on the CDN for ever.
+const NOT_IN_THE_LOG: &[(&str, &str)] = &[(
+    "pending_uploads",
+    "id, project_id, uploader, ciphertext_size, envelope, expires_at",
+)];
+
+/// Copies the rows of [`NOT_IN_THE_LOG`] from the live schema into the new one, inside the
+/// switch. Each live table is locked against writes first: a writer waiting on it
+/// resolves the name again once the switch commits, and so writes to the new schema.
+/// Both schemas stand at the same sequence, so the rows agree with the new read models.
+async fn carry_over_what_the_log_lacks(conn: &mut PgConnection) -> Result<(), ProjectionError> {
+    for (table, columns) in NOT_IN_THE_LOG {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(format!("{LIVE_SCHEMA}.{table}"))
+            .fetch_one(&mut *conn)
+            .await?;
+        if !exists {
+            continue;
+        }
+        sqlx::query(&format!(
+            "LOCK TABLE {LIVE_SCHEMA}.{table} IN EXCLUSIVE MODE"
+        ))
+        .execute(&mut *conn)
+        .await?;
+        let carried = sqlx::query(&format!(
+            "INSERT INTO {NEXT_SCHEMA}.{table} ({columns})
+             SELECT {columns} FROM {LIVE_SCHEMA}.{table}
+             ON CONFLICT DO NOTHING"
+        ))
+        .execute(&mut *conn)
+        .await?;
+        info!(
+            table,
+            rows = carried.rows_affected(),
+            "carried over to the new read models"
+        );
+    }
+    Ok(())
 }
 
 async fn live_exists(conn: &mut PgConnection) -> Result<bool, ProjectionError> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use nexysync_domain::event::{fields, Actor, Draft, EventBody, MessageSent, RetentionPolicy};
 use nexysync_projections::db::{self, SchemaVersion, LIVE_SCHEMA};
+use nexysync_tests::files::upload;
 use nexysync_tests::processes::nexysync_output;
 use nexysync_tests::{eventually, nats_url, TestAgent, TestApi, TestEnv, TestProject};
 
@@ -40,8 +41,8 @@ async fn inbox_len(agent: &TestAgent, api: &TestApi) -> Result<usize, String> {
 }
 
 /// Every row of the live read models that the log decides, as text, table by table:
-/// all tables but the checkpoints (wall-clock time), presence and pending uploads (not in
-/// the log: they start empty after a rebuild) and the unread cache (`inbox_read_through`,
+/// all tables but the checkpoints (wall-clock time), presence (its own stream), pending
+/// uploads (not in the log: a rebuild carries them over, tested on their own) and the unread cache (`inbox_read_through`,
 /// which the live projector fills and a rebuild leaves empty).
 async fn read_models_dump(env: &TestEnv) -> Vec<(String, String)> {
     let pool = env.pool().await;
@@ -324,6 +325,59 @@ async fn a_rebuild_makes_the_same_read_models_as_the_live_projector() {
         "constraints and indexes made again"
     );
     Arc::try_unwrap(api).ok().unwrap().stop().await;
+    env.cleanup().await;
+}
+
+/// The API's own rows of `pending_uploads` (uploads not committed yet, blobs queued for
+/// the sweeper), as text.
+async fn pending_uploads_dump(env: &TestEnv) -> Vec<String> {
+    sqlx::query_scalar(&format!(
+        "SELECT t::text FROM {LIVE_SCHEMA}.pending_uploads t ORDER BY id"
+    ))
+    .fetch_all(&env.pool().await)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_upload_in_flight_and_a_blob_queued_for_the_sweeper_outlive_a_rebuild() {
+    let env = TestEnv::new();
+    let (api, cdn) = env.spawn_api_and_cdn().await;
+    let project = TestProject::create(&api, "in-flight").await;
+    let alice = project.add_agent(&api, "alice").await;
+    // Shared, then deleted: its blob stays queued for the sweeper until its upload URLs
+    // have expired.
+    let gone = alice.seal_file(&project, None, "gone.txt", b"deleted before the rebuild");
+    alice.share_file(&api, &gone).await;
+    let (status, deleted) = alice
+        .post_json(&api, "/v1/files/delete", &alice.file_deleted(gone.id()))
+        .await;
+    assert_eq!(status, 201, "{deleted}");
+    // Declared, not uploaded yet.
+    let flying = alice.seal_file(&project, None, "flying.txt", b"uploaded after the rebuild");
+    let (status, ticket) = alice.declare_file(&api, &flying).await;
+    assert_eq!(status, 201, "{ticket}");
+    let before = pending_uploads_dump(&env).await;
+    assert_eq!(before.len(), 2, "{before:#?}");
+
+    nexysync_projections::rebuild(&env.database_url(), &env.log().await, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(pending_uploads_dump(&env).await, before);
+    let (status, body) = upload(&api, &ticket, flying.ciphertext.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = alice.commit_file(&api, flying.id()).await;
+    assert_eq!(
+        status, 201,
+        "the upload declared before the rebuild commits: {body}"
+    );
+    assert_eq!(
+        pending_uploads_dump(&env).await.len(),
+        1,
+        "the sweep is still queued"
+    );
+    assert_eq!(cdn.files_on_disk().len(), 1);
+    api.stop().await;
     env.cleanup().await;
 }
 
