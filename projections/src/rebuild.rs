@@ -270,37 +270,53 @@ async fn switch(
     Ok(state.applied)
 }
 
-/// Tables the API writes itself, not derived from the log, with the columns every
-/// version since the table's migration has: a rebuild carries their rows over, or uploads
-/// in flight could no longer be committed and the blobs queued for the sweeper (of
-/// expired uploads and deleted files) would stay on the CDN for ever.
-const NOT_IN_THE_LOG: &[(&str, &str)] = &[(
-    "pending_uploads",
-    "id, project_id, uploader, ciphertext_size, envelope, expires_at",
-)];
+/// Tables the API writes itself, not derived from the log: a rebuild carries their rows
+/// over, or uploads in flight could no longer be committed and the blobs queued for the
+/// sweeper (of expired uploads and deleted files) would stay on the CDN for ever.
+const NOT_IN_THE_LOG: &[&str] = &["pending_uploads"];
+
+/// How long the switch waits to lock a table of [`NOT_IN_THE_LOG`] against writes. The
+/// API writes them one statement at a time, so only a transaction held open by hand (an
+/// operator's `psql`) waits this long; the switch, which holds the live checkpoint and so
+/// stops every live projector meanwhile, then fails and can be run again.
+const CARRY_OVER_LOCK_TIMEOUT: &str = "5s";
 
 /// Copies the rows of [`NOT_IN_THE_LOG`] from the live schema into the new one, inside the
 /// switch. Each live table is locked against writes first: a writer waiting on it
 /// resolves the name again once the switch commits, and so writes to the new schema.
 /// Both schemas stand at the same sequence, so the rows agree with the new read models.
+/// The columns copied are those both versions of the table have: a column a newer
+/// migration added takes its default.
 async fn carry_over_what_the_log_lacks(conn: &mut PgConnection) -> Result<(), ProjectionError> {
-    for (table, columns) in NOT_IN_THE_LOG {
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(format!("{LIVE_SCHEMA}.{table}"))
-            .fetch_one(&mut *conn)
-            .await?;
-        if !exists {
+    for table in NOT_IN_THE_LOG {
+        let Some(columns) = shared_columns(conn, table).await? else {
             continue;
-        }
+        };
+        sqlx::query(&format!(
+            "SET LOCAL lock_timeout = '{CARRY_OVER_LOCK_TIMEOUT}'"
+        ))
+        .execute(&mut *conn)
+        .await?;
         sqlx::query(&format!(
             "LOCK TABLE {LIVE_SCHEMA}.{table} IN EXCLUSIVE MODE"
         ))
         .execute(&mut *conn)
-        .await?;
+        .await
+        .map_err(|e| {
+            ProjectionError::Database(format!(
+                "could not lock {LIVE_SCHEMA}.{table} within {CARRY_OVER_LOCK_TIMEOUT} to carry \
+                 its rows over ({e}): a transaction holds it; nothing was switched, run the \
+                 rebuild again once it ends"
+            ))
+        })?;
+        sqlx::query("SET LOCAL lock_timeout TO DEFAULT")
+            .execute(&mut *conn)
+            .await?;
+        // No `ON CONFLICT`: nothing writes the new schema's table before this, so a
+        // conflict is a bug, and fails the switch rather than losing a row.
         let carried = sqlx::query(&format!(
             "INSERT INTO {NEXT_SCHEMA}.{table} ({columns})
-             SELECT {columns} FROM {LIVE_SCHEMA}.{table}
-             ON CONFLICT DO NOTHING"
+             SELECT {columns} FROM {LIVE_SCHEMA}.{table}"
         ))
         .execute(&mut *conn)
         .await?;
@@ -311,6 +327,26 @@ async fn carry_over_what_the_log_lacks(conn: &mut PgConnection) -> Result<(), Pr
         );
     }
     Ok(())
+}
+
+/// The columns `table` has in both the live schema and the new one, quoted and joined
+/// with commas; `None` when the live schema has no such table (older than its migration).
+async fn shared_columns(
+    conn: &mut PgConnection,
+    table: &str,
+) -> Result<Option<String>, ProjectionError> {
+    Ok(sqlx::query_scalar(
+        "SELECT string_agg(quote_ident(n.column_name), ', ' ORDER BY n.ordinal_position)
+         FROM information_schema.columns n
+         JOIN information_schema.columns l
+           ON l.table_schema = $2 AND l.table_name = n.table_name AND l.column_name = n.column_name
+         WHERE n.table_schema = $1 AND n.table_name = $3",
+    )
+    .bind(NEXT_SCHEMA)
+    .bind(LIVE_SCHEMA)
+    .bind(table)
+    .fetch_one(&mut *conn)
+    .await?)
 }
 
 async fn live_exists(conn: &mut PgConnection) -> Result<bool, ProjectionError> {

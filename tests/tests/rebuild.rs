@@ -42,8 +42,9 @@ async fn inbox_len(agent: &TestAgent, api: &TestApi) -> Result<usize, String> {
 
 /// Every row of the live read models that the log decides, as text, table by table:
 /// all tables but the checkpoints (wall-clock time), presence (its own stream), pending
-/// uploads (not in the log: a rebuild carries them over, tested on their own) and the unread cache (`inbox_read_through`,
-/// which the live projector fills and a rebuild leaves empty).
+/// uploads (not in the log: a rebuild carries them over, tested on their own) and the
+/// unread cache (`inbox_read_through`, which the live projector fills and a rebuild leaves
+/// empty).
 async fn read_models_dump(env: &TestEnv) -> Vec<(String, String)> {
     let pool = env.pool().await;
     let tables: Vec<String> = sqlx::query_scalar(
@@ -371,11 +372,14 @@ async fn an_upload_in_flight_and_a_blob_queued_for_the_sweeper_outlive_a_rebuild
         status, 201,
         "the upload declared before the rebuild commits: {body}"
     );
-    assert_eq!(
-        pending_uploads_dump(&env).await.len(),
-        1,
-        "the sweep is still queued"
-    );
+    // The commit is answered once appended; the projector removes its upload after.
+    let env_ref = &env;
+    eventually(
+        "the committed upload gone and the sweep still queued",
+        Duration::from_secs(30),
+        || async move { (pending_uploads_dump(env_ref).await.len() == 1).then_some(()) },
+    )
+    .await;
     assert_eq!(cdn.files_on_disk().len(), 1);
     api.stop().await;
     env.cleanup().await;

@@ -185,9 +185,12 @@ pub async fn commit(
         .filter(|p| p.uploader == me.agent)
     else {
         // A retried commit whose first attempt went through is answered as a duplicate,
-        // but only from read models that have caught up with this instance's writes: a
-        // delete appended a moment ago must not be answered as a live file.
-        state.settle_projection().await;
+        // but only from read models that have caught up with this instance's writes (a
+        // `503 projection_lagging` otherwise): a delete appended a moment ago must not be
+        // answered as a live file.
+        state
+            .wait_for_projection(Some(state.known_log_position()))
+            .await?;
         if let Some(file) = state.reads.file_for(me.project, me.agent, id).await? {
             if file.deleted_seq.is_none() {
                 return Ok((
