@@ -226,7 +226,7 @@ impl Hub {
         raw: &nexysync_log::RawEvent,
     ) -> Option<(ProjectId, HubEvent)> {
         let routing = serde_json::from_slice::<Routing>(&raw.payload).ok()?;
-        let project = prefix.project_of(&raw.subject)?;
+        let project = prefix.project_of(raw.subject.as_str())?;
         let actor = match routing.actor {
             Actor::Agent(id) => Some(id),
             Actor::Owner | Actor::Pruner => None,

@@ -63,6 +63,27 @@ mod envelope_tests {
     }
 
     #[test]
+    fn an_event_hash_is_stored_as_64_hex_digits_and_read_only_as_such() {
+        use crate::event::EventHash;
+        let hash = message_from(&Project::new(), &Project::new().agent("a"), "x").hash();
+        let json = serde_json::to_string(&hash).unwrap();
+        assert_eq!(json, format!("\"{}\"", hash.to_hex()));
+        assert_eq!(serde_json::from_str::<EventHash>(&json).unwrap(), hash);
+        let upper = format!("\"{}\"", hash.to_hex().to_uppercase());
+        assert_eq!(serde_json::from_str::<EventHash>(&upper).unwrap(), hash);
+        for (text, why) in [
+            ("ab".repeat(31), "not 32 bytes"),
+            ("ab".repeat(33), "not 32 bytes"),
+            ("zz".repeat(32), "not hex"),
+            (format!("{}g", "a".repeat(63)), "not hex"),
+            (format!("{}é", "a".repeat(62)), "not hex"),
+        ] {
+            let error = serde_json::from_str::<EventHash>(&format!("\"{text}\"")).unwrap_err();
+            assert!(error.to_string().contains(why), "{text}: {error}");
+        }
+    }
+
+    #[test]
     fn the_stored_form_holds_no_plaintext() {
         let project = Project::new();
         let alice = project.agent("alice");

@@ -14,7 +14,9 @@ use crate::{EventLog, LogError};
 #[derive(Debug, Clone)]
 pub struct RawEvent {
     pub seq: Seq,
-    pub subject: String,
+    /// The subject it was appended to, which names its project (shares the message's
+    /// bytes: no copy is made for each event read).
+    pub subject: async_nats::Subject,
     pub payload: Bytes,
 }
 
@@ -84,14 +86,74 @@ impl EventLog {
             .map_err(|e| LogError::Read(format!("failed to start reading the log: {e}")))?;
         Ok(Box::pin(messages.map(|next| {
             let message = next.map_err(|e| LogError::Read(e.to_string()))?;
-            let info = message
-                .info()
-                .map_err(|e| LogError::Read(format!("message without stream info: {e}")))?;
+            let seq = message
+                .message
+                .reply
+                .as_deref()
+                .and_then(stream_sequence)
+                .ok_or_else(|| {
+                    LogError::Read(format!(
+                        "message without stream info (reply subject {:?})",
+                        message.message.reply
+                    ))
+                })?;
             Ok(RawEvent {
-                seq: Seq(info.stream_sequence),
-                subject: message.message.subject.to_string(),
+                seq: Seq(seq),
+                subject: message.message.subject.clone(),
                 payload: message.message.payload.clone(),
             })
         })))
+    }
+}
+
+/// The stream sequence a delivered message's reply subject names, read without the rest
+/// of what `Message::info` parses (the ordered consumer has parsed it all once already:
+/// twice was a few hundredths of a rebuild). The subject is `$JS.ACK.` and then (NATS
+/// ADR-15) either `<stream>.<consumer>.<delivered>.<stream seq>.…` (7 tokens, the older
+/// form) or `<domain>.<account hash>.<stream>.<consumer>.<delivered>.<stream seq>.…` (9
+/// or more), as `Message::info` reads it.
+fn stream_sequence(reply: &str) -> Option<u64> {
+    let tokens = reply.strip_prefix("$JS.ACK.")?;
+    let count = tokens.split('.').count();
+    let index = match count {
+        7 => 3,
+        9.. => 5,
+        _ => return None,
+    };
+    tokens.split('.').nth(index)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream_sequence;
+
+    #[test]
+    fn the_stream_sequence_is_read_from_either_form_of_reply_subject() {
+        assert_eq!(
+            stream_sequence("$JS.ACK.NS_EVENTS.c0nsumer.1.4711.12.1733000000000000000.3"),
+            Some(4711)
+        );
+        assert_eq!(
+            stream_sequence("$JS.ACK._.ACCHASH.NS_EVENTS.c0nsumer.1.4711.12.1733000000000000000.3"),
+            Some(4711)
+        );
+        assert_eq!(
+            stream_sequence(
+                "$JS.ACK._.ACCHASH.NS_EVENTS.c0nsumer.1.4711.12.1733000000000000000.3.r4nd0m"
+            ),
+            Some(4711)
+        );
+    }
+
+    #[test]
+    fn a_reply_subject_of_another_shape_names_no_sequence() {
+        for reply in [
+            "_INBOX.abc",
+            "$JS.ACK.NS_EVENTS.c0nsumer.1.4711",
+            "$JS.ACK.NS_EVENTS.c0nsumer.1.x.12.1733000000000000000.3",
+            "$JS.ACK._.ACCHASH.NS_EVENTS.c0nsumer.1.-4.12.1733000000000000000.3",
+        ] {
+            assert_eq!(stream_sequence(reply), None, "{reply}");
+        }
     }
 }

@@ -14,10 +14,10 @@
 //! key, and the run is applied by the statement instead, which skips that message as the
 //! live projector did.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use rustc_hash::{FxHashMap, FxHashSet};
 use sqlx::{PgConnection, PgExecutor};
 use tracing::warn;
 use uuid::Uuid;
@@ -29,12 +29,12 @@ use crate::copy_binary::CopyRows;
 #[derive(Debug)]
 pub(crate) struct ProjectRoster {
     default_ttl_s: Option<i32>,
-    agents: HashSet<Uuid>,
+    agents: FxHashSet<Uuid>,
 }
 
 /// Rosters by project id. A project missing from one [`load_rosters`] answered is
 /// unknown to the read models.
-pub(crate) type Rosters = HashMap<Uuid, Arc<ProjectRoster>>;
+pub(crate) type Rosters = FxHashMap<Uuid, Arc<ProjectRoster>>;
 
 /// Reads the rosters of `projects` (those the read models know).
 pub(crate) async fn load_rosters(

@@ -21,13 +21,13 @@
 //!   A rebuild cut off in between starts again from scratch anyway, so no run's commit
 //!   waits for the disk either: the switch's commit does, and with it every commit before.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use nexysync_domain::event::Envelope;
 use nexysync_domain::ids::Seq;
 use nexysync_log::RawEvent;
+use rustc_hash::FxHashSet;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -65,7 +65,7 @@ pub(crate) struct BulkLoader {
     /// The runs being written; each answers its counts and its message ids.
     writing: JoinSet<Result<(MessageCounts, Vec<Uuid>), sqlx::Error>>,
     /// The message ids of every run being written.
-    ids_being_written: HashSet<Uuid>,
+    ids_being_written: FxHashSet<Uuid>,
     counts: MessageCounts,
     /// The run of messages the last events make, not yet placed.
     run: MessageRun,
@@ -86,13 +86,13 @@ impl BulkLoader {
             pool,
             projector,
             writing: JoinSet::new(),
-            ids_being_written: HashSet::new(),
+            ids_being_written: FxHashSet::default(),
             counts: MessageCounts::default(),
             run: MessageRun::default(),
             in_order: Vec::new(),
             in_order_events: 0,
             loaded: Seq(0),
-            rosters: Rosters::new(),
+            rosters: Rosters::default(),
         }
     }
 
