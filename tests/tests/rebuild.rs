@@ -385,6 +385,55 @@ async fn an_upload_in_flight_and_a_blob_queued_for_the_sweeper_outlive_a_rebuild
     env.cleanup().await;
 }
 
+#[tokio::test]
+async fn a_switch_that_cannot_lock_the_apis_own_rows_fails_clearly_and_switches_nothing() {
+    let env = TestEnv::new();
+    let api = env.spawn_api().await;
+    let project = TestProject::create(&api, "locked").await;
+    let alice = project.add_agent(&api, "alice").await;
+    let bob = project.add_agent(&api, "bob").await;
+    alice.send(&api, &project, Some(&bob), None, "before").await;
+    let (_, before) = live_read_models_at_head(&env).await;
+    // A transaction left open by hand on the table, as in an operator's `psql`.
+    let pool = env.pool().await;
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query(&format!(
+        "LOCK TABLE {LIVE_SCHEMA}.pending_uploads IN ROW EXCLUSIVE MODE"
+    ))
+    .execute(&mut *holder)
+    .await
+    .unwrap();
+
+    let refused = nexysync_projections::rebuild(&env.database_url(), &env.log().await, |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("could not lock") && refused.contains("run the rebuild again"),
+        "{refused}"
+    );
+    assert_eq!(read_models_dump(&env).await, before, "nothing was switched");
+    assert_eq!(
+        inbox_len(&bob, &api).await.unwrap(),
+        1,
+        "the API still serves"
+    );
+
+    holder.rollback().await.unwrap();
+    nexysync_projections::rebuild(&env.database_url(), &env.log().await, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(read_models_dump(&env).await, before);
+    alice.send(&api, &project, Some(&bob), None, "after").await;
+    let inbox = eventually("bob's second message", Duration::from_secs(30), || async {
+        inbox_len(&bob, &api).await.ok().filter(|n| *n == 2)
+    })
+    .await;
+    assert_eq!(inbox, 2);
+    api.stop().await;
+    env.cleanup().await;
+}
+
 /// `count` messages from `from` to `to`, [`SENDERS`] at a time.
 async fn send_many(
     api: &TestApi,
