@@ -32,6 +32,7 @@ use super::message::RejectedMessage;
 use super::verify::{author, open_text, rfc3339, Reader, VerifyError};
 use super::{ChainMemory, Client, ClientError, Directory};
 
+mod durable;
 mod pipeline;
 mod stall;
 
@@ -247,11 +248,13 @@ impl Client {
                 .and_then(|n| n.to_str())
                 .unwrap_or("download")
         ));
-        let out = tokio::fs::File::create(&partial)
-            .await
-            .map_err(|e| file_error("cannot write", &partial, e))?
-            .into_std()
-            .await;
+        let out = durable::FlushingFile::new(
+            tokio::fs::File::create(&partial)
+                .await
+                .map_err(|e| file_error("cannot write", &partial, e))?
+                .into_std()
+                .await,
+        );
         let written = match self.decrypt_into(&file, &url, out).await {
             // Durable before it takes the destination's name.
             Ok(out) => tokio::task::spawn_blocking(move || out.sync_all())
