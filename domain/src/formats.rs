@@ -1,8 +1,9 @@
 //! JSON Schemas of the values that serialise as text of their own: ids (UUID strings),
 //! names, keys and signatures (base64), digests and blind indexes (hex), the actor.
 //!
-//! Their serde forms are hand-written (`try_from`/`into` a string, `with = "b64"`), so a
-//! derived schema would say "any string" or worse; these say exactly which strings. Each
+//! Their serde forms are hand-written (`try_from`/`into` a string, `with = "b64"`, a
+//! visitor of their own), so a derived schema would say "any string" or worse; these say
+//! exactly which strings. Each
 //! pattern is the form this crate writes, which is also what it accepts (UUIDs aside: the
 //! parser also takes braced and URN forms, which nothing here ever writes).
 //! Kept in one file, beside the encodings they mirror, so the schemas are reviewed

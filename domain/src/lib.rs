@@ -69,12 +69,11 @@ mod envelope_tests {
         let json = serde_json::to_string(&hash).unwrap();
         assert_eq!(json, format!("\"{}\"", hash.to_hex()));
         assert_eq!(serde_json::from_str::<EventHash>(&json).unwrap(), hash);
-        let upper = format!("\"{}\"", hash.to_hex().to_uppercase());
-        assert_eq!(serde_json::from_str::<EventHash>(&upper).unwrap(), hash);
         for (text, why) in [
             ("ab".repeat(31), "not 32 bytes"),
             ("ab".repeat(33), "not 32 bytes"),
             ("zz".repeat(32), "not hex"),
+            (hash.to_hex().to_uppercase(), "not hex"),
             (format!("{}g", "a".repeat(63)), "not hex"),
             (format!("{}é", "a".repeat(62)), "not hex"),
         ] {

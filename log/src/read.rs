@@ -111,16 +111,26 @@ impl EventLog {
 /// twice was a few hundredths of a rebuild). The subject is `$JS.ACK.` and then (NATS
 /// ADR-15) either `<stream>.<consumer>.<delivered>.<stream seq>.…` (7 tokens, the older
 /// form) or `<domain>.<account hash>.<stream>.<consumer>.<delivered>.<stream seq>.…` (9
-/// or more), as `Message::info` reads it.
+/// or more). `Message::info` refuses 8 tokens; so does this.
 fn stream_sequence(reply: &str) -> Option<u64> {
     let tokens = reply.strip_prefix("$JS.ACK.")?;
-    let count = tokens.split('.').count();
-    let index = match count {
-        7 => 3,
-        9.. => 5,
-        _ => return None,
-    };
-    tokens.split('.').nth(index)?.parse().ok()
+    // The candidates for either form, found in one pass.
+    let (mut older, mut newer, mut count) = (None, None, 0usize);
+    for token in tokens.split('.') {
+        match count {
+            3 => older = Some(token),
+            5 => newer = Some(token),
+            _ => {}
+        }
+        count += 1;
+    }
+    match count {
+        7 => older,
+        9.. => newer,
+        _ => None,
+    }?
+    .parse()
+    .ok()
 }
 
 #[cfg(test)]
@@ -150,6 +160,7 @@ mod tests {
         for reply in [
             "_INBOX.abc",
             "$JS.ACK.NS_EVENTS.c0nsumer.1.4711",
+            "$JS.ACK._.ACCHASH.NS_EVENTS.c0nsumer.1.4711.12.17",
             "$JS.ACK.NS_EVENTS.c0nsumer.1.x.12.1733000000000000000.3",
             "$JS.ACK._.ACCHASH.NS_EVENTS.c0nsumer.1.-4.12.1733000000000000000.3",
         ] {

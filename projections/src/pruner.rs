@@ -147,8 +147,8 @@ impl Pruner {
 
     async fn projects_with_expired(&self) -> Result<Vec<ProjectId>, ProjectionError> {
         let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
-            // One probe of `messages_expiring_by_project` per project: there are few
-            // projects beside their messages.
+            // One probe of `messages_expiring_by_project` per project: projects are
+            // few next to messages.
             "SELECT p.id FROM projects p
              WHERE EXISTS (SELECT 1 FROM messages m
                            WHERE m.project_id = p.id

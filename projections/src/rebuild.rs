@@ -281,6 +281,9 @@ const NOT_IN_THE_LOG: &[&str] = &["pending_uploads"];
 /// stops every live projector meanwhile, then fails and can be run again.
 const CARRY_OVER_LOCK_TIMEOUT: &str = "5s";
 
+/// PostgreSQL's error code for a lock not granted within `lock_timeout`.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
 /// Copies the rows of [`NOT_IN_THE_LOG`] from the live schema into the new one, inside the
 /// switch. Each live table is locked against writes first: a writer waiting on it
 /// resolves the name again once the switch commits, and so writes to the new schema.
@@ -302,12 +305,13 @@ async fn carry_over_what_the_log_lacks(conn: &mut PgConnection) -> Result<(), Pr
         ))
         .execute(&mut *conn)
         .await
-        .map_err(|e| {
-            ProjectionError::Database(format!(
+        .map_err(|e| match e.as_database_error().and_then(|d| d.code()) {
+            Some(code) if code == LOCK_NOT_AVAILABLE => ProjectionError::Database(format!(
                 "could not lock {LIVE_SCHEMA}.{table} within {CARRY_OVER_LOCK_TIMEOUT} to carry \
-                 its rows over ({e}): a transaction holds it; nothing was switched, run the \
-                 rebuild again once it ends"
-            ))
+                 its rows over: a transaction holds it; nothing was switched, run the rebuild \
+                 again once it ends"
+            )),
+            _ => e.into(),
         })?;
         sqlx::query("SET LOCAL lock_timeout TO DEFAULT")
             .execute(&mut *conn)
@@ -330,7 +334,10 @@ async fn carry_over_what_the_log_lacks(conn: &mut PgConnection) -> Result<(), Pr
 }
 
 /// The columns `table` has in both the live schema and the new one, quoted and joined
-/// with commas; `None` when the live schema has no such table (older than its migration).
+/// with commas, but those the new one computes itself (generated, or identities always
+/// generated); `None` when either schema lacks the table (the live one is older than its
+/// migration, or a newer version dropped it). A shared column whose type changed to one
+/// the old values do not convert to fails the switch, naming the column.
 async fn shared_columns(
     conn: &mut PgConnection,
     table: &str,
@@ -340,7 +347,8 @@ async fn shared_columns(
          FROM information_schema.columns n
          JOIN information_schema.columns l
            ON l.table_schema = $2 AND l.table_name = n.table_name AND l.column_name = n.column_name
-         WHERE n.table_schema = $1 AND n.table_name = $3",
+         WHERE n.table_schema = $1 AND n.table_name = $3
+           AND n.is_generated = 'NEVER' AND n.identity_generation IS DISTINCT FROM 'ALWAYS'",
     )
     .bind(NEXT_SCHEMA)
     .bind(LIVE_SCHEMA)

@@ -181,16 +181,17 @@ fn write_upload(
     root: &Path,
 ) -> std::io::Result<()> {
     // A second thread `fdatasync`s what has been written so far whenever another
-    // [`FLUSH_EVERY`] bytes are in, without holding up the writes.
+    // [`FLUSH_EVERY`] bytes are in, without holding up the writes. It answers the first
+    // error it meets: Linux reports a writeback error once per open file, and its handle
+    // shares this one's, so the final `fsync` alone could miss it.
     let (flush, flushes) = std::sync::mpsc::channel::<()>();
     let flusher = file.try_clone().map(|clone| {
-        std::thread::spawn(move || {
+        std::thread::spawn(move || -> std::io::Result<()> {
             while flushes.recv().is_ok() {
                 while flushes.try_recv().is_ok() {} // One flush covers every request so far.
-                if let Err(e) = clone.sync_data() {
-                    tracing::debug!(error = %e, "a background flush failed; the final fsync decides");
-                }
+                clone.sync_data()?;
             }
+            Ok(())
         })
     });
     let written = (|| {
@@ -219,12 +220,16 @@ fn write_upload(
             }
         }
         drop(flush);
-        if let Ok(flusher) = flusher {
-            let _ = flusher.join();
-        }
+        let flushed = match flusher {
+            Ok(flusher) => flusher
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the background flush panicked"))),
+            Err(_) => Ok(()),
+        };
         if !finished {
             return Ok(false);
         }
+        flushed?;
         file.sync_all()?;
         drop(file);
         let parent = dest.parent().unwrap_or(root);

@@ -122,10 +122,9 @@ impl EventHash {
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
-}
 
-impl EventHash {
-    /// The hash its 64 hex digits name.
+    /// The hash its 64 lowercase hex digits name (the form [`EventHash::to_hex`] writes,
+    /// and the only one its schema allows).
     pub fn from_hex(text: &str) -> Result<Self, String> {
         if text.len() != 64 {
             return Err(format!("event hash `{text}` is not 32 bytes"));
@@ -147,8 +146,8 @@ impl EventHash {
 /// Marks a character that is no hex digit in [`HEX_DIGIT`].
 const NOT_HEX: u8 = 0x80;
 
-/// The value of each hex digit by its byte (either case), [`NOT_HEX`] for the rest: a
-/// look-up per digit, no branch, as every stored event's `prev` is read.
+/// The value of each lowercase hex digit by its byte, [`NOT_HEX`] for every other byte:
+/// a look-up per digit, no branch, as every stored event's `prev` is read.
 const HEX_DIGIT: [u8; 256] = {
     let mut table = [NOT_HEX; 256];
     let mut i = 0;
@@ -159,7 +158,6 @@ const HEX_DIGIT: [u8; 256] = {
     let mut i = 0;
     while i < 6 {
         table[b'a' as usize + i] = 10 + i as u8;
-        table[b'A' as usize + i] = 10 + i as u8;
         i += 1;
     }
     table

@@ -17,7 +17,10 @@ pub(super) struct FlushingFile {
     unflushed: u64,
     /// Asks the flusher for a flush; dropped to stop it.
     flush: Option<mpsc::Sender<()>>,
-    flusher: Option<JoinHandle<()>>,
+    /// Answers the first error of a background flush: Linux reports a writeback error
+    /// once per open file, and the flusher's handle shares this one's, so the final
+    /// `fsync` alone could miss it.
+    flusher: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl FlushingFile {
@@ -29,10 +32,9 @@ impl FlushingFile {
             std::thread::spawn(move || {
                 while flushes.recv().is_ok() {
                     while flushes.try_recv().is_ok() {} // One flush covers every request so far.
-                    if let Err(e) = clone.sync_data() {
-                        tracing::debug!(error = %e, "a background flush failed; the final fsync decides");
-                    }
+                    clone.sync_data()?;
                 }
+                Ok(())
             })
         });
         Self {
@@ -43,16 +45,19 @@ impl FlushingFile {
         }
     }
 
-    /// Waits for a flush under way, then `fsync`s: every byte written is on disk.
+    /// Waits for a flush under way, then `fsync`s: every byte written is on disk, or the
+    /// error of the flush or the `fsync` that found otherwise.
     pub(super) fn sync_all(mut self) -> std::io::Result<()> {
-        self.stop_flusher();
+        self.stop_flusher()?;
         self.file.sync_all()
     }
 
-    fn stop_flusher(&mut self) {
+    fn stop_flusher(&mut self) -> std::io::Result<()> {
         drop(self.flush.take());
-        if let Some(flusher) = self.flusher.take() {
-            let _ = flusher.join();
+        match self.flusher.take().map(JoinHandle::join) {
+            Some(Ok(flushed)) => flushed,
+            Some(Err(_)) => Err(std::io::Error::other("the background flush panicked")),
+            None => Ok(()),
         }
     }
 }
@@ -76,9 +81,10 @@ impl Write for FlushingFile {
 }
 
 impl Drop for FlushingFile {
-    /// A download abandoned half way leaves no thread behind.
+    /// A download abandoned half way leaves no thread behind (its file is removed, so
+    /// what a flush found no longer matters).
     fn drop(&mut self) {
-        self.stop_flusher();
+        let _ = self.stop_flusher();
     }
 }
 
