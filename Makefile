@@ -14,7 +14,9 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 up: services build ## install/start NATS and PostgreSQL if needed, build release, run `nexysync up`
-	$(CARGO) run --release --bin nexysync -- up $(ARGS)
+	@# The binary `build` made: `cargo run --bin nexysync` would resolve features for one
+	@# package, not the workspace, and compile everything a second time.
+	"$${CARGO_TARGET_DIR:-target}/release/nexysync" up $(ARGS)
 
 test: services toolchain ## fmt check, clippy -D warnings, every test (needs the services)
 	$(CARGO) fmt --all --check
