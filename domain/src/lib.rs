@@ -31,6 +31,7 @@ pub mod blob_url;
 pub mod crypto;
 pub mod decide;
 pub mod event;
+pub mod flushing_file;
 mod formats;
 pub mod ids;
 pub mod pieces;

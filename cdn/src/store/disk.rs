@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
+use nexysync_domain::flushing_file::FlushingFile;
 use tokio::sync::mpsc;
 
 use crate::error::CdnError;
@@ -26,10 +27,6 @@ use crate::error::CdnError;
 const QUEUED_RUNS: usize = 4;
 /// Pieces handed to one `writev`.
 const PIECES_PER_WRITE: usize = 64;
-/// Bytes written between two flushes started in the background: the disk works while
-/// the upload still arrives, so the `fsync` that acknowledges it has only the tail left,
-/// and no upload keeps more than this much unwritten in the page cache.
-const FLUSH_EVERY: u64 = 32 * 1024 * 1024;
 /// A staging file untouched for this long belongs to no running upload.
 pub(crate) const STALE_STAGING: Duration = Duration::from_secs(3600);
 
@@ -174,30 +171,19 @@ fn place_once(staging: &Path, dest: &Path) -> std::io::Result<()> {
 /// under its name (unless taken) and `fsync`s the directory; on a closed queue without
 /// it, removes the staging file.
 fn write_upload(
-    mut file: File,
+    file: File,
     mut rx: mpsc::Receiver<Piece>,
     staging: &Path,
     dest: &Path,
     root: &Path,
 ) -> std::io::Result<()> {
-    // A second thread `fdatasync`s what has been written so far whenever another
-    // [`FLUSH_EVERY`] bytes are in, without holding up the writes. It answers the first
-    // error it meets: Linux reports a writeback error once per open file, and its handle
-    // shares this one's, so the final `fsync` alone could miss it.
-    let (flush, flushes) = std::sync::mpsc::channel::<()>();
-    let flusher = file.try_clone().map(|clone| {
-        std::thread::spawn(move || -> std::io::Result<()> {
-            while flushes.recv().is_ok() {
-                while flushes.try_recv().is_ok() {} // One flush covers every request so far.
-                clone.sync_data()?;
-            }
-            Ok(())
-        })
-    });
+    // Flushed in the background as it grows, so the `fsync` that acknowledges the upload
+    // has only the tail left, and no upload keeps more than [`FLUSH_EVERY`] unwritten in
+    // the page cache.
+    let mut file = FlushingFile::new(file);
     let written = (|| {
         let mut batch: Vec<Bytes> = Vec::with_capacity(PIECES_PER_WRITE);
         let mut finished = false;
-        let mut unflushed = 0u64;
         while !finished {
             let Some(piece) = rx.blocking_recv() else {
                 break;
@@ -212,26 +198,13 @@ fn write_upload(
                     next = rx.try_recv().ok();
                 }
             }
-            unflushed += write_batch(&mut file, &batch)?;
+            write_batch(&mut file, &batch)?;
             batch.clear();
-            if unflushed >= FLUSH_EVERY {
-                let _ = flush.send(());
-                unflushed = 0;
-            }
         }
-        drop(flush);
-        let flushed = match flusher {
-            Ok(flusher) => flusher
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("the background flush panicked"))),
-            Err(_) => Ok(()),
-        };
         if !finished {
             return Ok(false);
         }
-        flushed?;
         file.sync_all()?;
-        drop(file);
         let parent = dest.parent().unwrap_or(root);
         let created = !parent.exists();
         std::fs::create_dir_all(parent)?;
@@ -256,10 +229,8 @@ fn write_upload(
     }
 }
 
-/// Writes every byte of `batch` with as few `writev` calls as the kernel allows; how
-/// many there were.
-fn write_batch(file: &mut File, batch: &[Bytes]) -> std::io::Result<u64> {
-    let total = batch.iter().map(|b| b.len() as u64).sum();
+/// Writes every byte of `batch` with as few `writev` calls as the kernel allows.
+fn write_batch(file: &mut FlushingFile, batch: &[Bytes]) -> std::io::Result<()> {
     let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
     let mut slices = &mut slices[..];
     while !slices.is_empty() {
@@ -270,13 +241,15 @@ fn write_batch(file: &mut File, batch: &[Bytes]) -> std::io::Result<u64> {
             Err(e) => return Err(e),
         }
     }
-    Ok(total)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     // A test: a panic is the failure report.
     #![allow(clippy::unwrap_used)]
+
+    use nexysync_domain::flushing_file::FLUSH_EVERY;
 
     use super::*;
 

@@ -84,16 +84,9 @@ impl fmt::Display for Actor {
 }
 
 /// SHA-256 of an event: what the next event's `prev` names.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(into = "String")]
 pub struct EventHash([u8; 32]);
-
-impl Serialize for EventHash {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut hex = [0u8; 64];
-        hex::encode_to_slice(self.0, &mut hex).map_err(serde::ser::Error::custom)?;
-        s.serialize_str(std::str::from_utf8(&hex).map_err(serde::ser::Error::custom)?)
-    }
-}
 
 impl<'de> Deserialize<'de> for EventHash {
     /// Straight from the JSON text into the 32 bytes: every event read but a project's

@@ -21,6 +21,7 @@ use nexysync_domain::crypto::file_stream::{ciphertext_len, FileEncryptor, FILE_C
 use nexysync_domain::event::{
     fields, Actor, Draft, EventBody, FileDeleted, FileShared, MAX_FILE_BYTES,
 };
+use nexysync_domain::flushing_file::FlushingFile;
 use nexysync_domain::ids::{AgentName, EventId, Seq};
 use nexysync_domain::wire::{
     Appended, FileCommit, FileDownload, FilePage, StoredBlob, StoredEvent, UploadTicket,
@@ -32,7 +33,6 @@ use super::message::RejectedMessage;
 use super::verify::{author, open_text, rfc3339, Reader, VerifyError};
 use super::{ChainMemory, Client, ClientError, Directory};
 
-mod durable;
 mod pipeline;
 mod stall;
 
@@ -248,7 +248,7 @@ impl Client {
                 .and_then(|n| n.to_str())
                 .unwrap_or("download")
         ));
-        let out = durable::FlushingFile::new(
+        let out = FlushingFile::new(
             tokio::fs::File::create(&partial)
                 .await
                 .map_err(|e| file_error("cannot write", &partial, e))?

@@ -1,18 +1,20 @@
-//! A download's file, written front to back and made durable once complete, with the disk
-//! kept writing on the way: a thread beside the writer `fdatasync`s what is written
-//! whenever another [`FLUSH_EVERY`] bytes are in (as the CDN does with an upload), so the
-//! `fsync` at the end has only the tail left instead of the whole file.
+//! [`FlushingFile`]: a file written front to back and made durable once complete, with
+//! the disk kept writing on the way, for the file pipelines (the CDN storing an upload,
+//! the agents' client a download). A thread beside the writer `fdatasync`s what is
+//! written whenever another [`FLUSH_EVERY`] bytes are in, so the `fsync` at the end has
+//! only the tail left instead of the whole file.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 /// Bytes written between two flushes started in the background.
-const FLUSH_EVERY: u64 = 32 * 1024 * 1024;
+pub const FLUSH_EVERY: u64 = 32 * 1024 * 1024;
 
 /// Writes to a file, flushing it to disk in the background as it grows.
-pub(super) struct FlushingFile {
+#[derive(Debug)]
+pub struct FlushingFile {
     file: File,
     unflushed: u64,
     /// Asks the flusher for a flush; dropped to stop it.
@@ -26,7 +28,7 @@ pub(super) struct FlushingFile {
 impl FlushingFile {
     /// Writes to `file`. Without a second handle on it (`try_clone` failed) nothing is
     /// flushed before [`FlushingFile::sync_all`], which is still correct, only slower.
-    pub(super) fn new(file: File) -> Self {
+    pub fn new(file: File) -> Self {
         let (flush, flushes) = mpsc::channel::<()>();
         let flusher = file.try_clone().ok().map(|clone| {
             std::thread::spawn(move || {
@@ -47,7 +49,7 @@ impl FlushingFile {
 
     /// Waits for a flush under way, then `fsync`s: every byte written is on disk, or the
     /// error of the flush or the `fsync` that found otherwise.
-    pub(super) fn sync_all(mut self) -> std::io::Result<()> {
+    pub fn sync_all(mut self) -> std::io::Result<()> {
         self.stop_flusher()?;
         self.file.sync_all()
     }
@@ -62,9 +64,9 @@ impl FlushingFile {
     }
 }
 
-impl Write for FlushingFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let written = self.file.write(buf)?;
+impl FlushingFile {
+    /// Counts `written` more bytes, asking for a flush once [`FLUSH_EVERY`] are in.
+    fn wrote(&mut self, written: usize) -> usize {
         self.unflushed += written as u64;
         if self.unflushed >= FLUSH_EVERY {
             if let Some(flush) = &self.flush {
@@ -72,7 +74,19 @@ impl Write for FlushingFile {
             }
             self.unflushed = 0;
         }
-        Ok(written)
+        written
+    }
+}
+
+impl Write for FlushingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.file.write(buf)?;
+        Ok(self.wrote(written))
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        let written = self.file.write_vectored(bufs)?;
+        Ok(self.wrote(written))
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -81,7 +95,7 @@ impl Write for FlushingFile {
 }
 
 impl Drop for FlushingFile {
-    /// A download abandoned half way leaves no thread behind (its file is removed, so
+    /// A transfer abandoned half way leaves no thread behind (its file is removed, so
     /// what a flush found no longer matters).
     fn drop(&mut self) {
         let _ = self.stop_flusher();
