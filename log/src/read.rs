@@ -21,9 +21,17 @@ pub struct RawEvent {
 }
 
 impl RawEvent {
-    /// Decodes the stored envelope.
+    /// Decodes the stored envelope. Its UTF-8 is checked once, whole, and the text parsed:
+    /// from bytes, the parser checks every string on its own, which cost more than the rest
+    /// of scanning them. Bytes that are not UTF-8 throughout are parsed as bytes, as before:
+    /// the parser does not check the strings it skips (a field it does not know), so it
+    /// decodes some of those, and the same events decode either way.
     pub fn envelope(&self) -> Result<Envelope, LogError> {
-        serde_json::from_slice(&self.payload).map_err(|e| LogError::Corrupt {
+        let decoded = match std::str::from_utf8(&self.payload) {
+            Ok(text) => serde_json::from_str(text),
+            Err(_) => serde_json::from_slice(&self.payload),
+        };
+        decoded.map_err(|e| LogError::Corrupt {
             seq: self.seq.0,
             reason: e.to_string(),
         })
@@ -135,7 +143,48 @@ fn stream_sequence(reply: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::stream_sequence;
+    use super::{stream_sequence, RawEvent};
+    use nexysync_domain::ids::Seq;
+
+    fn raw(payload: Vec<u8>) -> RawEvent {
+        RawEvent {
+            seq: Seq(7),
+            subject: async_nats::Subject::from_static("NS_EVENTS.p"),
+            payload: payload.into(),
+        }
+    }
+
+    /// A stored event with `extra` spliced in as its first field.
+    fn golden_with(extra: &[u8]) -> Vec<u8> {
+        let golden = include_bytes!("../../schemas/golden/message_sent.v1.json");
+        let text = std::str::from_utf8(golden).unwrap().trim();
+        let mut spliced = b"{".to_vec();
+        spliced.extend_from_slice(extra);
+        spliced.extend_from_slice(&text.as_bytes()[1..]);
+        spliced
+    }
+
+    #[test]
+    fn an_event_decodes_the_same_whether_or_not_it_is_utf8_throughout() {
+        let plain = golden_with(b"");
+        let decoded = raw(plain.clone()).envelope().unwrap();
+        assert_eq!(
+            decoded,
+            serde_json::from_slice::<nexysync_domain::event::Envelope>(&plain).unwrap()
+        );
+        // The parser skips a field it does not know without checking its UTF-8.
+        let skipped = raw(golden_with(b"\"unknown\":\"\xff\xfe\",")).envelope();
+        assert_eq!(skipped.unwrap(), decoded);
+        // In a field it reads, it does not decode.
+        let mut bad_kind = golden_with(b"");
+        let at = bad_kind
+            .windows(13)
+            .position(|w| w == b"\"message_sent")
+            .unwrap();
+        bad_kind[at + 1] = 0xff;
+        let refused = raw(bad_kind).envelope().unwrap_err().to_string();
+        assert!(refused.contains('7'), "names the sequence: {refused}");
+    }
 
     #[test]
     fn the_stream_sequence_is_read_from_either_form_of_reply_subject() {

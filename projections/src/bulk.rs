@@ -31,7 +31,7 @@ use crate::ProjectionError;
 /// still in the log, which are few (the unread mark is the live projector's alone). Made
 /// again like the rest, which checks them.
 const UNIQUE_BY_THE_LOG: &[(&str, &str)] = &[
-    ("messages", "UNIQUE (seq)"),
+    ("messages", "UNIQUE (project_id, seq)"),
     ("inbox_entries", "PRIMARY KEY (agent_id, seq)"),
 ];
 

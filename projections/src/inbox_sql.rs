@@ -21,7 +21,7 @@ pub(crate) async fn read_through<'e>(
 /// (migration 0010). Each half stops at the limit on its own index, so a long inbox is
 /// never read whole: the broadcasts' through `messages_broadcasts`, which the project and
 /// the lower bound reach only as constants (scalar subqueries; joined to `agents`, the
-/// planner walked `messages (seq)` across every project instead).
+/// planner walked `messages (seq)`, an index since dropped, across every project instead).
 macro_rules! inbox_query {
     ($filter:literal) => {
         concat!(
