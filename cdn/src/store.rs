@@ -25,6 +25,7 @@ use nexysync_domain::blob_url::UrlError;
 use crate::error::CdnError;
 use crate::settings::Storage;
 
+mod direct;
 mod disk;
 mod hashing;
 

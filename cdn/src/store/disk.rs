@@ -2,9 +2,10 @@
 //! renames it, but never `fsync`s: an upload acknowledged a moment before a power cut
 //! could come back empty or torn under its final name. Here an upload is written by a
 //! thread of its own (so the disk never waits on the network, nor the network on the
-//! disk), in large vectored writes (a second thread starts the disk on each 32 MiB as it
-//! is written), then `fsync`ed, renamed into place and its directory `fsync`ed, all
-//! before the CDN answers. Reads, sizes and deletes still go through
+//! disk), straight to the disk in 1 MiB runs where the file system allows it
+//! ([`super::direct`]; else through the page cache, a second thread starting the disk on
+//! each 32 MiB as it is written), then `fsync`ed, renamed into place and its directory
+//! `fsync`ed, all before the CDN answers. Reads, sizes and deletes still go through
 //! `object_store` over the same directory.
 //!
 //! Staging files live in `<dir>/.staging/`, outside any blob key (keys are two UUIDs). One
@@ -12,14 +13,13 @@
 //! removed by [`DiskBlobs::sweep_staging`] once nothing has written to it for an hour.
 
 use std::fs::File;
-use std::io::{IoSlice, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use nexysync_domain::flushing_file::FlushingFile;
 use tokio::sync::mpsc;
 
+use super::direct::StagingFile;
 use crate::error::CdnError;
 
 /// Runs of an upload's pieces queued for its writer: bounded, so memory stays flat when
@@ -67,7 +67,7 @@ impl DiskBlobs {
         let (tx, rx) = mpsc::channel(QUEUED_RUNS);
         let file = {
             let staging = staging.clone();
-            tokio::task::spawn_blocking(move || File::create_new(staging))
+            tokio::task::spawn_blocking(move || StagingFile::create_new(&staging))
                 .await
                 .map_err(|e| CdnError::Disk(std::io::Error::other(e)))?
                 .map_err(CdnError::Disk)?
@@ -171,16 +171,12 @@ fn place_once(staging: &Path, dest: &Path) -> std::io::Result<()> {
 /// under its name (unless taken) and `fsync`s the directory; on a closed queue without
 /// it, removes the staging file.
 fn write_upload(
-    file: File,
+    mut file: StagingFile,
     mut rx: mpsc::Receiver<Piece>,
     staging: &Path,
     dest: &Path,
     root: &Path,
 ) -> std::io::Result<()> {
-    // Flushed in the background as it grows, so the `fsync` that acknowledges the upload
-    // has only the tail left, and no upload keeps more than [`FLUSH_EVERY`] unwritten in
-    // the page cache.
-    let mut file = FlushingFile::new(file);
     let written = (|| {
         let mut batch: Vec<Bytes> = Vec::with_capacity(PIECES_PER_WRITE);
         let mut finished = false;
@@ -198,13 +194,13 @@ fn write_upload(
                     next = rx.try_recv().ok();
                 }
             }
-            write_batch(&mut file, &batch)?;
+            file.write(&batch, staging)?;
             batch.clear();
         }
         if !finished {
             return Ok(false);
         }
-        file.sync_all()?;
+        file.sync_all(staging)?;
         let parent = dest.parent().unwrap_or(root);
         let created = !parent.exists();
         std::fs::create_dir_all(parent)?;
@@ -227,21 +223,6 @@ fn write_upload(
             Err(e)
         }
     }
-}
-
-/// Writes every byte of `batch` with as few `writev` calls as the kernel allows.
-fn write_batch(file: &mut FlushingFile, batch: &[Bytes]) -> std::io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
-    let mut slices = &mut slices[..];
-    while !slices.is_empty() {
-        match file.write_vectored(slices) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
