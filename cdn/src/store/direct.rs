@@ -70,12 +70,15 @@ impl StagingFile {
             };
             match direct.write(piece) {
                 Ok(()) => pieces = rest,
-                // The piece was gathered: the run is what is written again.
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                // The run gathered is written again, then what of the piece it left.
+                Err((gathered, e)) if e.raw_os_error() == Some(libc::EINVAL) => {
                     self.go_buffered(path, e)?;
+                    if let Self::Buffered(file) = self {
+                        file.write_all(&piece[gathered..])?;
+                    }
                     pieces = rest;
                 }
-                Err(e) => return Err(e),
+                Err((_, e)) => return Err(e),
             }
         }
         match self {
@@ -135,17 +138,20 @@ impl DirectFile {
         &self.buffer[self.start..self.start + self.filled]
     }
 
-    fn write(&mut self, mut piece: &[u8]) -> std::io::Result<()> {
-        while !piece.is_empty() {
-            let room = DIRECT_RUN - self.filled;
-            let taken = room.min(piece.len());
+    /// Gathers `piece`, writing each run it fills. A write that fails leaves its run
+    /// gathered and answers how much of `piece` was.
+    fn write(&mut self, piece: &[u8]) -> Result<(), (usize, std::io::Error)> {
+        let mut gathered = 0;
+        while gathered < piece.len() {
+            let taken = (DIRECT_RUN - self.filled).min(piece.len() - gathered);
             let at = self.start + self.filled;
-            self.buffer[at..at + taken].copy_from_slice(&piece[..taken]);
+            self.buffer[at..at + taken].copy_from_slice(&piece[gathered..gathered + taken]);
             self.filled += taken;
-            piece = &piece[taken..];
+            gathered += taken;
             if self.filled == DIRECT_RUN {
                 self.file
-                    .write_all(&self.buffer[self.start..self.start + DIRECT_RUN])?;
+                    .write_all(&self.buffer[self.start..self.start + DIRECT_RUN])
+                    .map_err(|e| (gathered, e))?;
                 self.written += DIRECT_RUN as u64;
                 self.filled = 0;
             }
@@ -235,6 +241,27 @@ mod tests {
         assert!(matches!(file, StagingFile::Buffered(_)));
         file.write(&piece(DIRECT_RUN + 10..content.len()), &path)
             .unwrap();
+        file.sync_all(&path).unwrap();
+        assert!(std::fs::read(&path).unwrap() == content);
+    }
+
+    #[test]
+    fn a_direct_write_refused_mid_piece_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("refused.part");
+        let mut file = StagingFile::create_new(&path).unwrap();
+        let StagingFile::Direct(direct) = &mut file else {
+            return; // No direct writes on this file system: nothing to refuse.
+        };
+        // A run that starts off the block boundary: the kernel refuses to write it.
+        direct.start += 1;
+        let content = pattern(3 * DIRECT_RUN / 2);
+        let pieces = [
+            Bytes::copy_from_slice(&content[..DIRECT_RUN / 2]),
+            Bytes::copy_from_slice(&content[DIRECT_RUN / 2..]),
+        ];
+        file.write(&pieces, &path).unwrap();
+        assert!(matches!(file, StagingFile::Buffered(_)));
         file.sync_all(&path).unwrap();
         assert!(std::fs::read(&path).unwrap() == content);
     }
