@@ -25,7 +25,6 @@ use nexysync_domain::blob_url::UrlError;
 use crate::error::CdnError;
 use crate::settings::Storage;
 
-mod direct;
 mod disk;
 mod hashing;
 

@@ -30,6 +30,7 @@ pub mod audit;
 pub mod blob_url;
 pub mod crypto;
 pub mod decide;
+pub mod direct_file;
 pub mod event;
 pub mod flushing_file;
 mod formats;

@@ -3,7 +3,7 @@
 //! could come back empty or torn under its final name. Here an upload is written by a
 //! thread of its own (so the disk never waits on the network, nor the network on the
 //! disk), straight to the disk in 1 MiB runs where the file system allows it
-//! ([`super::direct`]; else through the page cache, a second thread starting the disk on
+//! ([`nexysync_domain::direct_file`]; else through the page cache, a second thread starting the disk on
 //! each 32 MiB as it is written), then `fsync`ed, renamed into place and its directory
 //! `fsync`ed, all before the CDN answers. Reads, sizes and deletes still go through
 //! `object_store` over the same directory.
@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
+use nexysync_domain::direct_file::DurableFile;
 use tokio::sync::mpsc;
 
-use super::direct::StagingFile;
 use crate::error::CdnError;
 
 /// Runs of an upload's pieces queued for its writer: bounded, so memory stays flat when
@@ -67,7 +67,7 @@ impl DiskBlobs {
         let (tx, rx) = mpsc::channel(QUEUED_RUNS);
         let file = {
             let staging = staging.clone();
-            tokio::task::spawn_blocking(move || StagingFile::create_new(&staging))
+            tokio::task::spawn_blocking(move || DurableFile::create_new(&staging))
                 .await
                 .map_err(|e| CdnError::Disk(std::io::Error::other(e)))?
                 .map_err(CdnError::Disk)?
@@ -171,7 +171,7 @@ fn place_once(staging: &Path, dest: &Path) -> std::io::Result<()> {
 /// under its name (unless taken) and `fsync`s the directory; on a closed queue without
 /// it, removes the staging file.
 fn write_upload(
-    mut file: StagingFile,
+    mut file: DurableFile,
     mut rx: mpsc::Receiver<Piece>,
     staging: &Path,
     dest: &Path,
@@ -194,13 +194,13 @@ fn write_upload(
                     next = rx.try_recv().ok();
                 }
             }
-            file.write(&batch, staging)?;
+            file.write_pieces(&batch)?;
             batch.clear();
         }
         if !finished {
             return Ok(false);
         }
-        file.sync_all(staging)?;
+        file.sync_all()?;
         let parent = dest.parent().unwrap_or(root);
         let created = !parent.exists();
         std::fs::create_dir_all(parent)?;

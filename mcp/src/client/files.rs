@@ -8,7 +8,8 @@
 //! media type are sealed in the event.
 //!
 //! Downloads stream the other way: a thread authenticates and decrypts each chunk as the
-//! socket delivers it and writes 1 MiB at a time. A download goes to a temporary file
+//! socket delivers it and writes 1 MiB at a time, around the page cache where the file
+//! system allows ([`nexysync_domain::direct_file`]). A download goes to a temporary file
 //! beside the destination, `fsync`ed and renamed into place only once the last chunk
 //! verified, so a truncated or tampered file never appears.
 
@@ -18,10 +19,10 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use nexysync_domain::crypto::file_stream::{ciphertext_len, FileEncryptor, FILE_CHUNK_SIZE};
+use nexysync_domain::direct_file::DurableFile;
 use nexysync_domain::event::{
     fields, Actor, Draft, EventBody, FileDeleted, FileShared, MAX_FILE_BYTES,
 };
-use nexysync_domain::flushing_file::FlushingFile;
 use nexysync_domain::ids::{AgentName, EventId, Seq};
 use nexysync_domain::wire::{
     Appended, FileCommit, FileDownload, FilePage, StoredBlob, StoredEvent, UploadTicket,
@@ -248,13 +249,14 @@ impl Client {
                 .and_then(|n| n.to_str())
                 .unwrap_or("download")
         ));
-        let out = FlushingFile::new(
-            tokio::fs::File::create(&partial)
+        let out = {
+            let path = partial.clone();
+            tokio::task::spawn_blocking(move || DurableFile::create(&path))
                 .await
+                .map_err(std::io::Error::other)
+                .and_then(|created| created)
                 .map_err(|e| file_error("cannot write", &partial, e))?
-                .into_std()
-                .await,
-        );
+        };
         let written = match self.decrypt_into(&file, &url, out).await {
             // Durable before it takes the destination's name.
             Ok(out) => tokio::task::spawn_blocking(move || out.sync_all())

@@ -1,39 +1,44 @@
-//! An upload's staging file written around the page cache (`O_DIRECT`), where the file
-//! system allows it. Copying an upload into the page cache was most of the CDN's upload
-//! time on the development VM (`copy_folio_from_iter_atomic`, 36% of the machine's samples
-//! during an upload: every byte lands in a page the host had to hand back first), and the
-//! `fsync` that acknowledges the upload then had all of it still to write. Written direct,
-//! the bytes go from one reused buffer to the disk, and the `fsync` has only the file's
-//! size and blocks left.
+//! A file written around the page cache (`O_DIRECT`) where the file system allows it, for
+//! the file pipelines' large writes (the CDN storing an upload, the client writing a
+//! download). Copying into the page cache was most of an upload's time on the development
+//! VM (`copy_folio_from_iter_atomic`, 36% of the machine's samples during an upload: every
+//! byte lands in a page the host had to hand back first), and the `fsync` that makes the
+//! file durable then had all of it still to write. Written direct, the bytes go from one
+//! reused buffer to the disk, and the `fsync` has only the file's size and blocks left.
 //!
 //! A direct write must start and end on block boundaries and come from an aligned buffer:
-//! the pieces of the request are gathered into [`DIRECT_RUN`]-byte runs of one aligned
-//! buffer, and the tail is written padded to a block, then cut back to the upload's size.
-//! Where the file system refuses direct writes (when opening, or on a write), the upload
-//! goes on through the page cache, as [`FlushingFile`] writes it.
+//! what is written is gathered into [`DIRECT_RUN`]-byte runs of one aligned buffer, and the
+//! tail is written padded to a block, then cut back to the file's size. Where the file
+//! system refuses direct writes (when opening, or on a write), the file goes on through the
+//! page cache, as [`FlushingFile`] writes it.
 
 use std::fs::File;
 use std::io::{IoSlice, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-use nexysync_domain::flushing_file::FlushingFile;
+use crate::flushing_file::FlushingFile;
 
 /// Bytes written to the disk at once: a multiple of any block size.
-pub(crate) const DIRECT_RUN: usize = 1 << 20;
+pub const DIRECT_RUN: usize = 1 << 20;
 /// The alignment of a direct write's buffer, offset and length (the largest logical block
 /// size of common disks).
 const BLOCK: usize = 4096;
 
-/// Where an upload's bytes go.
-pub(crate) enum StagingFile {
+/// A file being written, direct or through the page cache; durable once
+/// [`DurableFile::sync_all`] returns.
+pub struct DurableFile {
+    path: PathBuf,
+    sink: Sink,
+}
+
+enum Sink {
     Direct(DirectFile),
     Buffered(FlushingFile),
 }
 
-/// A staging file opened with `O_DIRECT` and the run being gathered for it.
-pub(crate) struct DirectFile {
+/// A file opened with `O_DIRECT` and the run being gathered for it.
+struct DirectFile {
     file: File,
     /// [`DIRECT_RUN`] bytes from `start` are the run; `buffer` has room to align it.
     buffer: Vec<u8>,
@@ -43,37 +48,49 @@ pub(crate) struct DirectFile {
     written: u64,
 }
 
-impl StagingFile {
-    /// Creates `path` (which must not exist), written direct where the file system allows.
-    pub(crate) fn create_new(path: &Path) -> std::io::Result<Self> {
-        let direct = File::options()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path);
-        match direct {
-            Ok(file) => Ok(Self::Direct(DirectFile::new(file))),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                tracing::debug!("no direct writes here; uploads go through the page cache");
-                Ok(Self::Buffered(FlushingFile::new(File::create_new(path)?)))
-            }
-            Err(e) => Err(e),
-        }
+impl DurableFile {
+    /// Creates `path`, which must not exist.
+    pub fn create_new(path: &Path) -> std::io::Result<Self> {
+        Self::open(path, File::options().write(true).create_new(true))
     }
 
-    /// Writes `pieces` after what was written (`path` is the file's, to go on buffered).
-    pub(crate) fn write(&mut self, pieces: &[Bytes], path: &Path) -> std::io::Result<()> {
+    /// Creates `path`, or empties it if it exists.
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        Self::open(
+            path,
+            File::options().write(true).create(true).truncate(true),
+        )
+    }
+
+    fn open(path: &Path, options: &mut std::fs::OpenOptions) -> std::io::Result<Self> {
+        let sink = match options.clone().custom_flags(libc::O_DIRECT).open(path) {
+            Ok(file) => Sink::Direct(DirectFile::new(file)),
+            // No direct writes on this file system.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                Sink::Buffered(FlushingFile::new(options.open(path)?))
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            sink,
+        })
+    }
+
+    /// Writes `pieces` after what was written.
+    pub fn write_pieces<B: AsRef<[u8]>>(&mut self, pieces: &[B]) -> std::io::Result<()> {
         let mut pieces = pieces;
-        while let Self::Direct(direct) = self {
+        while let Sink::Direct(direct) = &mut self.sink {
             let Some((piece, rest)) = pieces.split_first() else {
                 return Ok(());
             };
+            let piece = piece.as_ref();
             match direct.write(piece) {
                 Ok(()) => pieces = rest,
                 // The run gathered is written again, then what of the piece it left.
                 Err((gathered, e)) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    self.go_buffered(path, e)?;
-                    if let Self::Buffered(file) = self {
+                    self.go_buffered()?;
+                    if let Sink::Buffered(file) = &mut self.sink {
                         file.write_all(&piece[gathered..])?;
                     }
                     pieces = rest;
@@ -81,41 +98,66 @@ impl StagingFile {
                 Err((_, e)) => return Err(e),
             }
         }
-        match self {
-            Self::Buffered(file) => write_vectored_all(file, pieces),
-            Self::Direct(_) => Ok(()),
+        match &mut self.sink {
+            Sink::Buffered(file) => write_vectored_all(file, pieces),
+            Sink::Direct(_) => Ok(()),
         }
     }
 
+    /// Whether the file is being written direct (else through the page cache).
+    pub fn is_direct(&self) -> bool {
+        matches!(self.sink, Sink::Direct(_))
+    }
+
     /// Makes everything written durable: the tail written, the size set, then `fsync`.
-    pub(crate) fn sync_all(mut self, path: &Path) -> std::io::Result<()> {
-        if let Self::Direct(direct) = &mut self {
+    pub fn sync_all(mut self) -> std::io::Result<()> {
+        if let Sink::Direct(direct) = &mut self.sink {
             if let Err(e) = direct.write_tail() {
                 if e.raw_os_error() != Some(libc::EINVAL) {
                     return Err(e);
                 }
-                self.go_buffered(path, e)?;
+                self.go_buffered()?;
             }
         }
-        match self {
-            Self::Direct(direct) => direct.file.sync_all(),
-            Self::Buffered(file) => file.sync_all(),
+        match self.sink {
+            Sink::Direct(direct) => direct.file.sync_all(),
+            Sink::Buffered(file) => file.sync_all(),
         }
     }
 
     /// Goes on through the page cache after a refused direct write: the whole runs written
     /// are kept, the run being gathered is written again.
-    fn go_buffered(&mut self, path: &Path, refused: std::io::Error) -> std::io::Result<()> {
-        let Self::Direct(direct) = self else {
+    fn go_buffered(&mut self) -> std::io::Result<()> {
+        let Sink::Direct(direct) = &self.sink else {
             return Ok(());
         };
-        tracing::debug!(error = %refused, "a direct write was refused; going on through the page cache");
-        let mut file = File::options().write(true).open(path)?;
+        let mut file = File::options().write(true).open(&self.path)?;
         file.set_len(direct.written)?;
         file.seek(SeekFrom::Start(direct.written))?;
         let mut buffered = FlushingFile::new(file);
         buffered.write_all(direct.run())?;
-        *self = Self::Buffered(buffered);
+        self.sink = Sink::Buffered(buffered);
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for DurableFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableFile")
+            .field("path", &self.path)
+            .field("direct", &self.is_direct())
+            .finish()
+    }
+}
+
+impl Write for DurableFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_pieces(&[buf])?;
+        Ok(buf.len())
+    }
+
+    /// Nothing to do: a direct run waits for the next or for [`DurableFile::sync_all`].
+    fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }
@@ -179,8 +221,11 @@ impl DirectFile {
 }
 
 /// Writes every byte of `pieces` with as few `writev` calls as the kernel allows.
-fn write_vectored_all(file: &mut FlushingFile, pieces: &[Bytes]) -> std::io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|b| IoSlice::new(b)).collect();
+fn write_vectored_all<B: AsRef<[u8]>>(
+    file: &mut FlushingFile,
+    pieces: &[B],
+) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|b| IoSlice::new(b.as_ref())).collect();
     let mut slices = &mut slices[..];
     while !slices.is_empty() {
         match file.write_vectored(slices) {
@@ -197,6 +242,8 @@ fn write_vectored_all(file: &mut FlushingFile, pieces: &[Bytes]) -> std::io::Res
 mod tests {
     // A test: a panic is the failure report.
     #![allow(clippy::unwrap_used)]
+
+    use bytes::Bytes;
 
     use super::*;
 
@@ -218,12 +265,12 @@ mod tests {
         ] {
             let path = dir.path().join(format!("{size}.part"));
             let content = pattern(size);
-            let mut file = StagingFile::create_new(&path).unwrap();
+            let mut file = DurableFile::create_new(&path).unwrap();
             let pieces: Vec<Bytes> = content.chunks(65_000).map(Bytes::copy_from_slice).collect();
             for run in pieces.chunks(7) {
-                file.write(run, &path).unwrap();
+                file.write_pieces(run).unwrap();
             }
-            file.sync_all(&path).unwrap();
+            file.sync_all().unwrap();
             assert!(std::fs::read(&path).unwrap() == content, "{size} bytes");
         }
     }
@@ -233,15 +280,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("switched.part");
         let content = pattern(DIRECT_RUN + 12_345);
-        let mut file = StagingFile::create_new(&path).unwrap();
+        let mut file = DurableFile::create_new(&path).unwrap();
         let piece = |range: std::ops::Range<usize>| [Bytes::copy_from_slice(&content[range])];
-        file.write(&piece(0..DIRECT_RUN + 10), &path).unwrap();
-        file.go_buffered(&path, std::io::Error::from_raw_os_error(libc::EINVAL))
+        file.write_pieces(&piece(0..DIRECT_RUN + 10)).unwrap();
+        file.go_buffered().unwrap();
+        assert!(!file.is_direct());
+        file.write_pieces(&piece(DIRECT_RUN + 10..content.len()))
             .unwrap();
-        assert!(matches!(file, StagingFile::Buffered(_)));
-        file.write(&piece(DIRECT_RUN + 10..content.len()), &path)
-            .unwrap();
-        file.sync_all(&path).unwrap();
+        file.sync_all().unwrap();
         assert!(std::fs::read(&path).unwrap() == content);
     }
 
@@ -249,8 +295,8 @@ mod tests {
     fn a_direct_write_refused_mid_piece_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("refused.part");
-        let mut file = StagingFile::create_new(&path).unwrap();
-        let StagingFile::Direct(direct) = &mut file else {
+        let mut file = DurableFile::create_new(&path).unwrap();
+        let Sink::Direct(direct) = &mut file.sink else {
             return; // No direct writes on this file system: nothing to refuse.
         };
         // A run that starts off the block boundary: the kernel refuses to write it.
@@ -260,9 +306,23 @@ mod tests {
             Bytes::copy_from_slice(&content[..DIRECT_RUN / 2]),
             Bytes::copy_from_slice(&content[DIRECT_RUN / 2..]),
         ];
-        file.write(&pieces, &path).unwrap();
-        assert!(matches!(file, StagingFile::Buffered(_)));
-        file.sync_all(&path).unwrap();
+        file.write_pieces(&pieces).unwrap();
+        assert!(!file.is_direct());
+        file.sync_all().unwrap();
+        assert!(std::fs::read(&path).unwrap() == content);
+    }
+
+    #[test]
+    fn a_file_written_through_write_is_stored_whole_and_create_empties_it_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("written");
+        std::fs::write(&path, pattern(3 * BLOCK)).unwrap();
+        let content = pattern(DIRECT_RUN + 3);
+        let mut file = DurableFile::create(&path).unwrap();
+        file.write_all(&content[..10]).unwrap();
+        file.write_all(&content[10..]).unwrap();
+        file.flush().unwrap();
+        file.sync_all().unwrap();
         assert!(std::fs::read(&path).unwrap() == content);
     }
 
@@ -271,7 +331,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("taken.part");
         std::fs::write(&path, b"kept").unwrap();
-        assert!(StagingFile::create_new(&path).is_err());
+        assert!(DurableFile::create_new(&path).is_err());
         assert_eq!(std::fs::read(&path).unwrap(), b"kept");
     }
 }
