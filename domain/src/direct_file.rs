@@ -66,9 +66,7 @@ impl DurableFile {
         let sink = match options.clone().custom_flags(libc::O_DIRECT).open(path) {
             Ok(file) => Sink::Direct(DirectFile::new(file)),
             // No direct writes on this file system.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                Sink::Buffered(FlushingFile::new(options.open(path)?))
-            }
+            Err(e) if refused(&e) => Sink::Buffered(FlushingFile::new(options.open(path)?)),
             Err(e) => return Err(e),
         };
         Ok(Self {
@@ -88,11 +86,9 @@ impl DurableFile {
             match direct.write(piece) {
                 Ok(()) => pieces = rest,
                 // The run gathered is written again, then what of the piece it left.
-                Err((gathered, e)) if e.raw_os_error() == Some(libc::EINVAL) => {
+                Err((gathered, e)) if refused(&e) => {
                     self.go_buffered()?;
-                    if let Sink::Buffered(file) = &mut self.sink {
-                        file.write_all(&piece[gathered..])?;
-                    }
+                    self.write_pieces(&[&piece[gathered..]])?;
                     pieces = rest;
                 }
                 Err((_, e)) => return Err(e),
@@ -112,11 +108,9 @@ impl DurableFile {
     /// Makes everything written durable: the tail written, the size set, then `fsync`.
     pub fn sync_all(mut self) -> std::io::Result<()> {
         if let Sink::Direct(direct) = &mut self.sink {
-            if let Err(e) = direct.write_tail() {
-                if e.raw_os_error() != Some(libc::EINVAL) {
-                    return Err(e);
-                }
-                self.go_buffered()?;
+            match direct.write_tail() {
+                Err(e) if refused(&e) => self.go_buffered()?,
+                other => other?,
             }
         }
         match self.sink {
@@ -218,6 +212,11 @@ impl DirectFile {
         self.filled = 0;
         Ok(())
     }
+}
+
+/// Whether `e` is the kernel refusing a direct open or write (`EINVAL`).
+fn refused(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EINVAL)
 }
 
 /// Writes every byte of `pieces` with as few `writev` calls as the kernel allows.

@@ -1,6 +1,7 @@
 //! [`FlushingFile`]: a file written front to back and made durable once complete, with
 //! the disk kept writing on the way, for the file pipelines (the CDN storing an upload,
-//! the agents' client a download). A thread beside the writer `fdatasync`s what is
+//! the agents' client a download) where the file system refuses direct writes
+//! ([`crate::direct_file`]). A thread beside the writer `fdatasync`s what is
 //! written whenever another [`FLUSH_EVERY`] bytes are in, so the `fsync` at the end has
 //! only the tail left instead of the whole file.
 

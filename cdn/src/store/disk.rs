@@ -3,9 +3,9 @@
 //! could come back empty or torn under its final name. Here an upload is written by a
 //! thread of its own (so the disk never waits on the network, nor the network on the
 //! disk), straight to the disk in 1 MiB runs where the file system allows it
-//! ([`nexysync_domain::direct_file`]; else through the page cache, a second thread starting the disk on
-//! each 32 MiB as it is written), then `fsync`ed, renamed into place and its directory
-//! `fsync`ed, all before the CDN answers. Reads, sizes and deletes still go through
+//! ([`nexysync_domain::direct_file`]; else through the page cache, a second thread
+//! starting the disk on each 32 MiB as it is written), then `fsync`ed, renamed into place
+//! and its directory `fsync`ed, all before the CDN answers. Reads, sizes and deletes still go through
 //! `object_store` over the same directory.
 //!
 //! Staging files live in `<dir>/.staging/`, outside any blob key (keys are two UUIDs). One
